@@ -1,0 +1,163 @@
+/*
+ * migrate.c: the schema, as an ordered list of migrations. The database's
+ * PRAGMA user_version is the number of migrations applied; each runs in its
+ * own transaction, so a crash mid-upgrade leaves the previous version.
+ * Never edit a migration that has shipped: append a new one.
+ * docs/schema.md explains every table, column and view.
+ */
+#include <stdio.h>
+
+#include "db/store.h"
+
+static const char *const migrations[] = {
+	/* 1: users, messages, recipients, keys, tokens, admin views */
+	"CREATE TABLE users (\n"
+	"  user_id       INTEGER PRIMARY KEY,\n"
+	"  login         TEXT NOT NULL UNIQUE COLLATE NOCASE,\n"
+	"  password_hash TEXT NOT NULL CHECK (password_hash LIKE '$argon2id$%'),\n"
+	"  created_at    TEXT NOT NULL,\n"
+	"  updated_at    TEXT NOT NULL\n"
+	") STRICT;\n"
+	"CREATE TABLE user_addresses (\n"
+	"  address  TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,\n"
+	"  user_id  INTEGER NOT NULL REFERENCES users(user_id) ON DELETE CASCADE\n"
+	") STRICT;\n"
+	"CREATE INDEX user_addresses_user ON user_addresses(user_id);\n"
+	"CREATE TABLE messages (\n"
+	"  message_id     INTEGER PRIMARY KEY,\n"
+	"  public_id      TEXT NOT NULL UNIQUE,\n"
+	"  received_at    TEXT NOT NULL,\n"
+	"  auth_login     TEXT,\n"
+	"  client_address TEXT NOT NULL,\n"
+	"  helo           TEXT NOT NULL,\n"
+	"  envelope_from  TEXT NOT NULL,\n"
+	"  body_type      TEXT NOT NULL CHECK (body_type IN ('7BIT', '8BITMIME', 'BINARYMIME')),\n"
+	"  smtputf8       INTEGER NOT NULL CHECK (smtputf8 IN (0, 1)),\n"
+	"  size           INTEGER NOT NULL CHECK (size >= 0),\n"
+	"  sha256         TEXT NOT NULL CHECK (length(sha256) = 64)\n"
+	") STRICT;\n"
+	"CREATE INDEX messages_received_at ON messages(received_at);\n"
+	"CREATE INDEX messages_auth_login ON messages(auth_login, received_at);\n"
+	"CREATE INDEX messages_envelope_from ON messages(envelope_from, received_at);\n"
+	"CREATE TABLE message_bodies (\n"
+	"  message_id INTEGER PRIMARY KEY REFERENCES messages(message_id) ON DELETE CASCADE,\n"
+	"  content    BLOB NOT NULL\n"
+	") STRICT;\n"
+	"CREATE TABLE recipients (\n"
+	"  recipient_id    INTEGER PRIMARY KEY,\n"
+	"  message_id      INTEGER NOT NULL REFERENCES messages(message_id) ON DELETE CASCADE,\n"
+	"  position        INTEGER NOT NULL CHECK (position >= 1),\n"
+	"  address         TEXT NOT NULL,\n"
+	"  state           TEXT NOT NULL DEFAULT 'queued'\n"
+	"                  CHECK (state IN ('queued', 'deferred', 'delivered', 'failed')),\n"
+	"  attempts        INTEGER NOT NULL DEFAULT 0,\n"
+	"  next_attempt_at TEXT,\n"
+	"  last_reply      TEXT,\n"
+	"  updated_at      TEXT NOT NULL,\n"
+	"  UNIQUE (message_id, position)\n"
+	") STRICT;\n"
+	"CREATE INDEX recipients_address ON recipients(address);\n"
+	"CREATE INDEX recipients_state ON recipients(state, next_attempt_at);\n"
+	"CREATE TABLE signing_keys (\n"
+	"  key_id     TEXT PRIMARY KEY,\n"
+	"  public_key BLOB NOT NULL CHECK (length(public_key) = 32),\n"
+	"  secret_key BLOB CHECK (secret_key IS NULL OR length(secret_key) = 64),\n"
+	"  state      TEXT NOT NULL CHECK (state IN ('active', 'retired')),\n"
+	"  created_at TEXT NOT NULL,\n"
+	"  retired_at TEXT\n"
+	") STRICT;\n"
+	"CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys(state) WHERE state = 'active';\n"
+	"CREATE TABLE tokens (\n"
+	"  token_id     TEXT PRIMARY KEY,\n"
+	"  message_id   INTEGER NOT NULL REFERENCES messages(message_id) ON DELETE CASCADE,\n"
+	"  recipient_id INTEGER REFERENCES recipients(recipient_id) ON DELETE CASCADE,\n"
+	"  role         TEXT NOT NULL CHECK (role IN ('recipient', 'sender')),\n"
+	"  address      TEXT NOT NULL,\n"
+	"  key_id       TEXT NOT NULL REFERENCES signing_keys(key_id),\n"
+	"  issued_at    TEXT NOT NULL,\n"
+	"  expires_at   TEXT NOT NULL,\n"
+	"  revoked_at   TEXT,\n"
+	"  CHECK ((role = 'sender') = (recipient_id IS NULL))\n"
+	") STRICT;\n"
+	"CREATE INDEX tokens_message ON tokens(message_id);\n"
+	"CREATE INDEX tokens_recipient ON tokens(recipient_id);\n"
+	"CREATE INDEX tokens_expires_at ON tokens(expires_at);\n"
+	"CREATE INDEX tokens_key ON tokens(key_id);\n"
+	/* Views answer the everyday admin questions; docs/schema.md has recipes. */
+	"CREATE VIEW message_overview AS\n"
+	"  SELECT m.public_id, m.received_at, m.auth_login, m.client_address, m.envelope_from,\n"
+	"         m.size, m.sha256, (SELECT count(*) FROM recipients r WHERE r.message_id = m.message_id) AS recipients,\n"
+	"         EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id) AS has_body\n"
+	"  FROM messages m;\n"
+	"CREATE VIEW recipient_overview AS\n"
+	"  SELECT m.public_id, m.received_at, m.envelope_from, r.position, r.address, r.state,\n"
+	"         r.attempts, r.next_attempt_at, r.last_reply\n"
+	"  FROM recipients r JOIN messages m USING (message_id);\n"
+	"CREATE VIEW user_overview AS\n"
+	"  SELECT u.login, u.created_at, u.updated_at,\n"
+	"         (SELECT group_concat(a.address, ' ') FROM user_addresses a WHERE a.user_id = u.user_id) AS extra_addresses,\n"
+	"         (SELECT count(*) FROM messages m WHERE m.auth_login = u.login) AS messages,\n"
+	"         (SELECT max(m.received_at) FROM messages m WHERE m.auth_login = u.login) AS last_message_at\n"
+	"  FROM users u;\n"
+	"CREATE VIEW token_overview AS\n"
+	"  SELECT t.token_id, m.public_id, t.role, t.address, t.key_id, t.issued_at, t.expires_at, t.revoked_at,\n"
+	"         CASE WHEN t.revoked_at IS NOT NULL THEN 'revoked'\n"
+	"              WHEN t.expires_at <= strftime('%Y-%m-%d %H:%M:%f', 'now') THEN 'expired'\n"
+	"              ELSE 'valid' END AS status\n"
+	"  FROM tokens t JOIN messages m USING (message_id);\n"
+	"CREATE VIEW key_overview AS\n"
+	"  SELECT k.key_id, k.state, k.created_at, k.retired_at, k.secret_key IS NOT NULL AS can_sign,\n"
+	"         (SELECT count(*) FROM tokens t WHERE t.key_id = k.key_id) AS tokens,\n"
+	"         (SELECT max(t.expires_at) FROM tokens t WHERE t.key_id = k.key_id) AS last_token_expires_at\n"
+	"  FROM signing_keys k;\n",
+};
+
+int
+store_schema_version(void)
+{
+	return (int)(sizeof(migrations) / sizeof(migrations[0]));
+}
+
+static int
+user_version(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+int
+store_migrate(sqlite3 *db, char *err, size_t errlen)
+{
+	int have = user_version(db), want = store_schema_version();
+	char *msg = NULL;
+
+	if (have < 0) {
+		snprintf(err, errlen, "cannot read schema version: %s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (have > want) {
+		snprintf(err, errlen, "database schema version %d is newer than this build (%d)", have, want);
+		return -1;
+	}
+	for (int v = have; v < want; v++) {
+		char bump[64];
+		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d;", v + 1);
+		if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK ||
+		    sqlite3_exec(db, migrations[v], NULL, NULL, &msg) != SQLITE_OK ||
+		    sqlite3_exec(db, bump, NULL, NULL, &msg) != SQLITE_OK ||
+		    sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+			snprintf(err, errlen, "migration %d failed: %s", v + 1, msg ? msg : sqlite3_errmsg(db));
+			sqlite3_free(msg);
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+	}
+	return 0;
+}

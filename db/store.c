@@ -1,0 +1,481 @@
+/*
+ * store.c: opening the database and the small statements shared by the
+ * daemon (auth workers, key loading) and submitctl. Every function takes
+ * the connection it runs on; connections are never shared between threads.
+ */
+#include "db/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "server/util.h"
+
+void
+store_time(int64_t ms, char out[24])
+{
+	db_time_format(ms, out);
+}
+
+sqlite3 *
+store_open(const char *path, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	char *msg = NULL;
+	int fd;
+
+	/* Create the file ourselves so it is 0600 from its first byte: it holds
+	 * password hashes, signing keys and people's mail. Only when it does
+	 * not exist: closing any descriptor of a database file drops every
+	 * POSIX lock this process holds on it, and another process would then
+	 * think the database unused and remove the WAL under our feet. */
+	if (access(path, F_OK) == -1) {
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd == -1 && errno != EEXIST) {
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			return NULL;
+		}
+		if (fd != -1)
+			close(fd);
+	}
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 10000);
+	sqlite3_extended_result_codes(db, 1);
+	if (sqlite3_exec(db,
+	    "PRAGMA journal_mode = WAL;"
+	    "PRAGMA synchronous = FULL;"
+	    "PRAGMA foreign_keys = ON;"
+	    "PRAGMA secure_delete = OFF;",
+	    NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, errlen, "%s: %s", path, msg ? msg : sqlite3_errmsg(db));
+		sqlite3_free(msg);
+		sqlite3_close(db);
+		return NULL;
+	}
+	if (store_migrate(db, err, errlen) == -1) {
+		sqlite3_close(db);
+		return NULL;
+	}
+	/* The -wal and -shm files are created by SQLite with the main file's
+	 * mode, but make sure of it for files left by an older umask. */
+	for (const char *suffix = "-wal"; suffix; suffix = strcmp(suffix, "-wal") == 0 ? "-shm" : NULL) {
+		char p[4096];
+		snprintf(p, sizeof(p), "%s%s", path, suffix);
+		chmod(p, 0600);
+	}
+	chmod(path, 0600);
+	return db;
+}
+
+void
+store_close(sqlite3 **db)
+{
+	if (*db) {
+		sqlite3_close_v2(*db);
+		*db = NULL;
+	}
+}
+
+/* Run one statement with text parameters; returns sqlite's final code. */
+static int
+exec_text(sqlite3 *db, const char *sql, int nparams, const char *const *params, int *changes_r)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	for (int i = 0; i < nparams; i++)
+		sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		;
+	sqlite3_finalize(st);
+	if (changes_r)
+		*changes_r = sqlite3_changes(db);
+	return rc;
+}
+
+static void
+now_text(char out[24])
+{
+	store_time(now_ms(), out);
+}
+
+void
+store_user_free(struct store_user *u)
+{
+	free(u->login);
+	if (u->password_hash) {
+		sodium_memzero(u->password_hash, strlen(u->password_hash));
+		free(u->password_hash);
+	}
+	for (size_t i = 0; i < u->naddresses; i++)
+		free(u->addresses[i]);
+	free(u->addresses);
+	memset(u, 0, sizeof(*u));
+}
+
+int
+store_user_get(sqlite3 *db, const char *login, struct store_user *u)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(u, 0, sizeof(*u));
+	if (sqlite3_prepare_v2(db, "SELECT user_id, login, password_hash FROM users WHERE login = ?1",
+	    -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, login, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		u->user_id = sqlite3_column_int64(st, 0);
+		u->login = xstrdup((const char *)sqlite3_column_text(st, 1));
+		u->password_hash = xstrdup((const char *)sqlite3_column_text(st, 2));
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (rc != SQLITE_ROW)
+		return -1;
+	if (sqlite3_prepare_v2(db, "SELECT address FROM user_addresses WHERE user_id = ?1 ORDER BY address",
+	    -1, &st, NULL) != SQLITE_OK) {
+		store_user_free(u);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, u->user_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		u->addresses = xrealloc(u->addresses, (u->naddresses + 2) * sizeof(char *));
+		u->addresses[u->naddresses++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+		u->addresses[u->naddresses] = NULL;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		store_user_free(u);
+		return -1;
+	}
+	return 1;
+}
+
+int
+store_user_add(sqlite3 *db, const char *login, const char *hash, char *err, size_t errlen)
+{
+	char now[24];
+	int rc;
+
+	now_text(now);
+	const char *p[] = { login, hash, now };
+	rc = exec_text(db, "INSERT INTO users (login, password_hash, created_at, updated_at) "
+	    "VALUES (?1, ?2, ?3, ?3)", 3, p, NULL);
+	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+		snprintf(err, errlen, "user %s already exists", login);
+		return 1;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_user_passwd(sqlite3 *db, const char *login, const char *hash, char *err, size_t errlen)
+{
+	char now[24];
+	int rc, n = 0;
+
+	now_text(now);
+	const char *p[] = { login, hash, now };
+	rc = exec_text(db, "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE login = ?1", 3, p, &n);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "no user %s", login);
+		return 1;
+	}
+	return 0;
+}
+
+int
+store_user_del(sqlite3 *db, const char *login, char *err, size_t errlen)
+{
+	int rc, n = 0;
+	const char *p[] = { login };
+
+	rc = exec_text(db, "DELETE FROM users WHERE login = ?1", 1, p, &n);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "no user %s", login);
+		return 1;
+	}
+	return 0;
+}
+
+int
+store_address_add(sqlite3 *db, const char *login, const char *address, char *err, size_t errlen)
+{
+	int rc, n = 0;
+	const char *p[] = { login, address };
+
+	rc = exec_text(db, "INSERT INTO user_addresses (address, user_id) "
+	    "SELECT ?2, user_id FROM users WHERE login = ?1", 2, p, &n);
+	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+		snprintf(err, errlen, "address %s already belongs to a user", address);
+		return 1;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "no user %s", login);
+		return 1;
+	}
+	return 0;
+}
+
+int
+store_address_del(sqlite3 *db, const char *login, const char *address, char *err, size_t errlen)
+{
+	int rc, n = 0;
+	const char *p[] = { login, address };
+
+	rc = exec_text(db, "DELETE FROM user_addresses WHERE address = ?2 AND "
+	    "user_id = (SELECT user_id FROM users WHERE login = ?1)", 2, p, &n);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "user %s has no address %s", login, address);
+		return 1;
+	}
+	return 0;
+}
+
+/* Keys: times are stored as text; the keyring wants unix seconds. */
+static int64_t
+parse_db_time(const unsigned char *s)
+{
+	struct tm tm;
+
+	if (s == NULL)
+		return 0;
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf((const char *)s, "%d-%d-%d %d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	    &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (int64_t)timegm(&tm);
+}
+
+int
+store_keys_load(sqlite3 *db, struct keyring *ring)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	keyring_free(ring);
+	keyring_init(ring);
+	if (sqlite3_prepare_v2(db, "SELECT key_id, public_key, secret_key, state, created_at, retired_at "
+	    "FROM signing_keys ORDER BY created_at", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct token_key k;
+		memset(&k, 0, sizeof(k));
+		if (sqlite3_column_bytes(st, 1) != PASETO_PK_BYTES)
+			continue;
+		snprintf(k.kid, sizeof(k.kid), "%s", (const char *)sqlite3_column_text(st, 0));
+		memcpy(k.pk, sqlite3_column_blob(st, 1), PASETO_PK_BYTES);
+		if (sqlite3_column_bytes(st, 2) == PASETO_SK_BYTES) {
+			memcpy(k.sk, sqlite3_column_blob(st, 2), PASETO_SK_BYTES);
+			k.has_secret = true;
+		}
+		k.state = strcmp((const char *)sqlite3_column_text(st, 3), "active") == 0 ?
+		    TOKEN_KEY_ACTIVE : TOKEN_KEY_RETIRED;
+		k.created_at = parse_db_time(sqlite3_column_text(st, 4));
+		k.retired_at = parse_db_time(sqlite3_column_text(st, 5));
+		keyring_add(ring, &k);
+		sodium_memzero(&k, sizeof(k));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+store_key_insert(sqlite3 *db, const struct token_key *k, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	char created[24];
+	int rc;
+
+	store_time(k->created_at * 1000, created);
+	if (sqlite3_prepare_v2(db, "INSERT INTO signing_keys (key_id, public_key, secret_key, state, created_at) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	sqlite3_bind_text(st, 1, k->kid, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, k->pk, PASETO_PK_BYTES, SQLITE_STATIC);
+	if (k->has_secret)
+		sqlite3_bind_blob(st, 3, k->sk, PASETO_SK_BYTES, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 3);
+	sqlite3_bind_text(st, 4, k->state == TOKEN_KEY_ACTIVE ? "active" : "retired", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, created, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_key_retire(sqlite3 *db, const char *kid, int64_t now, char *err, size_t errlen)
+{
+	char t[24];
+	int rc, n = 0;
+
+	store_time(now * 1000, t);
+	const char *p[] = { kid, t };
+	rc = exec_text(db, "UPDATE signing_keys SET state = 'retired', retired_at = ?2 "
+	    "WHERE key_id = ?1 AND state = 'active'", 2, p, &n);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "no active key %s", kid);
+		return 1;
+	}
+	return 0;
+}
+
+int
+store_key_rotate(sqlite3 *db, int64_t now, struct token_key *k, char *err, size_t errlen)
+{
+	char t[24];
+
+	store_time(now * 1000, t);
+	token_key_generate(k, now);
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	const char *p[] = { t };
+	if (exec_text(db, "UPDATE signing_keys SET state = 'retired', retired_at = ?1 WHERE state = 'active'",
+	    1, p, NULL) != SQLITE_DONE || store_key_insert(db, k, err, errlen) == -1 ||
+	    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		if (err[0] == '\0')
+			snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_key_ensure(sqlite3 *db, int64_t now, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	struct token_key k;
+	int rc, have = 0;
+
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM signing_keys WHERE state = 'active'", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			have = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (have > 0) {
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+		return 0;
+	}
+	token_key_generate(&k, now);
+	rc = store_key_insert(db, &k, err, errlen);
+	sodium_memzero(&k, sizeof(k));
+	if (rc == -1 || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		if (rc != -1)
+			snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 1;
+}
+
+bool
+store_token_revoked(const char *jti, void *ctx)
+{
+	sqlite3 *db = ctx;
+	sqlite3_stmt *st;
+	bool revoked = true;
+
+	if (sqlite3_prepare_v2(db, "SELECT revoked_at IS NOT NULL FROM tokens WHERE token_id = ?1",
+	    -1, &st, NULL) != SQLITE_OK)
+		return true;
+	sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		revoked = sqlite3_column_int(st, 0) != 0;
+	sqlite3_finalize(st);
+	return revoked;
+}
+
+int
+store_token_revoke(sqlite3 *db, const char *jti, int64_t ms, char *err, size_t errlen)
+{
+	char t[24];
+	int rc, n = 0;
+
+	store_time(ms, t);
+	const char *p[] = { jti, t };
+	rc = exec_text(db, "UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE token_id = ?1", 2, p, &n);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "no token %s", jti);
+		return 1;
+	}
+	return 0;
+}
+
+int
+store_message_revoke(sqlite3 *db, const char *public_id, int64_t ms, int *count_r, char *err, size_t errlen)
+{
+	char t[24];
+	int rc, n = 0;
+
+	store_time(ms, t);
+	const char *p[] = { public_id, t };
+	rc = exec_text(db, "UPDATE tokens SET revoked_at = ?2 WHERE revoked_at IS NULL AND "
+	    "message_id = (SELECT message_id FROM messages WHERE public_id = ?1)", 2, p, &n);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	*count_r = n;
+	return 0;
+}

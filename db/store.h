@@ -1,0 +1,75 @@
+/*
+ * store.h: the SQLite database. Opening (pragmas, 0600 file, migrations),
+ * and the few statements the daemon's auth workers and submitctl share.
+ * Message writes go through writer.h; this header is for everything else.
+ * docs/schema.md documents the tables these functions use.
+ */
+#ifndef SUBMITD_STORE_H
+#define SUBMITD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "tokens/keyring.h"
+
+#define STORE_DB_NAME "submitd.db"
+
+/* Open (creating 0600 if needed) and migrate the database at path. WAL,
+ * synchronous=FULL, foreign_keys=ON, a busy timeout. NULL with err set on
+ * failure. */
+sqlite3 *store_open(const char *path, char *err, size_t errlen);
+void store_close(sqlite3 **db);
+
+/* Migrations: the schema version this build expects, and the runner
+ * (also used by the schema unit test). 0 or -1 with err. */
+int store_schema_version(void);
+int store_migrate(sqlite3 *db, char *err, size_t errlen);
+
+/* Time as stored ("YYYY-MM-DD HH:MM:SS.sss" UTC) from unix milliseconds. */
+void store_time(int64_t ms, char out[24]);
+
+/* --- users ---------------------------------------------------------- */
+struct store_user {
+	int64_t user_id;
+	char *login;
+	char *password_hash;
+	char **addresses;      /* extra sender addresses, NULL terminated */
+	size_t naddresses;
+};
+void store_user_free(struct store_user *u);
+
+/* 1 found, 0 not found, -1 error. */
+int store_user_get(sqlite3 *db, const char *login, struct store_user *u_r);
+/* 0 ok, 1 already exists / not found, -1 error; errors in err. */
+int store_user_add(sqlite3 *db, const char *login, const char *password_hash, char *err, size_t errlen);
+int store_user_passwd(sqlite3 *db, const char *login, const char *password_hash, char *err, size_t errlen);
+int store_user_del(sqlite3 *db, const char *login, char *err, size_t errlen);
+int store_address_add(sqlite3 *db, const char *login, const char *address, char *err, size_t errlen);
+int store_address_del(sqlite3 *db, const char *login, const char *address, char *err, size_t errlen);
+
+/* --- signing keys ----------------------------------------------------- */
+/* Load every key into ring (cleared first). 0 or -1. */
+int store_keys_load(sqlite3 *db, struct keyring *ring);
+/* Insert a key. 0 or -1. */
+int store_key_insert(sqlite3 *db, const struct token_key *k, char *err, size_t errlen);
+/* Make a new active key, retiring the current one, in one transaction. */
+int store_key_rotate(sqlite3 *db, int64_t now, struct token_key *new_r, char *err, size_t errlen);
+/* Retire a key by id (it keeps verifying). 0 ok, 1 not found, -1 error. */
+int store_key_retire(sqlite3 *db, const char *kid, int64_t now, char *err, size_t errlen);
+/* Ensure an active key exists, generating one on first start. 1 when one
+ * was generated, 0 when one existed, -1 on error. */
+int store_key_ensure(sqlite3 *db, int64_t now, char *err, size_t errlen);
+
+/* --- tokens --------------------------------------------------------- */
+/* Revocation check for token_verify: true when revoked or unknown to the
+ * database (a purged message's token cannot fetch anything). ctx: sqlite3*. */
+bool store_token_revoked(const char *jti, void *ctx);
+/* 0 ok, 1 not found, -1 error. */
+int store_token_revoke(sqlite3 *db, const char *jti, int64_t now_ms, char *err, size_t errlen);
+/* Revoke every token of a message (public id); *count_r revoked. */
+int store_message_revoke(sqlite3 *db, const char *public_id, int64_t now_ms, int *count_r, char *err, size_t errlen);
+
+#endif

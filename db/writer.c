@@ -1,0 +1,488 @@
+/*
+ * writer.c: see writer.h. One thread, one connection, prepared statements,
+ * and a queue guarded by one mutex. Each message runs inside a SAVEPOINT so
+ * that one failing message (say, the disk filling up in the middle of its
+ * body) does not take the others of its batch down; a failed COMMIT fails
+ * the whole batch, and nobody gets a 250 for it.
+ */
+#include "db/writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <sqlite3.h>
+
+#include "db/store.h"
+#include "server/log.h"
+#include "tokens/token.h"
+
+#define BODY_CHUNK (256 * 1024)
+
+enum {
+	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_DATA_VERSION,
+	ST_COUNT
+};
+
+static const char *const sql[ST_COUNT] = {
+	[ST_MESSAGE] = "INSERT INTO messages (public_id, received_at, auth_login, client_address, helo, "
+	    "envelope_from, body_type, smtputf8, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	[ST_BODY] = "INSERT INTO message_bodies (message_id, content) VALUES (?1, ?2)",
+	[ST_BODY_ZERO] = "INSERT INTO message_bodies (message_id, content) VALUES (?1, zeroblob(?2))",
+	[ST_RCPT] = "INSERT INTO recipients (message_id, position, address, updated_at) VALUES (?1, ?2, ?3, ?4)",
+	[ST_TOKEN] = "INSERT INTO tokens (token_id, message_id, recipient_id, role, address, key_id, "
+	    "issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[ST_DATA_VERSION] = "PRAGMA data_version",
+};
+
+struct writer {
+	struct writer_opts o;
+	char *db_path, *issuer;
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_COUNT];
+	struct keyring ring;
+	int64_t data_version;
+	uint8_t *chunk;
+
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct writer_msg *q_head, *q_tail;     /* waiting */
+	struct writer_msg *d_head, *d_tail;     /* done, to collect */
+	size_t depth;
+	bool stopping;
+};
+
+struct writer_msg *
+writer_msg_new(void)
+{
+	struct writer_msg *m = xcalloc(1, sizeof(*m));
+	m->spool_fd = -1;
+	return m;
+}
+
+void
+writer_msg_free(struct writer_msg **mp)
+{
+	struct writer_msg *m = *mp;
+
+	if (m == NULL)
+		return;
+	free(m->auth_login);
+	free(m->helo);
+	free(m->envelope_from);
+	for (size_t i = 0; i < m->nrcpt; i++)
+		free(m->rcpts[i]);
+	free(m->rcpts);
+	free(m->body);
+	if (m->spool_fd != -1)
+		close(m->spool_fd);
+	if (m->tokens) {
+		for (size_t i = 0; i <= m->nrcpt; i++)
+			free(m->tokens[i]);
+		free(m->tokens);
+	}
+	free(m);
+	*mp = NULL;
+}
+
+static enum writer_status
+classify(int rc)
+{
+	int primary = rc & 0xff;
+	return primary == SQLITE_FULL ? WRITER_FULL : WRITER_IOERR;
+}
+
+/* Reload the key ring when another connection (submitctl) changed the
+ * database since we last looked; cheap enough to ask once per batch. */
+static void
+refresh_keys(struct writer *w)
+{
+	sqlite3_stmt *st = w->st[ST_DATA_VERSION];
+	int64_t v = -1;
+	char err[256] = "";
+
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (v == w->data_version && w->ring.n > 0)
+		return;
+	w->data_version = v;
+	if (w->o.tokens && store_key_ensure(w->db, now_unix(), err, sizeof(err)) == 1)
+		log_info("event=key_generated reason=no_active_key");
+	if (store_keys_load(w->db, &w->ring) == -1)
+		log_err("event=keyring_load_failed error=\"%s\"", sqlite3_errmsg(w->db));
+}
+
+static int
+store_body(struct writer *w, struct writer_msg *m, sqlite3_int64 message_id)
+{
+	sqlite3_stmt *st;
+	sqlite3_blob *blob = NULL;
+	uint64_t off = 0;
+	int rc;
+
+	if (m->spool_fd == -1) {
+		st = w->st[ST_BODY];
+		sqlite3_bind_int64(st, 1, message_id);
+		sqlite3_bind_blob64(st, 2, m->body ? (const void *)m->body : "", m->size, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return rc;
+	} else {
+		/* Large body: reserve the blob, then fill it in chunks, so memory
+		 * stays at one chunk whatever the size. */
+		st = w->st[ST_BODY_ZERO];
+		sqlite3_bind_int64(st, 1, message_id);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)m->size);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return rc;
+		rc = sqlite3_blob_open(w->db, "main", "message_bodies", "content", message_id, 1, &blob);
+		if (rc != SQLITE_OK)
+			return rc;
+		while (off < m->size) {
+			size_t want = m->size - off < BODY_CHUNK ? (size_t)(m->size - off) : BODY_CHUNK;
+			ssize_t got = pread(m->spool_fd, w->chunk, want, (off_t)off);
+			if (got <= 0) {
+				log_err("event=spool_read_failed msgid=%s error=\"%s\"", m->public_id,
+				    got == 0 ? "short file" : strerror(errno));
+				sqlite3_blob_close(blob);
+				return SQLITE_IOERR;
+			}
+			rc = sqlite3_blob_write(blob, w->chunk, (int)got, (int)off);
+			if (rc != SQLITE_OK) {
+				sqlite3_blob_close(blob);
+				return rc;
+			}
+			off += (uint64_t)got;
+		}
+		rc = sqlite3_blob_close(blob);
+		if (rc != SQLITE_OK)
+			return rc;
+	}
+	return SQLITE_DONE;
+}
+
+static int
+insert_token(struct writer *w, struct writer_msg *m, sqlite3_int64 message_id, sqlite3_int64 rcpt_id,
+    const char *address, enum token_role role, const struct token_key *key, char **out)
+{
+	struct token_claims c;
+	char tok[TOKEN_MAX_LEN + 1], issued[24], expires[24];
+	int64_t now = m->received_ms / 1000;
+	sqlite3_stmt *st = w->st[ST_TOKEN];
+	size_t n;
+	int rc;
+
+	n = token_issue(key, m->public_id, address, role, w->issuer, now, w->o.token_lifetime,
+	    &c, tok, sizeof(tok));
+	if (n == 0)
+		return SQLITE_ERROR;
+	store_time(m->received_ms, issued);
+	store_time(c.exp * 1000, expires);
+	sqlite3_bind_text(st, 1, c.jti, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, message_id);
+	if (role == TOKEN_ROLE_RECIPIENT)
+		sqlite3_bind_int64(st, 3, rcpt_id);
+	else
+		sqlite3_bind_null(st, 3);
+	sqlite3_bind_text(st, 4, role == TOKEN_ROLE_RECIPIENT ? "recipient" : "sender", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, address, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, key->kid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, issued, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, expires, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_DONE)
+		*out = xstrndup(tok, n);
+	return rc;
+}
+
+/* Everything one message needs, inside the caller's savepoint. */
+static int
+store_message(struct writer *w, struct writer_msg *m, const struct token_key *key)
+{
+	sqlite3_stmt *st = w->st[ST_MESSAGE];
+	sqlite3_int64 message_id;
+	char received[24];
+	int rc;
+
+	store_time(m->received_ms, received);
+	sqlite3_bind_text(st, 1, m->public_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, received, -1, SQLITE_STATIC);
+	if (m->auth_login)
+		sqlite3_bind_text(st, 3, m->auth_login, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 3);
+	sqlite3_bind_text(st, 4, m->client_address, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, m->helo ? m->helo : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, m->envelope_from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, m->body_type, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 8, m->smtputf8);
+	sqlite3_bind_int64(st, 9, (sqlite3_int64)m->size);
+	sqlite3_bind_text(st, 10, m->sha256_hex, 64, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return rc;
+	message_id = sqlite3_last_insert_rowid(w->db);
+
+	rc = store_body(w, m, message_id);
+	if (rc != SQLITE_DONE)
+		return rc;
+
+	if (key)
+		m->tokens = xcalloc(m->nrcpt + 1, sizeof(char *));
+	st = w->st[ST_RCPT];
+	for (size_t i = 0; i < m->nrcpt; i++) {
+		sqlite3_bind_int64(st, 1, message_id);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)(i + 1));
+		sqlite3_bind_text(st, 3, m->rcpts[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, received, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return rc;
+		if (key) {
+			rc = insert_token(w, m, message_id, sqlite3_last_insert_rowid(w->db), m->rcpts[i],
+			    TOKEN_ROLE_RECIPIENT, key, &m->tokens[i]);
+			if (rc != SQLITE_DONE)
+				return rc;
+		}
+	}
+	if (key) {
+		rc = insert_token(w, m, message_id, 0, m->envelope_from, TOKEN_ROLE_SENDER, key,
+		    &m->tokens[m->nrcpt]);
+		if (rc != SQLITE_DONE)
+			return rc;
+	}
+	return SQLITE_DONE;
+}
+
+static void
+drop_tokens(struct writer_msg *m)
+{
+	if (m->tokens == NULL)
+		return;
+	for (size_t i = 0; i <= m->nrcpt; i++)
+		free(m->tokens[i]);
+	xfreep(&m->tokens);
+}
+
+static void
+commit_batch(struct writer *w, struct writer_msg *batch)
+{
+	const struct token_key *key = NULL;
+	uint64_t start = mono_us();
+	int rc;
+
+	refresh_keys(w);
+	if (w->o.tokens)
+		key = keyring_active(&w->ring);
+	rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		log_err("event=store_begin_failed error=\"%s\"", sqlite3_errmsg(w->db));
+		for (struct writer_msg *m = batch; m; m = m->next)
+			m->status = classify(rc);
+		return;
+	}
+	for (struct writer_msg *m = batch; m; m = m->next) {
+		sqlite3_exec(w->db, "SAVEPOINT msg", NULL, NULL, NULL);
+		rc = store_message(w, m, (w->o.tokens && key && key->has_secret) ? key : NULL);
+		if (rc == SQLITE_DONE) {
+			m->status = WRITER_OK;
+			sqlite3_exec(w->db, "RELEASE msg", NULL, NULL, NULL);
+		} else {
+			m->status = classify(rc);
+			log_err("event=store_failed msgid=%s error=\"%s\"", m->public_id, sqlite3_errmsg(w->db));
+			drop_tokens(m);
+			sqlite3_exec(w->db, "ROLLBACK TO msg", NULL, NULL, NULL);
+			sqlite3_exec(w->db, "RELEASE msg", NULL, NULL, NULL);
+		}
+	}
+	rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		log_err("event=store_commit_failed error=\"%s\"", sqlite3_errmsg(w->db));
+		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+		for (struct writer_msg *m = batch; m; m = m->next) {
+			if (m->status == WRITER_OK)
+				m->status = classify(rc);
+			drop_tokens(m);
+		}
+	}
+	uint64_t end = mono_us();
+	for (struct writer_msg *m = batch; m; m = m->next)
+		m->commit_us = end - start;
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	for (;;) {
+		struct writer_msg *batch, *last;
+		int n = 1;
+
+		pthread_mutex_lock(&w->lock);
+		while (w->q_head == NULL && !w->stopping)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if (w->q_head == NULL && w->stopping) {
+			pthread_mutex_unlock(&w->lock);
+			break;
+		}
+		batch = last = w->q_head;
+		while (last->next && n < w->o.batch) {
+			last = last->next;
+			n++;
+		}
+		w->q_head = last->next;
+		if (w->q_head == NULL)
+			w->q_tail = NULL;
+		last->next = NULL;
+		pthread_mutex_unlock(&w->lock);
+
+		commit_batch(w, batch);
+
+		/* The bodies are stored (or failed): release them now, not on the
+		 * event loop, which only needs the status and the tokens. */
+		for (struct writer_msg *m = batch; m; m = m->next) {
+			xfreep(&m->body);
+			if (m->spool_fd != -1) {
+				close(m->spool_fd);
+				m->spool_fd = -1;
+			}
+		}
+		pthread_mutex_lock(&w->lock);
+		if (w->d_tail)
+			w->d_tail->next = batch;
+		else
+			w->d_head = batch;
+		w->d_tail = last;
+		w->depth -= (size_t)n;
+		pthread_mutex_unlock(&w->lock);
+		if (w->o.notify)
+			w->o.notify(w->o.notify_arg);
+	}
+	return NULL;
+}
+
+struct writer *
+writer_start(const struct writer_opts *o, char *err, size_t errlen)
+{
+	struct writer *w = xcalloc(1, sizeof(*w));
+
+	w->o = *o;
+	w->db_path = xstrdup(o->db_path);
+	w->issuer = xstrdup(o->issuer ? o->issuer : "localhost");
+	w->o.db_path = w->db_path;
+	w->o.issuer = w->issuer;
+	if (w->o.batch < 1)
+		w->o.batch = 1;
+	w->data_version = -1;
+	keyring_init(&w->ring);
+	w->db = store_open(w->db_path, err, errlen);
+	if (w->db == NULL)
+		goto fail;
+	for (int i = 0; i < ST_COUNT; i++) {
+		if (sqlite3_prepare_v3(w->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &w->st[i], NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(w->db));
+			goto fail;
+		}
+	}
+	refresh_keys(w);
+	w->chunk = xmalloc(BODY_CHUNK);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
+		snprintf(err, errlen, "cannot start the writer thread");
+		goto fail;
+	}
+	return w;
+fail:
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(w->st[i]);
+	store_close(&w->db);
+	keyring_free(&w->ring);
+	free(w->db_path);
+	free(w->issuer);
+	free(w->chunk);
+	free(w);
+	return NULL;
+}
+
+void
+writer_submit(struct writer *w, struct writer_msg *m)
+{
+	m->next = NULL;
+	m->status = WRITER_PENDING;
+	pthread_mutex_lock(&w->lock);
+	if (w->q_tail)
+		w->q_tail->next = m;
+	else
+		w->q_head = m;
+	w->q_tail = m;
+	w->depth++;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+struct writer_msg *
+writer_collect(struct writer *w)
+{
+	struct writer_msg *list;
+
+	pthread_mutex_lock(&w->lock);
+	list = w->d_head;
+	w->d_head = w->d_tail = NULL;
+	pthread_mutex_unlock(&w->lock);
+	return list;
+}
+
+size_t
+writer_depth(struct writer *w)
+{
+	size_t n;
+
+	pthread_mutex_lock(&w->lock);
+	n = w->depth;
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
+void
+writer_stop(struct writer **wp)
+{
+	struct writer *w = *wp;
+	struct writer_msg *m;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stopping = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	while ((m = w->d_head) != NULL) {
+		w->d_head = m->next;
+		writer_msg_free(&m);
+	}
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(w->st[i]);
+	store_close(&w->db);
+	keyring_free(&w->ring);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	free(w->db_path);
+	free(w->issuer);
+	free(w->chunk);
+	free(w);
+	*wp = NULL;
+}

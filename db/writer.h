@@ -1,0 +1,79 @@
+/*
+ * writer.h: the one thread that writes messages to SQLite. Sessions hand
+ * it accepted messages; it commits as many as are waiting in a single
+ * transaction (group commit: one fsync for many messages), issues their
+ * tokens in that same transaction, and hands them back. A session answers
+ * 250 only for a message that came back with WRITER_OK, i.e. committed.
+ *
+ * The event loop never blocks on the disk: it is told through notify(),
+ * called on the writer thread, and then collects finished messages.
+ */
+#ifndef SUBMITD_WRITER_H
+#define SUBMITD_WRITER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/util.h"
+
+enum writer_status {
+	WRITER_PENDING = 0,
+	WRITER_OK,
+	WRITER_FULL,          /* disk or database full: 452 4.3.1 */
+	WRITER_IOERR,         /* any other storage failure: 451 4.3.0 */
+};
+
+struct writer_msg {
+	/* Filled by the submitter; owned by the writer until collected. */
+	char public_id[PUBLIC_ID_LEN + 1];
+	int64_t received_ms;
+	char *auth_login;              /* NULL for a trusted-network client */
+	char client_address[64];
+	char *helo;
+	char *envelope_from;
+	const char *body_type;         /* "7BIT", "8BITMIME" or "BINARYMIME" */
+	bool smtputf8;
+	char **rcpts;                  /* nrcpt addresses, RCPT order */
+	size_t nrcpt;
+	uint8_t *body;                 /* the whole body in memory, or NULL */
+	int spool_fd;                  /* or the body in this file (-1: none) */
+	uint64_t size;
+	char sha256_hex[65];           /* of the body, computed while it arrived */
+
+	/* Filled by the writer. */
+	enum writer_status status;
+	char **tokens;                 /* nrcpt + 1 (sender last), or NULL */
+	uint64_t commit_us;            /* submit-to-commit latency */
+
+	/* For the submitter: who waits (cleared when it goes away). */
+	void *owner;
+	struct writer_msg *next;
+};
+
+struct writer_opts {
+	const char *db_path;
+	bool tokens;
+	int64_t token_lifetime;        /* seconds */
+	const char *issuer;
+	int batch;                     /* at most this many messages per commit */
+	void (*notify)(void *arg);     /* called on the writer thread */
+	void *notify_arg;
+};
+
+struct writer;
+
+struct writer *writer_start(const struct writer_opts *o, char *err, size_t errlen);
+/* Queue a message; the writer owns it until writer_collect returns it. */
+void writer_submit(struct writer *w, struct writer_msg *m);
+/* Take every finished message (a list linked by next), oldest first. */
+struct writer_msg *writer_collect(struct writer *w);
+/* Messages queued and not yet committed. */
+size_t writer_depth(struct writer *w);
+/* Commit everything queued, stop the thread, free w, set *wp = NULL. */
+void writer_stop(struct writer **wp);
+
+struct writer_msg *writer_msg_new(void);
+void writer_msg_free(struct writer_msg **mp);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * config.h: every setting of submitd, declared once in a table (config.c)
+ * with its type, bounds and default. Sources, in order: the embedded
+ * defaults, an INI file (-c), then -o section.key=value overrides.
+ * docs/config.md documents each key; `submitd -n` checks and exits.
+ */
+#ifndef SUBMITD_CONFIG_H
+#define SUBMITD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config {
+	/* [server] */
+	char *data_dir;             /* database, generated certificate, spool */
+	char *hostname;             /* EHLO greeting name; "" = gethostname() */
+	char *user;                 /* drop privileges to this user after bind */
+	int64_t max_connections;
+	int64_t max_connections_per_ip;
+	int64_t drain_timeout;      /* seconds SIGTERM waits for sessions in DATA */
+	/* [log] */
+	char *log_target;
+	char *log_level;
+	/* [smtp] */
+	char *listen;               /* plain + STARTTLS listeners, comma list */
+	char *listen_tls;           /* implicit TLS listeners */
+	char *trusted_networks;     /* CIDR list that may submit without AUTH */
+	bool auth_cleartext_loopback;
+	int64_t max_line_length;
+	int64_t max_message_size;
+	int64_t max_recipients;
+	int64_t max_errors;
+	int64_t idle_timeout;
+	int64_t session_timeout;
+	int64_t body_memory;        /* body octets kept in memory before spooling */
+	/* [tls] */
+	char *tls_certificate;      /* "" = generate a self-signed one in data_dir */
+	char *tls_key;
+	/* [auth] */
+	int64_t auth_workers;
+	int64_t auth_cache_size;
+	int64_t auth_cache_ttl;
+	int64_t auth_delay_after;       /* failures before replies slow down */
+	int64_t auth_delay_ms;          /* per failure beyond auth_delay_after */
+	int64_t auth_max_failures;      /* then 421 and disconnect */
+	int64_t auth_failure_window;    /* seconds a failure is remembered */
+	/* [tokens] */
+	bool tokens_enabled;
+	int64_t tokens_lifetime;
+	char *tokens_issuer;            /* "" = hostname */
+	/* [store] */
+	int64_t store_batch;            /* max messages committed together */
+};
+
+/* Fill cfg with the embedded defaults. */
+void config_defaults(struct config *cfg);
+
+/* Load an INI file over cfg. Returns 0, or -1 with a message
+ * "FILE:LINE: reason" in err (errlen). */
+int config_load_file(struct config *cfg, const char *path, char *err, size_t errlen);
+
+/* Apply one "section.key=value" override. 0 or -1 with a message. */
+int config_override(struct config *cfg, const char *assignment, char *err, size_t errlen);
+
+/* Cross-field checks and derived defaults (hostname, issuer). 0 or -1. */
+int config_finish(struct config *cfg, char *err, size_t errlen);
+
+/* Print every key = value (the effective configuration) to stdout. */
+void config_dump(const struct config *cfg);
+
+void config_free(struct config *cfg);
+
+#endif

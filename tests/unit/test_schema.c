@@ -1,0 +1,182 @@
+/*
+ * test_schema.c: the migrations and the schema's guarantees: a new
+ * database reaches the current version, migrating again is a no-op, a
+ * database from a newer build is refused, the file is 0600, constraints
+ * hold (STRICT types, one active key, cascades), and the admin views run.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "db/store.h"
+#include "tokens/keyring.h"
+
+static char dir[64];
+static char path[128];
+
+static int
+setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/submitd-schema-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(path, sizeof(path), "%s/submitd.db", dir);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd);
+}
+
+static int64_t
+scalar(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static int
+exec(sqlite3 *db, const char *sql)
+{
+	return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+static void
+test_fresh_and_again(void **state)
+{
+	char err[256];
+	struct stat sb;
+	sqlite3 *db = store_open(path, err, sizeof(err));
+
+	assert_non_null(db);
+	assert_int_equal(scalar(db, "PRAGMA user_version"), store_schema_version());
+	assert_int_equal(scalar(db, "PRAGMA foreign_keys"), 1);
+	assert_int_equal(scalar(db, "PRAGMA synchronous"), 2);     /* FULL */
+	assert_int_equal(scalar(db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
+	/* every table is STRICT */
+	assert_int_equal(scalar(db, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' "
+	    "AND type = 'table' AND name NOT LIKE 'sqlite_%' AND strict = 0"), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view'"), 5);
+	assert_int_equal(store_migrate(db, err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "PRAGMA user_version"), store_schema_version());
+	store_close(&db);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+
+	db = store_open(path, err, sizeof(err));
+	assert_non_null(db);
+	store_close(&db);
+}
+
+static void
+test_newer_refused(void **state)
+{
+	char err[256], sql[64];
+	sqlite3 *db = store_open(path, err, sizeof(err));
+
+	assert_non_null(db);
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", store_schema_version() + 1);
+	assert_int_equal(exec(db, sql), SQLITE_OK);
+	store_close(&db);
+	assert_null(store_open(path, err, sizeof(err)));
+	assert_non_null(strstr(err, "newer than this build"));
+}
+
+static void
+test_constraints_and_views(void **state)
+{
+	char err[256];
+	sqlite3 *db = store_open(path, err, sizeof(err));
+	struct token_key k1, k2;
+
+	assert_non_null(db);
+	/* users: argon2id hashes only, logins unique without regard to case */
+	assert_int_equal(store_user_add(db, "alice@example.org", "$argon2id$v=19$m=65536,t=2,p=1$x$y", err, sizeof(err)), 0);
+	assert_int_equal(store_user_add(db, "ALICE@example.org", "$argon2id$v=19$m=65536,t=2,p=1$x$y", err, sizeof(err)), 1);
+	assert_int_equal(store_user_add(db, "bob", "plaintext", err, sizeof(err)), -1);
+	assert_int_equal(store_address_add(db, "alice@example.org", "alias@example.org", err, sizeof(err)), 0);
+	assert_int_equal(store_address_add(db, "nobody", "x@example.org", err, sizeof(err)), 1);
+
+	/* STRICT: a text size is refused */
+	assert_int_not_equal(exec(db, "INSERT INTO messages (public_id, received_at, client_address, helo, "
+	    "envelope_from, body_type, smtputf8, size, sha256) VALUES ('a', 'now', '::1', 'h', 'f', '7BIT', 0, "
+	    "'big', '0000000000000000000000000000000000000000000000000000000000000000')"), SQLITE_OK);
+	assert_int_equal(exec(db, "INSERT INTO messages (public_id, received_at, auth_login, client_address, helo, "
+	    "envelope_from, body_type, smtputf8, size, sha256) VALUES ('m1', '2026-11-29 00:00:00.000', "
+	    "'alice@example.org', '::1', 'h', 'alice@example.org', '7BIT', 0, 5, "
+	    "'0000000000000000000000000000000000000000000000000000000000000000');"
+	    "INSERT INTO message_bodies VALUES (1, x'68656c6c6f');"
+	    "INSERT INTO recipients (message_id, position, address, updated_at) VALUES (1, 1, 'r@x', 'now');"), SQLITE_OK);
+
+	/* one active key at most */
+	assert_true(sodium_init() >= 0);
+	token_key_generate(&k1, 1000);
+	token_key_generate(&k2, 2000);
+	assert_int_equal(store_key_insert(db, &k1, err, sizeof(err)), 0);
+	assert_int_equal(store_key_insert(db, &k2, err, sizeof(err)), -1);
+	assert_int_equal(store_key_ensure(db, 3000, err, sizeof(err)), 0);
+	assert_int_equal(store_key_rotate(db, 4000, &k2, err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM signing_keys WHERE state = 'active'"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM signing_keys"), 2);
+
+	/* a sender token has no recipient, a recipient token must have one */
+	assert_int_not_equal(exec(db, "INSERT INTO tokens (token_id, message_id, recipient_id, role, address, key_id, "
+	    "issued_at, expires_at) SELECT 't0', 1, NULL, 'recipient', 'r@x', key_id, 'a', 'b' FROM signing_keys LIMIT 1"),
+	    SQLITE_OK);
+	assert_int_equal(exec(db, "INSERT INTO tokens (token_id, message_id, recipient_id, role, address, key_id, "
+	    "issued_at, expires_at) SELECT 't1', 1, 1, 'recipient', 'r@x', key_id, '2026-01-01', '2999-01-01' "
+	    "FROM signing_keys LIMIT 1"), SQLITE_OK);
+	assert_false(store_token_revoked("t1", db));
+	assert_true(store_token_revoked("unknown", db));
+	assert_int_equal(store_token_revoke(db, "t1", 5000, err, sizeof(err)), 0);
+	assert_true(store_token_revoked("t1", db));
+
+	/* views answer */
+	assert_int_equal(scalar(db, "SELECT recipients FROM message_overview WHERE public_id = 'm1'"), 1);
+	assert_int_equal(scalar(db, "SELECT messages FROM user_overview WHERE login = 'alice@example.org'"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM token_overview WHERE status = 'revoked'"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM recipient_overview"), 1);
+	assert_int_equal(scalar(db, "SELECT tokens FROM key_overview WHERE state = 'retired'"), 1);
+
+	/* deleting a message takes its body, recipients and tokens along */
+	assert_int_equal(exec(db, "DELETE FROM messages WHERE public_id = 'm1'"), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM message_bodies"), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM recipients"), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM tokens"), 0);
+
+	/* deleting a user takes its addresses */
+	assert_int_equal(store_user_del(db, "alice@example.org", err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM user_addresses"), 0);
+	store_close(&db);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fresh_and_again, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_constraints_and_views, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
