@@ -1,0 +1,141 @@
+/*
+ * listener.c: see listener.h. Connection limits are applied before a
+ * session exists: a refused client gets one 421 line written straight to
+ * the socket (best effort, non-blocking) and is closed.
+ */
+#include "server/listener.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "server/log.h"
+#include "server/smtp_session.h"
+#include "server/throttle.h"
+#include "server/util.h"
+
+static void
+refuse(evutil_socket_t fd, const char *line)
+{
+	ssize_t n = send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)n;
+	evutil_closesocket(fd);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *li = arg;
+	struct server *srv = li->srv;
+	struct config *cfg = srv->cfg;
+	char ip[64], line[256];
+	int one = 1;
+
+	netaddr_text(sa, ip, sizeof(ip));
+	if (srv->nsessions >= (size_t)cfg->max_connections) {
+		log_info("event=connection_refused ip=%s reason=max_connections", ip);
+		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections, try again later\r\n", cfg->hostname);
+		refuse(fd, line);
+		return;
+	}
+	if (throttle_get(srv->conn_per_ip, ip, now_unix()) >= cfg->max_connections_per_ip) {
+		log_info("event=connection_refused ip=%s reason=max_connections_per_ip", ip);
+		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections from your address\r\n", cfg->hostname);
+		refuse(fd, line);
+		return;
+	}
+	/* Replies are written whole per pipelined group; Nagle would only add
+	 * a delay to the last one. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	smtp_session_new(srv, fd, sa, salen, li->implicit_tls);
+}
+
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct listener *li = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+
+	/* EMFILE and friends: log and go on; the listener stays armed. */
+	log_err("event=accept_failed listener=%s error=\"%s\"", li->name, evutil_socket_error_to_string(e));
+}
+
+static int
+open_list(struct server *srv, const char *list, bool implicit_tls, char *err, size_t errlen)
+{
+	char *copy = xstrdup(list), *save = NULL, *tok;
+	int rc = 0;
+
+	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		struct listener *li;
+		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+
+		if (netaddr_parse_listen(tok, &ss, &sl) == -1) {
+			snprintf(err, errlen, "%s: not an address:port (IPv6 as [addr]:port)", tok);
+			rc = -1;
+			break;
+		}
+		li = xcalloc(1, sizeof(*li));
+		li->srv = srv;
+		li->implicit_tls = implicit_tls;
+		snprintf(li->name, sizeof(li->name), "%s%s", tok, implicit_tls ? "/tls" : "");
+		if (ss.ss_family == AF_INET6)
+			flags |= LEV_OPT_BIND_IPV6ONLY;
+		li->l = evconnlistener_new_bind(srv->base, accept_cb, li, flags, 511,
+		    (struct sockaddr *)&ss, (int)sl);
+		if (li->l == NULL) {
+			snprintf(err, errlen, "%s: cannot listen: %s", tok, strerror(errno));
+			free(li);
+			rc = -1;
+			break;
+		}
+		evconnlistener_set_error_cb(li->l, accept_error_cb);
+		li->next = srv->listeners;
+		srv->listeners = li;
+		log_info("event=listening address=%s tls=%s", tok, implicit_tls ? "implicit" : "starttls");
+	}
+	free(copy);
+	return rc;
+}
+
+int
+listeners_open(struct server *srv, char *err, size_t errlen)
+{
+	if (open_list(srv, srv->cfg->listen, false, err, errlen) == -1 ||
+	    open_list(srv, srv->cfg->listen_tls, true, err, errlen) == -1)
+		return -1;
+	return 0;
+}
+
+void
+listeners_free(struct server *srv)
+{
+	struct listener *li;
+
+	while ((li = srv->listeners) != NULL) {
+		srv->listeners = li->next;
+		evconnlistener_free(li->l);
+		free(li);
+	}
+}
+
+void
+server_listeners_enable(struct server *srv, bool on)
+{
+	for (struct listener *li = srv->listeners; li; li = li->next) {
+		if (on)
+			evconnlistener_enable(li->l);
+		else
+			evconnlistener_disable(li->l);
+	}
+}

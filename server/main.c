@@ -1,0 +1,367 @@
+/*
+ * main.c: submitd's entry point. Reads the configuration, prepares the
+ * data directory (database, TLS material, spool), binds the listeners,
+ * drops privileges if told to, starts the writer thread and the auth
+ * workers, and runs the event loop until SIGTERM has drained the sessions.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <sodium.h>
+
+#include "db/store.h"
+#include "db/writer.h"
+#include "server/auth.h"
+#include "server/config.h"
+#include "server/listener.h"
+#include "server/log.h"
+#include "server/server.h"
+#include "server/smtp_session.h"
+#include "server/throttle.h"
+#include "server/tls.h"
+#include "server/util.h"
+
+#define THROTTLE_CAPACITY 65536
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: submitd [-n] [-c FILE] [-o section.key=value]...\n"
+	    "  -c FILE   read the configuration from FILE (INI; see docs/config.md)\n"
+	    "  -o K=V    set one key, after the file (e.g. -o smtp.trusted_networks=127.0.0.0/8)\n"
+	    "  -n        check the configuration and exit\n"
+	    "  -p        print the effective configuration and exit\n"
+	    "  -h        this help\n");
+}
+
+/* Called on the writer thread and auth worker threads: wake the loop. */
+static void
+wake(void *arg)
+{
+	event_active(arg, EV_READ, 0);
+}
+
+static void
+on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	log_warn("event=drain_timeout sessions=%zu", srv->nsessions);
+	smtp_session_close_all(srv);
+	event_base_loopexit(srv->base, NULL);
+}
+
+static void
+on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct timeval tv = { (time_t)srv->cfg->drain_timeout, 0 };
+
+	if (srv->draining) {
+		log_warn("event=shutdown_forced signal=%d", (int)sig);
+		smtp_session_close_all(srv);
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	log_info("event=shutdown_begin signal=%d sessions=%zu", (int)sig, srv->nsessions);
+	srv->draining = true;
+	server_listeners_enable(srv, false);
+	srv->drain_timer = evtimer_new(srv->base, on_drain_deadline, srv);
+	evtimer_add(srv->drain_timer, &tv);
+	smtp_session_drain_all(srv);
+}
+
+static void
+on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	char err[512];
+	SSL_CTX *ctx = tls_ctx_new(srv->cert_path, srv->key_path, err, sizeof(err));
+
+	if (ctx == NULL) {
+		log_err("event=reload_failed what=tls error=\"%s\" keeping=old_certificate", err);
+		return;
+	}
+	/* Sessions hold references to the old context; it goes when they do. */
+	SSL_CTX_free(srv->ssl_ctx);
+	srv->ssl_ctx = ctx;
+	log_info("event=reloaded what=tls certificate=%s", srv->cert_path);
+}
+
+static int
+drop_privileges(const char *user, const char *data_dir, char *err, size_t errlen)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (pw == NULL) {
+		snprintf(err, errlen, "server.user: no such user \"%s\"", user);
+		return -1;
+	}
+	/* The data directory must stay writable for the database. */
+	if (chown(data_dir, pw->pw_uid, pw->pw_gid) == -1) {
+		snprintf(err, errlen, "chown %s: %s", data_dir, strerror(errno));
+		return -1;
+	}
+	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 || setuid(pw->pw_uid) == -1) {
+		snprintf(err, errlen, "cannot drop privileges to %s: %s", user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) != -1) {
+		snprintf(err, errlen, "privileges were not dropped");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+chown_tree(const char *path, uid_t uid, gid_t gid)
+{
+	/* The files submitd itself creates in the data directory. */
+	static const char *const names[] = { "", "/" STORE_DB_NAME, "/" STORE_DB_NAME "-wal",
+	    "/" STORE_DB_NAME "-shm", "/spool", "/tls", "/tls/cert.pem", "/tls/key.pem" };
+	char p[4096];
+
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		snprintf(p, sizeof(p), "%s%s", path, names[i]);
+		if (chown(p, uid, gid) == -1 && errno != ENOENT)
+			log_warn("event=chown_failed path=%s error=\"%s\"", p, strerror(errno));
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config cfg;
+	struct server srv;
+	char err[1024], bad[128];
+	const char *conf_file = NULL;
+	bool check_only = false, print_only = false;
+	struct event *sig_term, *sig_int, *sig_hup;
+	sqlite3 *db;
+	int ch, rc;
+
+	config_defaults(&cfg);
+	/* Two passes: -c first, so that -o always wins over the file. */
+	while ((ch = getopt(argc, argv, "c:o:nph")) != -1) {
+		switch (ch) {
+		case 'c': conf_file = optarg; break;
+		case 'o': break;
+		case 'n': check_only = true; break;
+		case 'p': print_only = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (conf_file && config_load_file(&cfg, conf_file, err, sizeof(err)) == -1) {
+		fprintf(stderr, "submitd: %s\n", err);
+		return 1;
+	}
+	optind = 1;
+	while ((ch = getopt(argc, argv, "c:o:nph")) != -1) {
+		if (ch == 'o' && config_override(&cfg, optarg, err, sizeof(err)) == -1) {
+			fprintf(stderr, "submitd: %s\n", err);
+			return 1;
+		}
+	}
+	if (config_finish(&cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "submitd: %s%s%s\n", conf_file ? conf_file : "", conf_file ? ": " : "", err);
+		return 1;
+	}
+	memset(&srv, 0, sizeof(srv));
+	srv.cfg = &cfg;
+	if (cidr_list_parse(cfg.trusted_networks, &srv.trusted, bad, sizeof(bad)) == -1) {
+		fprintf(stderr, "submitd: smtp.trusted_networks: not an address or CIDR: \"%s\"\n", bad);
+		return 1;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		char *copy = xstrdup(pass ? cfg.listen_tls : cfg.listen), *save = NULL, *tok;
+		for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+			struct sockaddr_storage ss;
+			socklen_t sl;
+			if (netaddr_parse_listen(tok, &ss, &sl) == -1) {
+				fprintf(stderr, "submitd: smtp.%s: not an address:port (IPv6 as [addr]:port): \"%s\"\n",
+				    pass ? "listen_tls" : "listen", tok);
+				free(copy);
+				return 1;
+			}
+		}
+		free(copy);
+	}
+	if (cfg.tls_certificate[0]) {
+		SSL_CTX *ctx = tls_ctx_new(cfg.tls_certificate, cfg.tls_key, err, sizeof(err));
+		if (ctx == NULL) {
+			fprintf(stderr, "submitd: tls: %s\n", err);
+			return 1;
+		}
+		SSL_CTX_free(ctx);
+	}
+	if (print_only) {
+		config_dump(&cfg);
+		return 0;
+	}
+	if (check_only) {
+		printf("submitd: configuration ok\n");
+		return 0;
+	}
+	if (log_init(cfg.log_target, cfg.log_level) == -1) {
+		fprintf(stderr, "submitd: bad log settings\n");
+		return 1;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "submitd: libsodium failed to initialise\n");
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+
+	/* The data directory: database, spool, generated TLS material. */
+	srv.db_path = path_join(cfg.data_dir, STORE_DB_NAME);
+	srv.spool_dir = path_join(cfg.data_dir, "spool");
+	{
+		char *tlsdir = path_join(cfg.data_dir, "tls");
+		if (mkdir_p(cfg.data_dir, 0700) == -1 || mkdir_p(srv.spool_dir, 0700) == -1 ||
+		    (cfg.tls_certificate[0] == '\0' && mkdir_p(tlsdir, 0700) == -1)) {
+			log_err("event=startup_failed error=\"%s: %s\"", cfg.data_dir, strerror(errno));
+			return 1;
+		}
+		free(tlsdir);
+	}
+	if (cfg.tls_certificate[0]) {
+		srv.cert_path = xstrdup(cfg.tls_certificate);
+		srv.key_path = xstrdup(cfg.tls_key);
+	} else {
+		srv.cert_path = path_join(cfg.data_dir, "tls/cert.pem");
+		srv.key_path = path_join(cfg.data_dir, "tls/key.pem");
+		rc = tls_ensure_self_signed(srv.cert_path, srv.key_path, cfg.hostname, err, sizeof(err));
+		if (rc == -1) {
+			log_err("event=startup_failed error=\"%s\"", err);
+			return 1;
+		}
+		if (rc == 1)
+			log_info("event=certificate_generated path=%s note=self-signed", srv.cert_path);
+	}
+	srv.ssl_ctx = tls_ctx_new(srv.cert_path, srv.key_path, err, sizeof(err));
+	if (srv.ssl_ctx == NULL) {
+		log_err("event=startup_failed error=\"%s\"", err);
+		return 1;
+	}
+
+	evthread_use_pthreads();
+	srv.base = event_base_new();
+	if (srv.base == NULL) {
+		log_err("event=startup_failed error=\"cannot create the event base\"");
+		return 1;
+	}
+	if (listeners_open(&srv, err, sizeof(err)) == -1) {
+		log_err("event=startup_failed error=\"%s\"", err);
+		return 1;
+	}
+	db = store_open(srv.db_path, err, sizeof(err));
+	if (db == NULL) {
+		log_err("event=startup_failed error=\"%s\"", err);
+		return 1;
+	}
+	if (cfg.tokens_enabled) {
+		rc = store_key_ensure(db, now_unix(), err, sizeof(err));
+		if (rc == -1) {
+			log_err("event=startup_failed error=\"signing key: %s\"", err);
+			return 1;
+		}
+		if (rc == 1)
+			log_info("event=key_generated reason=first_start");
+	}
+	store_close(&db);
+	if (cfg.user[0]) {
+		struct passwd *pw = getpwnam(cfg.user);
+		if (pw)
+			chown_tree(cfg.data_dir, pw->pw_uid, pw->pw_gid);
+		if (drop_privileges(cfg.user, cfg.data_dir, err, sizeof(err)) == -1) {
+			log_err("event=startup_failed error=\"%s\"", err);
+			return 1;
+		}
+	}
+
+	srv.writer_ev = event_new(srv.base, -1, 0, smtp_session_writer_done, &srv);
+	srv.auth_ev = event_new(srv.base, -1, 0, smtp_session_auth_done, &srv);
+	{
+		struct writer_opts wo = {
+			.db_path = srv.db_path, .tokens = cfg.tokens_enabled,
+			.token_lifetime = cfg.tokens_lifetime, .issuer = cfg.tokens_issuer,
+			.batch = (int)cfg.store_batch, .notify = wake, .notify_arg = srv.writer_ev,
+		};
+		srv.writer = writer_start(&wo, err, sizeof(err));
+		if (srv.writer == NULL) {
+			log_err("event=startup_failed error=\"writer: %s\"", err);
+			return 1;
+		}
+	}
+	{
+		struct auth_pool_opts ao = {
+			.db_path = srv.db_path, .workers = (int)cfg.auth_workers,
+			.cache_size = (size_t)cfg.auth_cache_size, .cache_ttl = cfg.auth_cache_ttl,
+			.notify = wake, .notify_arg = srv.auth_ev,
+		};
+		srv.auth = auth_pool_start(&ao, err, sizeof(err));
+		if (srv.auth == NULL) {
+			log_err("event=startup_failed error=\"auth: %s\"", err);
+			return 1;
+		}
+	}
+	srv.conn_per_ip = throttle_new(THROTTLE_CAPACITY, 0);
+	srv.auth_fail_ip = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
+	srv.auth_fail_user = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
+
+	sig_term = evsignal_new(srv.base, SIGTERM, on_sigterm, &srv);
+	sig_int = evsignal_new(srv.base, SIGINT, on_sigterm, &srv);
+	sig_hup = evsignal_new(srv.base, SIGHUP, on_sighup, &srv);
+	evsignal_add(sig_term, NULL);
+	evsignal_add(sig_int, NULL);
+	evsignal_add(sig_hup, NULL);
+
+	log_info("event=ready version=%s hostname=%s data_dir=%s tokens=%s", "0.1.0", cfg.hostname,
+	    cfg.data_dir, cfg.tokens_enabled ? "on" : "off");
+	event_base_dispatch(srv.base);
+
+	log_info("event=shutdown_stopping sessions=%zu", srv.nsessions);
+	listeners_free(&srv);
+	smtp_session_close_all(&srv);
+	/* Messages already handed to the writer are committed before exit. */
+	writer_stop(&srv.writer);
+	auth_pool_stop(&srv.auth);
+	/* Drain what the threads finished after the loop stopped. */
+	event_free(srv.writer_ev);
+	event_free(srv.auth_ev);
+	event_free(sig_term);
+	event_free(sig_int);
+	event_free(sig_hup);
+	if (srv.drain_timer)
+		event_free(srv.drain_timer);
+	throttle_free(&srv.conn_per_ip);
+	throttle_free(&srv.auth_fail_ip);
+	throttle_free(&srv.auth_fail_user);
+	cidr_list_free(&srv.trusted);
+	SSL_CTX_free(srv.ssl_ctx);
+	event_base_free(srv.base);
+	free(srv.db_path);
+	free(srv.spool_dir);
+	free(srv.cert_path);
+	free(srv.key_path);
+	log_info("event=shutdown_done");
+	config_free(&cfg);
+	return 0;
+}

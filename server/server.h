@@ -1,0 +1,67 @@
+/*
+ * server.h: the state shared by every session of one submitd process:
+ * the configuration, the event base, the TLS context, the writer and auth
+ * pool, limits bookkeeping and counters. There is one instance, owned by
+ * main.c; sessions hold a pointer to it and never free it.
+ */
+#ifndef SUBMITD_SERVER_H
+#define SUBMITD_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include "server/config.h"
+#include "server/netaddr.h"
+
+struct smtp_session;
+struct writer;
+struct auth_pool;
+struct throttle;
+
+struct server_stats {
+	uint64_t sessions_total;
+	uint64_t messages_accepted;
+	uint64_t messages_refused;
+	uint64_t bytes_accepted;
+	uint64_t tokens_issued;
+	uint64_t auth_ok, auth_failed;
+};
+
+struct listener {
+	struct server *srv;
+	struct evconnlistener *l;
+	bool implicit_tls;
+	char name[80];
+	struct listener *next;
+};
+
+struct server {
+	struct config *cfg;
+	struct event_base *base;
+	SSL_CTX *ssl_ctx;                  /* current; sessions take a reference */
+	char *cert_path, *key_path;
+	char *db_path, *spool_dir;
+	struct writer *writer;
+	struct event *writer_ev;           /* activated by the writer thread */
+	struct auth_pool *auth;
+	struct event *auth_ev;             /* activated by auth workers */
+	struct cidr_list trusted;
+	struct throttle *conn_per_ip;
+	struct throttle *auth_fail_ip, *auth_fail_user;
+	struct listener *listeners;
+	struct smtp_session *sessions;     /* every live session (list) */
+	size_t nsessions;
+	bool draining;
+	struct event *drain_timer;
+	struct server_stats stats;
+};
+
+/* Stop accepting (draining) or start again; used by SIGTERM. */
+void server_listeners_enable(struct server *srv, bool on);
+
+#endif
