@@ -1,0 +1,416 @@
+"""harness.py: run a real submitd for integration tests.
+
+A Submitd owns one temporary data directory and one server process bound to
+two free loopback ports (plain+STARTTLS and implicit TLS). It offers the
+helpers the tests need: submitctl, the database through the sqlite3 CLI,
+and a raw SMTP client that shows replies byte for byte, so that a test can
+check exactly what went over the wire.
+
+The build directory comes from the environment variable SUBMITD_BUILD_DIR
+(meson sets it to the project's build root); there is no default, so a test
+never runs a stale binary from some other tree by accident.
+"""
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 20.0
+HOSTNAME = "submitd.test"
+
+
+def build_dir():
+    d = os.environ.get("SUBMITD_BUILD_DIR")
+    if not d:
+        raise RuntimeError("SUBMITD_BUILD_DIR is not set: point it at the meson build directory "
+                           "(meson test sets it)")
+    return d
+
+
+def program(name):
+    """Path of a built program: meson puts server/ targets in BUILD/server/."""
+    for p in (os.path.join(build_dir(), "server", name), os.path.join(build_dir(), name)):
+        if os.access(p, os.X_OK):
+            return p
+    raise RuntimeError("%s not found in %s (or its server/ folder): build it first" % (name, build_dir()))
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    """A loopback port that was free a moment ago (bind to 0, read, close)."""
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def client_tls_context():
+    """The server's certificate is self-signed: encrypt, do not verify."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def which(name):
+    return shutil.which(name)
+
+
+# ---------------------------------------------------------------- replies
+
+class Reply:
+    """One complete SMTP reply. raw_lines keep their CRLF, for length checks."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.raw_lines = [l + b"\r\n" for l in raw.split(b"\r\n") if l != b""]
+        if not self.raw_lines:
+            raise ValueError("empty reply")
+        codes = set()
+        self.lines = []
+        for i, l in enumerate(self.raw_lines):
+            # RFC 5321 4.2: Reply-code [ SP textstring ] CRLF, "-" on all but the last
+            m = re.match(rb"^(\d{3})(?:([- ])(.*))?\r\n$", l, re.S)
+            if not m:
+                raise ValueError("malformed reply line %r" % l)
+            last = i == len(self.raw_lines) - 1
+            if (m.group(2) != b"-") != last:
+                raise ValueError("continuation marker wrong on line %r of %r" % (l, raw))
+            codes.add(int(m.group(1)))
+            self.lines.append((m.group(3) or b"").decode("utf-8", "replace"))
+        if len(codes) != 1:
+            raise ValueError("reply lines carry different codes: %r" % raw)
+        self.code = codes.pop()
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+    def __repr__(self):
+        return "Reply(%d, %r)" % (self.code, self.lines)
+
+
+def parse_replies(data):
+    """Split a byte string holding several complete replies into Reply objects."""
+    out, cur = [], b""
+    if not data.endswith(b"\r\n"):
+        raise ValueError("incomplete line at the end: %r" % data[-80:])
+    for l in data[:-2].split(b"\r\n"):
+        cur += l + b"\r\n"
+        if l[3:4] != b"-":
+            out.append(Reply(cur))
+            cur = b""
+    if cur:
+        raise ValueError("incomplete reply at the end: %r" % cur)
+    return out
+
+
+TOKEN_RE = re.compile(r"v4\.public\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?")
+TOKEN_LINE_RE = re.compile(
+    r"^2\.1\.13 (?:<(?P<addr>[^<>]*)> )?(?P<token>v4\.public\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)?)"
+    r"(?P<saved> Saved)?$")
+
+
+class TokenLine:
+    def __init__(self, raw, address, token, last):
+        self.raw = raw          # the wire line, CRLF included
+        self.address = address  # None when the server left it out
+        self.token = token
+        self.last = last
+
+    def __repr__(self):
+        return "TokenLine(%r, %r, last=%r)" % (self.address, self.token[:24] + "...", self.last)
+
+
+def parse_token_reply(reply):
+    """Parse the end-of-data reply with tokens. Raises AssertionError with the
+    reply when a line does not have the documented shape."""
+    if reply.code != 250:
+        raise AssertionError("end of data not accepted: %r" % reply)
+    out = []
+    for i, (raw, text) in enumerate(zip(reply.raw_lines, reply.lines)):
+        m = TOKEN_LINE_RE.match(text)
+        last = i == len(reply.lines) - 1
+        if not m:
+            raise AssertionError("token line %d malformed: %r" % (i, raw))
+        if bool(m.group("saved")) != last:
+            raise AssertionError("'Saved' must end the last line and only it: %r" % raw)
+        out.append(TokenLine(raw, m.group("addr"), m.group("token"), last))
+    return out
+
+
+# ---------------------------------------------------------- raw SMTP client
+
+class RawSMTP:
+    """A minimal SMTP client that sends exactly the bytes it is given and
+    returns complete replies. For dialogues the real clients cannot produce."""
+
+    def __init__(self, port, host="127.0.0.1", tls=False, timeout=10.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if tls:
+            self.sock = client_tls_context().wrap_socket(self.sock)
+        self.buf = b""
+        self.greeting = self.reply()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.sock.sendall(data)
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection; unread: %r" % self.buf)
+        self.buf += chunk
+
+    def reply(self):
+        """Read lines until one whose code is followed by a space."""
+        raw = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                self._fill()
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            raw += line + b"\r\n"
+            if len(line) < 4 or line[3:4] != b"-":
+                return Reply(raw)
+
+    def cmd(self, line):
+        self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.reply()
+
+    def closed_by_peer(self, timeout=5.0):
+        """True when the server closes the connection (EOF) within timeout."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buf += chunk
+        except (socket.timeout, TimeoutError):
+            return False
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+    def ehlo(self, name="client.test"):
+        r = self.cmd("EHLO " + name)
+        if r.code != 250:
+            raise AssertionError("EHLO refused: %r" % r)
+        return r
+
+    def starttls(self):
+        r = self.cmd("STARTTLS")
+        if r.code != 220:
+            raise AssertionError("STARTTLS refused: %r" % r)
+        if self.buf:
+            raise AssertionError("data after 220 to STARTTLS was buffered: %r" % self.buf)
+        self.sock = client_tls_context().wrap_socket(self.sock)
+        return r
+
+    def auth_plain(self, login, password):
+        arg = base64.b64encode(b"\0" + login.encode() + b"\0" + password.encode()).decode()
+        return self.cmd("AUTH PLAIN " + arg)
+
+    def login_session(self, login, password, name="client.test"):
+        """EHLO, STARTTLS (when not already TLS), EHLO, AUTH PLAIN; asserts 235."""
+        self.ehlo(name)
+        if not isinstance(self.sock, ssl.SSLSocket):
+            self.starttls()
+            self.ehlo(name)
+        r = self.auth_plain(login, password)
+        if r.code != 235:
+            raise AssertionError("AUTH PLAIN %s refused: %r" % (login, r))
+        return r
+
+
+def dot_stuff(body):
+    """What a client puts on the wire for DATA: leading dots doubled, then the end mark."""
+    assert body.endswith(b"\r\n")
+    lines = body.split(b"\r\n")[:-1]
+    return b"".join((b"." + l if l.startswith(b".") else l) + b"\r\n" for l in lines) + b".\r\n"
+
+
+# ---------------------------------------------------------------- server
+
+class Submitd:
+    """One server: `with Submitd() as s:` or start()/stop().
+
+    options: extra {"section.key": "value"} passed with -o, after the
+    harness's own (data_dir, listen, listen_tls, hostname, and fast AUTH
+    failure settings so that tests of wrong passwords do not sleep).
+    """
+
+    DEFAULTS = {
+        "auth.delay_ms": "0",
+        "auth.max_failures": "1000",
+    }
+
+    def __init__(self, options=None, tls_listener=True, keep=False):
+        self.tmp = tempfile.mkdtemp(prefix="submitd-it-")
+        self.data_dir = os.path.join(self.tmp, "var")
+        self.log_path = os.path.join(self.tmp, "submitd.log")
+        self.port = free_port()
+        self.tls_port = free_port() if tls_listener else None
+        self.hostname = HOSTNAME
+        self.keep = keep or bool(os.environ.get("SUBMITD_KEEP"))
+        opts = {
+            "server.data_dir": self.data_dir,
+            "server.hostname": self.hostname,
+            "smtp.listen": "127.0.0.1:%d" % self.port,
+            "smtp.listen_tls": "127.0.0.1:%d" % self.tls_port if tls_listener else "",
+        }
+        opts.update(self.DEFAULTS)
+        opts.update(options or {})
+        self.options = opts
+        self.proc = None
+        self.log_file = None
+
+    # -- options shared by submitd and submitctl, so that both see one config
+    def option_args(self):
+        args = []
+        for k, v in self.options.items():
+            args += ["-o", "%s=%s" % (k, v)]
+        return args
+
+    @property
+    def db_path(self):
+        return os.path.join(self.data_dir, "submitd.db")
+
+    def log(self):
+        try:
+            with open(self.log_path, "r", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def start(self):
+        self.log_file = open(self.log_path, "ab")
+        seen = len(self.log())   # a restart appends: look only at the new run
+        cmd = [program("submitd")] + self.option_args()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
+                                     stderr=self.log_file, cwd=self.tmp)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if "event=ready" in self.log()[seen:]:
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError("submitd exited with %s before event=ready; command %s\n--- log ---\n%s"
+                                   % (self.proc.returncode, cmd, self.log()))
+            time.sleep(0.05)
+        self.proc.kill()
+        self.proc.wait()
+        raise RuntimeError("submitd not ready after %.0f s; command %s\n--- log ---\n%s"
+                           % (READY_TIMEOUT, cmd, self.log()))
+
+    def stop(self, check=True):
+        """SIGTERM, wait, and (check) require exit status 0. Returns the status."""
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        if rc is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("submitd did not stop within %.0f s of SIGTERM\n--- log ---\n%s"
+                                     % (STOP_TIMEOUT, self.log()))
+        self.proc = None
+        self.log_file.close()
+        if check and rc != 0:
+            raise AssertionError("submitd exited with %r after SIGTERM (expected 0)\n--- log ---\n%s"
+                                 % (rc, self.log()))
+        return rc
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+        if not self.keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.stop(check=exc_type is None)
+        finally:
+            self.cleanup()
+
+    # -- administration
+    def submitctl(self, *args, input=None, check=True):
+        """Run submitctl on this server's database. check: require exit 0."""
+        cmd = [program("submitctl")] + self.option_args() + list(args)
+        p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+        if check and p.returncode != 0:
+            raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s"
+                                 % (" ".join(args), p.returncode, p.stdout, p.stderr))
+        return p
+
+    def add_user(self, login, password, addresses=()):
+        self.submitctl("user", "add", login, input=password + "\n")
+        for a in addresses:
+            self.submitctl("user", "address", "add", login, a)
+
+    # -- database
+    def sql(self, query):
+        """Rows of a query as a list of dicts (sqlite3 -json)."""
+        p = subprocess.run(["sqlite3", "-json", "-cmd", ".timeout 5000", self.db_path, query],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise AssertionError("sqlite3 failed on %r: %s" % (query, p.stderr))
+        out = p.stdout.strip()
+        return json.loads(out) if out else []
+
+    def message_with_marker(self, marker):
+        """The messages row whose stored body contains marker (bytes/str)."""
+        if isinstance(marker, str):
+            marker = marker.encode()
+        rows = self.sql("SELECT m.* FROM messages m JOIN message_bodies b USING (message_id) "
+                        "WHERE instr(b.content, X'%s') > 0" % marker.hex())
+        if len(rows) != 1:
+            raise AssertionError("expected one stored message with marker %r, found %d" % (marker, len(rows)))
+        return rows[0]
+
+    def body(self, message_id):
+        rows = self.sql("SELECT hex(content) AS h FROM message_bodies WHERE message_id = %d" % int(message_id))
+        if len(rows) != 1:
+            raise AssertionError("message %s has %d bodies" % (message_id, len(rows)))
+        return bytes.fromhex(rows[0]["h"])
+
+    def recipients(self, message_id):
+        return [r["address"] for r in self.sql(
+            "SELECT address FROM recipients WHERE message_id = %d ORDER BY position" % int(message_id))]
+
+    def message_count(self):
+        return self.sql("SELECT count(*) AS n FROM messages")[0]["n"]
+
+    # -- clients
+    def raw(self, tls=False, timeout=10.0):
+        return RawSMTP(self.tls_port if tls else self.port, tls=tls, timeout=timeout)

@@ -1,0 +1,264 @@
+"""test_lifecycle.py: the process around the dialogue: SIGTERM drains a
+session that is sending a message (its 250 arrives, then 421), SIGHUP
+reloads the certificate without dropping a session, a 50 MB message costs
+a bounded amount of memory, messages survive a restart, and the key ring
+behaves across rotation, retirement and expiry.
+"""
+
+import hashlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import unittest
+
+from harness import RawSMTP, Submitd, dot_stuff, parse_token_reply, program
+
+USER = "life@example.org"
+PASSWORD = "correct horse battery"
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for pid %d" % (field, pid))
+
+
+def peer_cert_der(port):
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        with ctx.wrap_socket(s) as t:
+            return t.getpeercert(binary_form=True)
+
+
+class Drain(unittest.TestCase):
+    def test_sigterm_lets_data_finish(self):
+        s = Submitd({"smtp.auth_cleartext_loopback": "true"})
+        with s:
+            s.add_user(USER, PASSWORD)
+            busy = RawSMTP(s.port)
+            busy.ehlo()
+            self.assertEqual(busy.auth_plain(USER, PASSWORD).code, 235)
+            self.assertEqual(busy.cmd("MAIL FROM:<%s>" % USER).code, 250)
+            self.assertEqual(busy.cmd("RCPT TO:<a@example.net>").code, 250)
+            self.assertEqual(busy.cmd("DATA").code, 354)
+            busy.send(b"Subject: drain\r\n\r\nfirst half\r\n")
+            idle = RawSMTP(s.port)
+            idle.ehlo()
+            s.proc.send_signal(signal.SIGTERM)
+            # the idle session is told and closed
+            r = idle.reply()
+            self.assertEqual((r.code, r.lines[0][:5]), (421, "4.3.2"))
+            self.assertTrue(idle.closed_by_peer())
+            # new connections are no longer accepted
+            time.sleep(0.2)
+            with self.assertRaises(OSError):
+                RawSMTP(s.port, timeout=2)
+            # the message in progress completes and is committed
+            busy.send(b"second half\r\n.\r\n")
+            r = busy.reply()
+            self.assertEqual(r.code, 250, r)
+            tokens = parse_token_reply(r)
+            self.assertEqual(len(tokens), 2)
+            r = busy.reply()
+            self.assertEqual((r.code, r.lines[0][:5]), (421, "4.3.2"))
+            self.assertEqual(s.proc.wait(20), 0)
+            rows = s.sql("SELECT size FROM messages")
+            self.assertEqual(rows, [{"size": len(b"Subject: drain\r\n\r\nfirst half\r\nsecond half\r\n")}])
+            busy.close()
+            idle.close()
+            s.stop()
+
+
+class Reload(unittest.TestCase):
+    def test_sighup_reloads_certificate(self):
+        with Submitd() as s:
+            before = peer_cert_der(s.tls_port)
+            # a session that lives across the reload
+            live = RawSMTP(s.tls_port, tls=True)
+            live.ehlo()
+            cert = os.path.join(s.data_dir, "tls", "cert.pem")
+            key = os.path.join(s.data_dir, "tls", "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=reloaded.test"],
+                           check=True, capture_output=True)
+            s.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "what=tls" not in s.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertIn("event=reloaded what=tls", s.log())
+            after = peer_cert_der(s.tls_port)
+            self.assertNotEqual(before, after)
+            self.assertEqual(live.cmd("NOOP").code, 250)
+            live.close()
+
+    def test_sighup_with_broken_certificate_keeps_old(self):
+        with Submitd() as s:
+            before = peer_cert_der(s.tls_port)
+            with open(os.path.join(s.data_dir, "tls", "cert.pem"), "w") as f:
+                f.write("not a certificate\n")
+            s.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "event=reload_failed" not in s.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertIn("event=reload_failed what=tls", s.log())
+            self.assertEqual(peer_cert_der(s.tls_port), before)
+
+
+class Listeners(unittest.TestCase):
+    def test_ipv6_and_several_listeners(self):
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.bind(("::1", 0))
+                v6port = probe.getsockname()[1]
+        except OSError:
+            self.skipTest("no IPv6 loopback on this machine")
+        from harness import free_port
+        extra = free_port()
+        with Submitd({"smtp.listen": "127.0.0.1:%d, [::1]:%d" % (extra, v6port),
+                      "smtp.trusted_networks": "::1/128"}) as s:
+            with socket.create_connection(("::1", v6port), timeout=10) as c:
+                f = c.makefile("rb")
+                self.assertTrue(f.readline().startswith(b"220 "))
+                c.sendall(b"EHLO v6.test\r\nMAIL FROM:<x@example.org>\r\n")
+                lines = []
+                while not lines or lines[-1][3:4] != b" " or lines[-1].startswith(b"250 CHUNKING"):
+                    lines.append(f.readline())
+                self.assertTrue(lines[-1].startswith(b"250 2.1.0"), lines)
+            r = RawSMTP(extra)
+            self.assertEqual(r.greeting.code, 220)
+            r.ehlo()
+            # 127.0.0.1 is not in the trusted list: AUTH is required
+            self.assertEqual(r.cmd("MAIL FROM:<x@example.org>").code, 530)
+            r.close()
+
+
+class Memory(unittest.TestCase):
+    def test_50mb_message_bounded_rss(self):
+        with Submitd({"smtp.trusted_networks": "127.0.0.0/8"}) as s:
+            pid = s.proc.pid
+            line = b"x" * 998 + b"\r\n"
+            body = b"Subject: big\r\n\r\n" + line * 52000
+            self.assertGreater(len(body), 50 * 1000 * 1000)
+            idle = rss_kb(pid)
+            c = RawSMTP(s.port)
+            c.ehlo()
+            self.assertEqual(c.cmd("MAIL FROM:<big@example.org> SIZE=%d" % len(body)).code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<a@example.net>").code, 250)
+            self.assertEqual(c.cmd("DATA").code, 354)
+            c.sock.settimeout(120)
+            c.send(dot_stuff(body))
+            r = c.reply()
+            self.assertEqual(r.code, 250, r)
+            peak = rss_kb(pid, "VmHWM")
+            print("\nidle RSS %d kB, peak RSS %d kB for a %d-octet message" % (idle, peak, len(body)))
+            # memory does not follow the message: 50 MB through, < 16 MB more
+            self.assertLess(peak - idle, 16 * 1024)
+            row = s.sql("SELECT size, sha256 FROM messages")[0]
+            self.assertEqual(row["size"], len(body))
+            self.assertEqual(row["sha256"], hashlib.sha256(body).hexdigest())
+            c.close()
+
+
+class Restart(unittest.TestCase):
+    def test_messages_and_keys_survive_restart(self):
+        s = Submitd({"smtp.trusted_networks": "127.0.0.0/8"}, keep=True)
+        try:
+            s.start()
+            c = RawSMTP(s.port)
+            c.ehlo()
+            c.cmd("MAIL FROM:<a@example.org>")
+            c.cmd("RCPT TO:<b@example.net>")
+            c.cmd("DATA")
+            c.send(b"Subject: persist\r\n\r\nstill here\r\n.\r\n")
+            token = parse_token_reply(c.reply())[0].token
+            c.close()
+            s.stop()
+            s.start()
+            self.assertEqual(len(s.sql("SELECT 1 FROM messages")), 1)
+            p = s.submitctl("token", "verify", token, "--address", "b@example.net")
+            self.assertIn("result=valid", p.stdout)
+            self.assertEqual(len(s.sql("SELECT 1 FROM signing_keys")), 1)
+            s.stop()
+        finally:
+            s.keep = False
+            s.cleanup()
+
+
+class KeyRing(unittest.TestCase):
+    def send(self, s, rcpt="b@example.net"):
+        c = RawSMTP(s.port)
+        c.ehlo()
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<%s>" % rcpt).code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(b"Subject: k\r\n\r\nk\r\n.\r\n")
+        tokens = parse_token_reply(c.reply())
+        c.close()
+        return tokens
+
+    def verify(self, s, token, address):
+        p = s.submitctl("token", "verify", token, "--address", address, check=False)
+        return p.returncode, p.stdout
+
+    def test_rotation_retire_and_expiry(self):
+        with Submitd({"smtp.trusted_networks": "127.0.0.0/8", "tokens.lifetime": "3"}) as s:
+            old = self.send(s)[0].token
+            p = s.submitctl("key", "rotate")
+            self.assertIn("new active key", p.stdout)
+            new = self.send(s)[0].token
+            keys = s.sql("SELECT key_id, state FROM signing_keys ORDER BY created_at")
+            self.assertEqual([k["state"] for k in keys], ["retired", "active"])
+            # the writer picked up the new key without a restart or signal
+            self.assertEqual(keys[1]["key_id"], s.sql(
+                "SELECT key_id FROM tokens JOIN messages USING (message_id) "
+                "ORDER BY message_id DESC LIMIT 1")[0]["key_id"])
+            # a retired key still verifies its unexpired tokens
+            self.assertEqual(self.verify(s, old, "b@example.net")[0], 0)
+            self.assertEqual(self.verify(s, new, "b@example.net")[0], 0)
+            # export shows both public keys as PASERK k4.public and hex
+            out = s.submitctl("key", "export").stdout.strip().splitlines()
+            self.assertEqual(len(out), 2)
+            for line in out:
+                kid, state, paserk, hexkey = line.split("\t")
+                self.assertTrue(kid.startswith("k4.pid."))
+                self.assertTrue(paserk.startswith("k4.public."))
+                self.assertEqual(len(hexkey), 64)
+            time.sleep(4)
+            rc, outp = self.verify(s, old, "b@example.net")
+            self.assertNotEqual(rc, 0)
+            self.assertIn("result=expired", outp)
+            # retiring the active key: the next message gets a fresh one
+            active = keys[1]["key_id"]
+            s.submitctl("key", "retire", active)
+            tok = self.send(s)[0].token
+            self.assertEqual(self.verify(s, tok, "b@example.net")[0], 0)
+            states = [k["state"] for k in s.sql("SELECT state FROM signing_keys ORDER BY created_at")]
+            self.assertEqual(states, ["retired", "retired", "active"])
+
+    def test_key_generate_refuses_second_active(self):
+        with Submitd() as s:
+            p = s.submitctl("key", "generate", check=False)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("key rotate", p.stderr)
+
+    def test_revoke_by_message(self):
+        with Submitd({"smtp.trusted_networks": "127.0.0.0/8"}) as s:
+            tokens = self.send(s)
+            mid = s.sql("SELECT public_id FROM messages")[0]["public_id"]
+            p = s.submitctl("token", "revoke", "--message", mid)
+            self.assertIn("2 token(s)", p.stdout)
+            for t, addr in ((tokens[0].token, "b@example.net"), (tokens[1].token, "a@example.org")):
+                rc, out = self.verify(s, t, addr)
+                self.assertNotEqual(rc, 0)
+                self.assertIn("result=revoked", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
