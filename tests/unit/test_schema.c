@@ -145,7 +145,7 @@ test_constraints_and_views(void **state)
 	    SQLITE_OK);
 	assert_int_equal(exec(db, "INSERT INTO tokens (token_id, message_id, recipient_id, role, address, key_id, "
 	    "issued_at, expires_at) SELECT 't1', 1, 1, 'recipient', 'r@x', key_id, '2026-01-01', '2999-01-01' "
-	    "FROM signing_keys LIMIT 1"), SQLITE_OK);
+	    "FROM signing_keys WHERE state = 'retired'"), SQLITE_OK);
 	assert_false(store_token_revoked("t1", db));
 	assert_true(store_token_revoked("unknown", db));
 	assert_int_equal(store_token_revoke(db, "t1", 5000, err, sizeof(err)), 0);
