@@ -110,6 +110,25 @@ static const char *const migrations[] = {
 	"         (SELECT count(*) FROM tokens t WHERE t.key_id = k.key_id) AS tokens,\n"
 	"         (SELECT max(t.expires_at) FROM tokens t WHERE t.key_id = k.key_id) AS last_token_expires_at\n"
 	"  FROM signing_keys k;\n",
+
+	/* 2: the verification API: service credentials and the audit trail */
+	"CREATE TABLE services (\n"
+	"  service_id    INTEGER PRIMARY KEY,\n"
+	"  name          TEXT NOT NULL UNIQUE,\n"
+	"  secret_sha256 TEXT NOT NULL UNIQUE CHECK (length(secret_sha256) = 64),\n"
+	"  created_at    TEXT NOT NULL\n"
+	") STRICT;\n"
+	"CREATE TABLE audit_log (\n"
+	"  audit_id       INTEGER PRIMARY KEY,\n"
+	"  at             TEXT NOT NULL,\n"
+	"  action         TEXT NOT NULL CHECK (action IN ('verify', 'fetch')),\n"
+	"  result         TEXT NOT NULL,\n"
+	"  service        TEXT,\n"
+	"  token_id       TEXT,\n"
+	"  client_address TEXT NOT NULL\n"
+	") STRICT;\n"
+	"CREATE INDEX audit_log_at ON audit_log(at);\n"
+	"CREATE INDEX audit_log_token ON audit_log(token_id);\n",
 };
 
 int

@@ -479,3 +479,102 @@ store_message_revoke(sqlite3 *db, const char *public_id, int64_t ms, int *count_
 	*count_r = n;
 	return 0;
 }
+
+int
+store_token_info(sqlite3 *db, const char *jti, struct store_token_info *out)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (sqlite3_prepare_v2(db,
+	    "SELECT m.message_id, m.public_id, m.received_at, m.envelope_from, m.size, m.sha256, t.address, t.role, "
+	    "EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id) "
+	    "FROM tokens t JOIN messages m USING (message_id) WHERE t.token_id = ?1", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		out->message_id = sqlite3_column_int64(st, 0);
+		snprintf(out->public_id, sizeof(out->public_id), "%s", sqlite3_column_text(st, 1));
+		snprintf(out->received_at, sizeof(out->received_at), "%s", sqlite3_column_text(st, 2));
+		out->envelope_from = xstrdup((const char *)sqlite3_column_text(st, 3));
+		out->size = sqlite3_column_int64(st, 4);
+		snprintf(out->sha256, sizeof(out->sha256), "%s", sqlite3_column_text(st, 5));
+		out->address = xstrdup((const char *)sqlite3_column_text(st, 6));
+		snprintf(out->role, sizeof(out->role), "%s", sqlite3_column_text(st, 7));
+		out->has_body = sqlite3_column_int(st, 8) != 0;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+void
+store_token_info_free(struct store_token_info *i)
+{
+	free(i->envelope_from);
+	free(i->address);
+	memset(i, 0, sizeof(*i));
+}
+
+int
+store_service_add(sqlite3 *db, const char *name, const char *secret_sha256, char *err, size_t errlen)
+{
+	char now[24];
+	int rc;
+
+	now_text(now);
+	const char *p[] = { name, secret_sha256, now };
+	rc = exec_text(db, "INSERT INTO services (name, secret_sha256, created_at) VALUES (?1, ?2, ?3)", 3, p, NULL);
+	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+		snprintf(err, errlen, "service %s already exists", name);
+		return 1;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+int
+store_service_del(sqlite3 *db, const char *name, char *err, size_t errlen)
+{
+	int rc, n = 0;
+	const char *p[] = { name };
+
+	rc = exec_text(db, "DELETE FROM services WHERE name = ?1", 1, p, &n);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "no service %s", name);
+		return 1;
+	}
+	return 0;
+}
+
+int
+store_service_find(sqlite3 *db, const char *secret_sha256, char *name, size_t namelen)
+{
+	sqlite3_stmt *st;
+	int rc, found = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT name, secret_sha256 FROM services WHERE secret_sha256 = ?1",
+	    -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, secret_sha256, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	/* The index finds the row; the final word is a constant-time compare
+	 * of the whole hash, as for every secret. */
+	if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 1) == 64 &&
+	    sodium_memcmp(sqlite3_column_text(st, 1), secret_sha256, 64) == 0) {
+		snprintf(name, namelen, "%s", sqlite3_column_text(st, 0));
+		found = 1;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return -1;
+	return found;
+}

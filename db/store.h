@@ -72,4 +72,27 @@ int store_token_revoke(sqlite3 *db, const char *jti, int64_t now_ms, char *err, 
 /* Revoke every token of a message (public id); *count_r revoked. */
 int store_message_revoke(sqlite3 *db, const char *public_id, int64_t now_ms, int *count_r, char *err, size_t errlen);
 
+/* --- what a token refers to (for the API and submitctl) ------------------ */
+struct store_token_info {
+	int64_t message_id;
+	char public_id[32];
+	char received_at[32];        /* as stored: "YYYY-MM-DD HH:MM:SS.sss" */
+	char *envelope_from;
+	int64_t size;
+	char sha256[65];
+	char *address;               /* the token's address */
+	char role[12];               /* "recipient" or "sender" */
+	bool has_body;
+};
+/* 1 found, 0 unknown token, -1 error. */
+int store_token_info(sqlite3 *db, const char *jti, struct store_token_info *out);
+void store_token_info_free(struct store_token_info *i);
+
+/* --- API service credentials ------------------------------------------ */
+/* 0 ok, 1 exists / not found, -1 error. secret_sha256: 64 hex characters. */
+int store_service_add(sqlite3 *db, const char *name, const char *secret_sha256, char *err, size_t errlen);
+int store_service_del(sqlite3 *db, const char *name, char *err, size_t errlen);
+/* The service whose secret hashes to secret_sha256: 1 (name copied), 0 none, -1 error. */
+int store_service_find(sqlite3 *db, const char *secret_sha256, char *name, size_t namelen);
+
 #endif

@@ -24,8 +24,14 @@
 #define BODY_CHUNK (256 * 1024)
 
 enum {
-	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_DATA_VERSION,
+	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_DATA_VERSION, ST_AUDIT,
 	ST_COUNT
+};
+
+struct audit_entry {
+	char at[24];
+	char *action, *result, *service, *token_id, *client;
+	struct audit_entry *next;
 };
 
 static const char *const sql[ST_COUNT] = {
@@ -37,6 +43,8 @@ static const char *const sql[ST_COUNT] = {
 	[ST_TOKEN] = "INSERT INTO tokens (token_id, message_id, recipient_id, role, address, key_id, "
 	    "issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[ST_DATA_VERSION] = "PRAGMA data_version",
+	[ST_AUDIT] = "INSERT INTO audit_log (at, action, result, service, token_id, client_address) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 };
 
 struct writer {
@@ -53,6 +61,7 @@ struct writer {
 	pthread_cond_t cond;
 	struct writer_msg *q_head, *q_tail;     /* waiting */
 	struct writer_msg *d_head, *d_tail;     /* done, to collect */
+	struct audit_entry *a_head, *a_tail;    /* audit rows to insert */
 	size_t depth;
 	bool stopping;
 };
@@ -281,7 +290,7 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 {
 	const struct token_key *key = NULL;
 	uint64_t start = mono_us();
-	int rc;
+	int rc, count = 0;
 
 	refresh_keys(w);
 	if (w->o.tokens)
@@ -294,6 +303,7 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 		return;
 	}
 	for (struct writer_msg *m = batch; m; m = m->next) {
+		count++;
 		sqlite3_exec(w->db, "SAVEPOINT msg", NULL, NULL, NULL);
 		rc = store_message(w, m, (w->o.tokens && key && key->has_secret) ? key : NULL);
 		if (rc == SQLITE_DONE) {
@@ -319,7 +329,81 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 	}
 	uint64_t end = mono_us();
 	for (struct writer_msg *m = batch; m; m = m->next)
-		m->commit_us = end - start;
+		m->commit_us = end - m->submitted_us;
+	log_debug("event=batch_committed messages=%d commit_us=%llu", count, (unsigned long long)(end - start));
+}
+
+static void
+audit_free(struct audit_entry *a)
+{
+	free(a->action);
+	free(a->result);
+	free(a->service);
+	free(a->token_id);
+	free(a->client);
+	free(a);
+}
+
+static void
+bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* Audit rows are not worth a 250 to anyone: one transaction for all that
+ * are waiting, and a failure is logged, not retried. */
+static void
+insert_audits(struct writer *w, struct audit_entry *list)
+{
+	sqlite3_stmt *st = w->st[ST_AUDIT];
+	struct audit_entry *a;
+	int rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+
+	for (a = list; a && rc == SQLITE_OK; a = a->next) {
+		sqlite3_bind_text(st, 1, a->at, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, a->action, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, a->result, -1, SQLITE_STATIC);
+		bind_text_or_null(st, 4, a->service);
+		bind_text_or_null(st, 5, a->token_id);
+		sqlite3_bind_text(st, 6, a->client, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+		sqlite3_reset(st);
+	}
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		log_err("event=audit_write_failed error=\"%s\"", sqlite3_errmsg(w->db));
+		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	while ((a = list) != NULL) {
+		list = a->next;
+		audit_free(a);
+	}
+}
+
+void
+writer_audit(struct writer *w, const char *action, const char *result, const char *service,
+    const char *token_id, const char *client_address)
+{
+	struct audit_entry *a = xcalloc(1, sizeof(*a));
+
+	store_time(now_ms(), a->at);
+	a->action = xstrdup(action);
+	a->result = xstrdup(result);
+	a->service = service ? xstrdup(service) : NULL;
+	a->token_id = token_id ? xstrdup(token_id) : NULL;
+	a->client = xstrdup(client_address);
+	pthread_mutex_lock(&w->lock);
+	if (w->a_tail)
+		w->a_tail->next = a;
+	else
+		w->a_head = a;
+	w->a_tail = a;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
 }
 
 static void *
@@ -329,11 +413,19 @@ writer_main(void *arg)
 
 	for (;;) {
 		struct writer_msg *batch, *last;
+		struct audit_entry *audits;
 		int n = 1;
 
 		pthread_mutex_lock(&w->lock);
-		while (w->q_head == NULL && !w->stopping)
+		while (w->q_head == NULL && w->a_head == NULL && !w->stopping)
 			pthread_cond_wait(&w->cond, &w->lock);
+		audits = w->a_head;
+		w->a_head = w->a_tail = NULL;
+		if (audits) {
+			pthread_mutex_unlock(&w->lock);
+			insert_audits(w, audits);
+			continue;
+		}
 		if (w->q_head == NULL && w->stopping) {
 			pthread_mutex_unlock(&w->lock);
 			break;
@@ -423,6 +515,7 @@ writer_submit(struct writer *w, struct writer_msg *m)
 {
 	m->next = NULL;
 	m->status = WRITER_PENDING;
+	m->submitted_us = mono_us();
 	pthread_mutex_lock(&w->lock);
 	if (w->q_tail)
 		w->q_tail->next = m;

@@ -44,6 +44,7 @@ struct writer_msg {
 	/* Filled by the writer. */
 	enum writer_status status;
 	char **tokens;                 /* nrcpt + 1 (sender last), or NULL */
+	uint64_t submitted_us;         /* monotonic clock at writer_submit */
 	uint64_t commit_us;            /* submit-to-commit latency */
 
 	/* For the submitter: who waits (cleared when it goes away). */
@@ -68,6 +69,11 @@ struct writer *writer_start(const struct writer_opts *o, char *err, size_t errle
 void writer_submit(struct writer *w, struct writer_msg *m);
 /* Take every finished message (a list linked by next), oldest first. */
 struct writer_msg *writer_collect(struct writer *w);
+/* Record an API event in audit_log; committed with the next batch, no
+ * answer. Strings are copied; service and token_id may be NULL. */
+void writer_audit(struct writer *w, const char *action, const char *result, const char *service,
+    const char *token_id, const char *client_address);
+
 /* Messages queued and not yet committed. */
 size_t writer_depth(struct writer *w);
 /* Commit everything queued, stop the thread, free w, set *wp = NULL. */

@@ -64,6 +64,15 @@ static const struct cfg_entry table[] = {
 	BOOL("tokens", "enabled", tokens_enabled, "true"),
 	INT("tokens", "lifetime", tokens_lifetime, 1, 366 * 86400, "604800"),
 	STR("tokens", "issuer", tokens_issuer, ""),
+	STR("http", "listen", http_listen, "127.0.0.1:8025"),
+	BOOL("http", "tls", http_tls, "false"),
+	INT("http", "max_header_size", http_max_header_size, 1024, 1024 * 1024, "8192"),
+	INT("http", "max_body_size", http_max_body_size, 1024, 16 * 1024 * 1024, "65536"),
+	INT("http", "timeout", http_timeout, 1, 3600, "30"),
+	BOOL("http", "auth_verify", http_auth_verify, "false"),
+	BOOL("http", "auth_fetch", http_auth_fetch, "true"),
+	BOOL("http", "auth_keys", http_auth_keys, "false"),
+	BOOL("http", "auth_metrics", http_auth_metrics, "false"),
 	INT("store", "batch", store_batch, 1, 4096, "256"),
 };
 

@@ -49,6 +49,16 @@ struct config {
 	bool tokens_enabled;
 	int64_t tokens_lifetime;
 	char *tokens_issuer;            /* "" = hostname */
+	/* [http] the verification API */
+	char *http_listen;
+	bool http_tls;
+	int64_t http_max_header_size;
+	int64_t http_max_body_size;
+	int64_t http_timeout;
+	bool http_auth_verify;
+	bool http_auth_fetch;
+	bool http_auth_keys;
+	bool http_auth_metrics;
 	/* [store] */
 	int64_t store_batch;            /* max messages committed together */
 };

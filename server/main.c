@@ -23,6 +23,7 @@
 #include "db/writer.h"
 #include "server/auth.h"
 #include "server/config.h"
+#include "server/http_api.h"
 #include "server/listener.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -202,6 +203,10 @@ main(int argc, char **argv)
 		}
 		free(copy);
 	}
+	if (http_api_check_config(&cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "submitd: %s\n", err);
+		return 1;
+	}
 	if (cfg.tls_certificate[0]) {
 		SSL_CTX *ctx = tls_ctx_new(cfg.tls_certificate, cfg.tls_key, err, sizeof(err));
 		if (ctx == NULL) {
@@ -322,6 +327,10 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (http_api_start(&srv, err, sizeof(err)) == -1) {
+		log_err("event=startup_failed error=\"%s\"", err);
+		return 1;
+	}
 	srv.conn_per_ip = throttle_new(THROTTLE_CAPACITY, 0);
 	srv.auth_fail_ip = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
 	srv.auth_fail_user = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
@@ -339,6 +348,7 @@ main(int argc, char **argv)
 
 	log_info("event=shutdown_stopping sessions=%zu", srv.nsessions);
 	listeners_free(&srv);
+	http_api_stop(&srv);
 	smtp_session_close_all(&srv);
 	/* Messages already handed to the writer are committed before exit. */
 	writer_stop(&srv.writer);

@@ -22,15 +22,35 @@ struct smtp_session;
 struct writer;
 struct auth_pool;
 struct throttle;
+struct http_api;
 
+enum refuse_reason {
+	REFUSE_TOO_BIG = 0, REFUSE_BARE_CR_LF, REFUSE_NUL, REFUSE_LONG_LINE, REFUSE_STORAGE,
+	REFUSE_COUNT
+};
+
+/* Upper bounds (seconds) of the commit latency histogram's buckets. */
+#define COMMIT_BUCKETS 12
+extern const double commit_bucket_le[COMMIT_BUCKETS];
+
+/* Counters for /metrics; only the loop thread touches them. */
 struct server_stats {
 	uint64_t sessions_total;
 	uint64_t messages_accepted;
-	uint64_t messages_refused;
+	uint64_t messages_refused[REFUSE_COUNT];
 	uint64_t bytes_accepted;
 	uint64_t tokens_issued;
+	uint64_t tokens_verified;
+	uint64_t tokens_refused[8];        /* by enum token_status */
+	uint64_t fetches;
 	uint64_t auth_ok, auth_failed;
+	uint64_t commit_bucket[COMMIT_BUCKETS];   /* cumulative at render time */
+	uint64_t commit_count;
+	double commit_sum;
 };
+
+const char *refuse_reason_name(enum refuse_reason r);
+void stats_commit_latency(struct server_stats *st, uint64_t us);
 
 struct listener {
 	struct server *srv;
@@ -54,6 +74,7 @@ struct server {
 	struct throttle *conn_per_ip;
 	struct throttle *auth_fail_ip, *auth_fail_user;
 	struct listener *listeners;
+	struct http_api *http;
 	struct smtp_session *sessions;     /* every live session (list) */
 	size_t nsessions;
 	bool draining;

@@ -367,7 +367,7 @@ message_end(struct smtp_session *s)
 	unsigned f = s->body.flags;
 
 	if (s->too_big) {
-		srv->stats.messages_refused++;
+		srv->stats.messages_refused[REFUSE_TOO_BIG]++;
 		reply_error(s, "552 5.3.4 Message size exceeds fixed maximum message size (%lld)",
 		    (long long)srv->cfg->max_message_size);
 		log_info("event=message_refused session=%016llx reason=too_big", (unsigned long long)s->id);
@@ -377,28 +377,28 @@ message_end(struct smtp_session *s)
 	if (f & (SMTP_BODY_BARE_CR | SMTP_BODY_BARE_LF)) {
 		/* RFC 5321 2.3.8: CR and LF only as CRLF. Accepting bare ones is
 		 * what made the 2023 smuggling attacks possible downstream. */
-		srv->stats.messages_refused++;
+		srv->stats.messages_refused[REFUSE_BARE_CR_LF]++;
 		reply_error(s, "550 5.5.2 Message refused: bare CR or LF in message content (RFC 5321 2.3.8)");
 		log_info("event=message_refused session=%016llx reason=bare_cr_lf", (unsigned long long)s->id);
 		transaction_reset(s);
 		return;
 	}
 	if (f & SMTP_BODY_NUL) {
-		srv->stats.messages_refused++;
+		srv->stats.messages_refused[REFUSE_NUL]++;
 		reply_error(s, "550 5.6.0 Message refused: NUL octet in message content");
 		log_info("event=message_refused session=%016llx reason=nul", (unsigned long long)s->id);
 		transaction_reset(s);
 		return;
 	}
 	if (f & SMTP_BODY_LONG_LINE) {
-		srv->stats.messages_refused++;
+		srv->stats.messages_refused[REFUSE_LONG_LINE]++;
 		reply_error(s, "550 5.6.0 Message refused: line longer than 998 octets (RFC 5322 2.1.1)");
 		log_info("event=message_refused session=%016llx reason=long_line", (unsigned long long)s->id);
 		transaction_reset(s);
 		return;
 	}
 	if (s->spool_failed) {
-		srv->stats.messages_refused++;
+		srv->stats.messages_refused[REFUSE_STORAGE]++;
 		reply(s, "451 4.3.0 Local error in processing, try again later");
 		transaction_reset(s);
 		return;
@@ -445,16 +445,17 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 	case WRITER_OK:
 		break;
 	case WRITER_FULL:
-		srv->stats.messages_refused++;
+		srv->stats.messages_refused[REFUSE_STORAGE]++;
 		reply(s, "452 4.3.1 Insufficient system storage, try again later");
 		return;
 	default:
-		srv->stats.messages_refused++;
+		srv->stats.messages_refused[REFUSE_STORAGE]++;
 		reply(s, "451 4.3.0 Local error in processing, try again later");
 		return;
 	}
 	srv->stats.messages_accepted++;
 	srv->stats.bytes_accepted += m->size;
+	stats_commit_latency(&srv->stats, m->commit_us);
 	log_info("event=message_accepted session=%016llx msgid=%s user=%s size=%llu rcpts=%zu "
 	    "sha256=%.16s commit_us=%llu", (unsigned long long)s->id, m->public_id,
 	    m->auth_login ? m->auth_login : "-", (unsigned long long)m->size, m->nrcpt, m->sha256_hex,
@@ -480,6 +481,31 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 		}
 	}
 	srv->stats.tokens_issued += m->nrcpt + 1;
+}
+
+const double commit_bucket_le[COMMIT_BUCKETS] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+};
+
+const char *
+refuse_reason_name(enum refuse_reason r)
+{
+	static const char *const names[REFUSE_COUNT] = { "too_big", "bare_cr_lf", "nul", "long_line", "storage" };
+	return r < REFUSE_COUNT ? names[r] : "unknown";
+}
+
+void
+stats_commit_latency(struct server_stats *st, uint64_t us)
+{
+	double sec = (double)us / 1e6;
+
+	st->commit_count++;
+	st->commit_sum += sec;
+	for (int i = 0; i < COMMIT_BUCKETS; i++)
+		if (sec <= commit_bucket_le[i]) {
+			st->commit_bucket[i]++;
+			break;
+		}
 }
 
 void

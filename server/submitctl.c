@@ -45,7 +45,15 @@ usage(FILE *f)
 	    "tokens:\n"
 	    "  token verify TOKEN|- [--address ADDR]   exit 0 only when valid\n"
 	    "  token revoke TOKEN|-\n"
-	    "  token revoke --message PUBLIC_ID\n");
+	    "  token revoke --message PUBLIC_ID\n"
+	    "messages:\n"
+	    "  message list [--limit N]       newest first\n"
+	    "  message show PUBLIC_ID         metadata, recipients, tokens\n"
+	    "  message fetch TOKEN|- [--address ADDR]  the stored copy on stdout\n"
+	    "API service credentials:\n"
+	    "  service add NAME               prints a new secret once\n"
+	    "  service list\n"
+	    "  service del NAME\n");
 }
 
 static sqlite3 *db;
@@ -329,6 +337,181 @@ cmd_token(int argc, char **argv)
 	return st == TOKEN_VALID ? 0 : 1;
 }
 
+static int
+cmd_service(int argc, char **argv)
+{
+	char err[512];
+	int rc;
+
+	if (argc == 2 && strcmp(argv[0], "add") == 0) {
+		unsigned char raw[32], digest[crypto_hash_sha256_BYTES];
+		char secret[3 + 44], hex[65];
+
+		if (strlen(argv[1]) == 0 || strlen(argv[1]) > 64 || strpbrk(argv[1], " \t\r\n") != NULL)
+			return fail("bad service name \"%s\": 1 to 64 characters, no spaces", argv[1]);
+		randombytes_buf(raw, sizeof(raw));
+		memcpy(secret, "sd_", 3);
+		sodium_bin2base64(secret + 3, sizeof(secret) - 3, raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		crypto_hash_sha256(digest, (unsigned char *)secret, strlen(secret));
+		hex_encode(digest, sizeof(digest), hex);
+		rc = store_service_add(db, argv[1], hex, err, sizeof(err));
+		sodium_memzero(raw, sizeof(raw));
+		if (rc != 0)
+			return fail("%s", err);
+		/* Shown once: only its hash is stored. */
+		printf("%s\n", secret);
+		sodium_memzero(secret, sizeof(secret));
+		return 0;
+	}
+	if (argc == 2 && strcmp(argv[0], "del") == 0) {
+		rc = store_service_del(db, argv[1], err, sizeof(err));
+		if (rc != 0)
+			return fail("%s", err);
+		printf("service %s deleted\n", argv[1]);
+		return 0;
+	}
+	if (argc == 1 && strcmp(argv[0], "list") == 0) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(db, "SELECT name, created_at FROM services ORDER BY name", -1, &st, NULL) != SQLITE_OK)
+			return fail("%s", sqlite3_errmsg(db));
+		while (sqlite3_step(st) == SQLITE_ROW)
+			printf("%s\tcreated=%s\n", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1));
+		sqlite3_finalize(st);
+		return 0;
+	}
+	usage(stderr);
+	return 2;
+}
+
+static int
+message_list(long limit)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "SELECT public_id, received_at, coalesce(auth_login, '-'), envelope_from, size, "
+	    "recipients FROM message_overview ORDER BY received_at DESC LIMIT ?1", -1, &st, NULL) != SQLITE_OK)
+		return fail("%s", sqlite3_errmsg(db));
+	sqlite3_bind_int64(st, 1, limit);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		printf("%s\t%s\t%s\t%s\t%lld\t%lld\n", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+		    sqlite3_column_text(st, 2), sqlite3_column_text(st, 3), (long long)sqlite3_column_int64(st, 4),
+		    (long long)sqlite3_column_int64(st, 5));
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int
+message_show(const char *id)
+{
+	sqlite3_stmt *st;
+	int found = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT public_id, received_at, coalesce(auth_login, ''), client_address, "
+	    "envelope_from, size, sha256, has_body FROM message_overview WHERE public_id = ?1", -1, &st, NULL) != SQLITE_OK)
+		return fail("%s", sqlite3_errmsg(db));
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		found = 1;
+		printf("id=%s\nreceived_at=%s\nuser=%s\nclient=%s\nfrom=%s\nsize=%lld\nsha256=%s\nbody=%s\n",
+		    sqlite3_column_text(st, 0), sqlite3_column_text(st, 1), sqlite3_column_text(st, 2),
+		    sqlite3_column_text(st, 3), sqlite3_column_text(st, 4), (long long)sqlite3_column_int64(st, 5),
+		    sqlite3_column_text(st, 6), sqlite3_column_int(st, 7) ? "stored" : "purged");
+	}
+	sqlite3_finalize(st);
+	if (!found)
+		return fail("no message %s", id);
+	if (sqlite3_prepare_v2(db, "SELECT position, address, state FROM recipient_overview WHERE public_id = ?1 "
+	    "ORDER BY position", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			printf("rcpt=%d\t%s\t%s\n", sqlite3_column_int(st, 0), sqlite3_column_text(st, 1),
+			    sqlite3_column_text(st, 2));
+		sqlite3_finalize(st);
+	}
+	if (sqlite3_prepare_v2(db, "SELECT token_id, role, address, status, expires_at FROM token_overview "
+	    "WHERE public_id = ?1 ORDER BY role DESC, token_id", -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			printf("token=%s\t%s\t%s\t%s\texpires=%s\n", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+			    sqlite3_column_text(st, 2), sqlite3_column_text(st, 3), sqlite3_column_text(st, 4));
+		sqlite3_finalize(st);
+	}
+	return 0;
+}
+
+/* The same checks as the API's fetch, then the stored bytes to stdout. */
+static int
+message_fetch(const char *arg, const char *address)
+{
+	struct keyring ring;
+	struct token_claims c;
+	struct store_token_info info;
+	enum token_status st;
+	char tok[4096];
+	sqlite3_blob *blob = NULL;
+	static unsigned char buf[64 * 1024];
+
+	if (read_token_arg(arg, tok, sizeof(tok)))
+		return 1;
+	keyring_init(&ring);
+	if (store_keys_load(db, &ring) == -1)
+		return fail("%s", sqlite3_errmsg(db));
+	st = token_verify(tok, strlen(tok), &ring, now_unix(), address, store_token_revoked, db, &c);
+	keyring_free(&ring);
+	if (st != TOKEN_VALID) {
+		fprintf(stderr, "result=%s\n", token_status_name(st));
+		return 1;
+	}
+	if (store_token_info(db, c.jti, &info) != 1)
+		return fail("%s", "token not found in the database");
+	if (!info.has_body) {
+		store_token_info_free(&info);
+		fprintf(stderr, "result=purged\n");
+		return 1;
+	}
+	if (sqlite3_blob_open(db, "main", "message_bodies", "content", info.message_id, 0, &blob) != SQLITE_OK) {
+		store_token_info_free(&info);
+		return fail("%s", sqlite3_errmsg(db));
+	}
+	for (int64_t off = 0; off < info.size;) {
+		int n = (int)(info.size - off < (int64_t)sizeof(buf) ? info.size - off : (int64_t)sizeof(buf));
+		if (sqlite3_blob_read(blob, buf, n, (int)off) != SQLITE_OK || fwrite(buf, 1, (size_t)n, stdout) != (size_t)n) {
+			sqlite3_blob_close(blob);
+			store_token_info_free(&info);
+			return fail("%s", "read or write failed");
+		}
+		off += n;
+	}
+	sqlite3_blob_close(blob);
+	store_token_info_free(&info);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static int
+cmd_message(int argc, char **argv)
+{
+	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+		long limit = 50;
+		if (argc == 3 && strcmp(argv[1], "--limit") == 0)
+			limit = strtol(argv[2], NULL, 10);
+		else if (argc != 1) {
+			usage(stderr);
+			return 2;
+		}
+		if (limit <= 0)
+			return fail("%s", "--limit takes a positive number");
+		return message_list(limit);
+	}
+	if (argc == 2 && strcmp(argv[0], "show") == 0)
+		return message_show(argv[1]);
+	if (argc == 2 && strcmp(argv[0], "fetch") == 0)
+		return message_fetch(argv[1], NULL);
+	if (argc == 4 && strcmp(argv[0], "fetch") == 0 && strcmp(argv[2], "--address") == 0)
+		return message_fetch(argv[1], argv[3]);
+	usage(stderr);
+	return 2;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -375,6 +558,10 @@ main(int argc, char **argv)
 		rc = cmd_key(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "token") == 0)
 		rc = cmd_token(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "message") == 0)
+		rc = cmd_message(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "service") == 0)
+		rc = cmd_service(argc - 1, argv + 1);
 	else {
 		usage(stderr);
 		rc = 2;

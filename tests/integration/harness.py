@@ -270,6 +270,7 @@ class Submitd:
         self.log_path = os.path.join(self.tmp, "submitd.log")
         self.port = free_port()
         self.tls_port = free_port() if tls_listener else None
+        self.http_port = free_port()
         self.hostname = HOSTNAME
         self.keep = keep or bool(os.environ.get("SUBMITD_KEEP"))
         opts = {
@@ -277,10 +278,14 @@ class Submitd:
             "server.hostname": self.hostname,
             "smtp.listen": "127.0.0.1:%d" % self.port,
             "smtp.listen_tls": "127.0.0.1:%d" % self.tls_port if tls_listener else "",
+            "http.listen": "127.0.0.1:%d" % self.http_port,
         }
         opts.update(self.DEFAULTS)
         opts.update(options or {})
         self.options = opts
+        m = re.match(r"^127\.0\.0\.1:(\d+)$", opts["http.listen"])
+        if m:
+            self.http_port = int(m.group(1))
         self.proc = None
         self.log_file = None
 
