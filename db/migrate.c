@@ -129,6 +129,13 @@ static const char *const migrations[] = {
 	") STRICT;\n"
 	"CREATE INDEX audit_log_at ON audit_log(at);\n"
 	"CREATE INDEX audit_log_token ON audit_log(token_id);\n",
+
+	/* 3: the relay queue as an admin sees it */
+	"CREATE VIEW queue_overview AS\n"
+	"  SELECT m.public_id, m.received_at, m.envelope_from, r.position, r.address, r.state, r.attempts,\n"
+	"         r.next_attempt_at, r.last_reply\n"
+	"  FROM recipients r JOIN messages m USING (message_id)\n"
+	"  WHERE r.state IN ('queued', 'deferred');\n",
 };
 
 int

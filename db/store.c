@@ -52,6 +52,10 @@ store_open(const char *path, char *err, size_t errlen)
 	}
 	sqlite3_busy_timeout(db, 10000);
 	sqlite3_extended_result_codes(db, 1);
+	/* A new database reclaims space as retention frees pages; the mode
+	 * can only be chosen before the first table exists (and before WAL).
+	 * On an existing database this is a no-op. */
+	sqlite3_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", NULL, NULL, NULL);
 	if (sqlite3_exec(db,
 	    "PRAGMA journal_mode = WAL;"
 	    "PRAGMA synchronous = FULL;"
@@ -430,7 +434,7 @@ store_token_revoked(const char *jti, void *ctx)
 {
 	sqlite3 *db = ctx;
 	sqlite3_stmt *st;
-	bool revoked = true;
+	bool revoked = false;
 
 	if (sqlite3_prepare_v2(db, "SELECT revoked_at IS NOT NULL FROM tokens WHERE token_id = ?1",
 	    -1, &st, NULL) != SQLITE_OK)
@@ -440,6 +444,25 @@ store_token_revoked(const char *jti, void *ctx)
 		revoked = sqlite3_column_int(st, 0) != 0;
 	sqlite3_finalize(st);
 	return revoked;
+}
+
+enum token_status
+store_token_finish(sqlite3 *db, enum token_status st, const char *jti)
+{
+	sqlite3_stmt *q;
+	int rc;
+
+	if (st != TOKEN_VALID)
+		return st;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM tokens WHERE token_id = ?1", -1, &q, NULL) != SQLITE_OK)
+		return TOKEN_REVOKED;   /* cannot tell: refuse */
+	sqlite3_bind_text(q, 1, jti, -1, SQLITE_STATIC);
+	rc = sqlite3_step(q);
+	sqlite3_finalize(q);
+	if (rc == SQLITE_ROW)
+		return TOKEN_VALID;
+	/* Signed by us but no longer on record: retention purged it. */
+	return rc == SQLITE_DONE ? TOKEN_EXPIRED : TOKEN_REVOKED;
 }
 
 int

@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "tokens/keyring.h"
+#include "tokens/token.h"
 
 #define STORE_DB_NAME "submitd.db"
 
@@ -64,9 +65,12 @@ int store_key_retire(sqlite3 *db, const char *kid, int64_t now, char *err, size_
 int store_key_ensure(sqlite3 *db, int64_t now, char *err, size_t errlen);
 
 /* --- tokens --------------------------------------------------------- */
-/* Revocation check for token_verify: true when revoked or unknown to the
- * database (a purged message's token cannot fetch anything). ctx: sqlite3*. */
+/* Revocation check for token_verify: true when the token is on record as
+ * revoked. ctx: sqlite3*. */
 bool store_token_revoked(const char *jti, void *ctx);
+/* After token_verify: a valid token that is no longer on record was purged
+ * by retention, and answers as expired. Returns the final status. */
+enum token_status store_token_finish(sqlite3 *db, enum token_status st, const char *jti);
 /* 0 ok, 1 not found, -1 error. */
 int store_token_revoke(sqlite3 *db, const char *jti, int64_t now_ms, char *err, size_t errlen);
 /* Revoke every token of a message (public id); *count_r revoked. */

@@ -62,6 +62,8 @@ struct writer {
 	struct writer_msg *q_head, *q_tail;     /* waiting */
 	struct writer_msg *d_head, *d_tail;     /* done, to collect */
 	struct audit_entry *a_head, *a_tail;    /* audit rows to insert */
+	struct writer_job *j_head, *j_tail;     /* jobs to run */
+	struct writer_job *jd_head, *jd_tail;   /* jobs run, to collect */
 	size_t depth;
 	bool stopping;
 };
@@ -384,6 +386,62 @@ insert_audits(struct writer *w, struct audit_entry *list)
 	}
 }
 
+/* Each job in a transaction of its own: jobs are small (a delivery
+ * result, a purge batch) and one failing must not undo another. */
+static void
+run_jobs(struct writer *w, struct writer_job *jobs)
+{
+	struct writer_job *j, *last = NULL;
+
+	for (j = jobs; j; j = j->next) {
+		last = j;
+		j->rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (j->rc == SQLITE_OK)
+			j->rc = j->run(w->db, j->arg);
+		if (j->rc == SQLITE_OK)
+			j->rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
+		if (j->rc != SQLITE_OK) {
+			log_err("event=job_failed error=\"%s\"", sqlite3_errmsg(w->db));
+			sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+		}
+	}
+	pthread_mutex_lock(&w->lock);
+	if (w->jd_tail)
+		w->jd_tail->next = jobs;
+	else
+		w->jd_head = jobs;
+	w->jd_tail = last;
+	pthread_mutex_unlock(&w->lock);
+	if (w->o.notify)
+		w->o.notify(w->o.notify_arg);
+}
+
+void
+writer_job_submit(struct writer *w, struct writer_job *job)
+{
+	job->next = NULL;
+	pthread_mutex_lock(&w->lock);
+	if (w->j_tail)
+		w->j_tail->next = job;
+	else
+		w->j_head = job;
+	w->j_tail = job;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+struct writer_job *
+writer_collect_jobs(struct writer *w)
+{
+	struct writer_job *list;
+
+	pthread_mutex_lock(&w->lock);
+	list = w->jd_head;
+	w->jd_head = w->jd_tail = NULL;
+	pthread_mutex_unlock(&w->lock);
+	return list;
+}
+
 void
 writer_audit(struct writer *w, const char *action, const char *result, const char *service,
     const char *token_id, const char *client_address)
@@ -417,13 +475,20 @@ writer_main(void *arg)
 		int n = 1;
 
 		pthread_mutex_lock(&w->lock);
-		while (w->q_head == NULL && w->a_head == NULL && !w->stopping)
+		while (w->q_head == NULL && w->a_head == NULL && w->j_head == NULL && !w->stopping)
 			pthread_cond_wait(&w->cond, &w->lock);
 		audits = w->a_head;
 		w->a_head = w->a_tail = NULL;
 		if (audits) {
 			pthread_mutex_unlock(&w->lock);
 			insert_audits(w, audits);
+			continue;
+		}
+		if (w->j_head) {
+			struct writer_job *jobs = w->j_head;
+			w->j_head = w->j_tail = NULL;
+			pthread_mutex_unlock(&w->lock);
+			run_jobs(w, jobs);
 			continue;
 		}
 		if (w->q_head == NULL && w->stopping) {

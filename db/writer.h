@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sqlite3.h>
+
 #include "server/util.h"
 
 enum writer_status {
@@ -73,6 +75,20 @@ struct writer_msg *writer_collect(struct writer *w);
  * answer. Strings are copied; service and token_id may be NULL. */
 void writer_audit(struct writer *w, const char *action, const char *result, const char *service,
     const char *token_id, const char *client_address);
+
+/* Any other write: run() is called on the writer thread inside a
+ * transaction of its own; a return other than SQLITE_OK rolls it back.
+ * done() is called on the loop thread (writer_collect_jobs) with the final
+ * code, after the commit. The job is the caller's, untouched but for rc. */
+struct writer_job {
+	int (*run)(sqlite3 *db, void *arg);
+	void (*done)(struct writer_job *job);
+	void *arg;
+	int rc;
+	struct writer_job *next;
+};
+void writer_job_submit(struct writer *w, struct writer_job *job);
+struct writer_job *writer_collect_jobs(struct writer *w);
 
 /* Messages queued and not yet committed. */
 size_t writer_depth(struct writer *w);

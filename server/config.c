@@ -73,6 +73,24 @@ static const struct cfg_entry table[] = {
 	BOOL("http", "auth_fetch", http_auth_fetch, "true"),
 	BOOL("http", "auth_keys", http_auth_keys, "false"),
 	BOOL("http", "auth_metrics", http_auth_metrics, "false"),
+	STR("relay", "host", relay_host, ""),
+	INT("relay", "port", relay_port, 1, 65535, "25"),
+	STR("relay", "tls", relay_tls, "required"),
+	BOOL("relay", "tls_verify", relay_tls_verify, "true"),
+	STR("relay", "tls_ca_file", relay_tls_ca_file, ""),
+	STR("relay", "auth_user", relay_auth_user, ""),
+	STR("relay", "auth_password_file", relay_auth_password_file, ""),
+	INT("relay", "connections", relay_connections, 1, 256, "4"),
+	INT("relay", "max_lifetime", relay_max_lifetime, 1, 60 * 86400, "432000"),
+	INT("relay", "retry_base", relay_retry_base, 1, 86400, "60"),
+	INT("relay", "retry_max", relay_retry_max, 1, 7 * 86400, "3600"),
+	INT("relay", "connect_timeout", relay_connect_timeout, 1, 3600, "30"),
+	INT("relay", "command_timeout", relay_command_timeout, 1, 3600, "300"),
+	BOOL("relay", "show_client_address", relay_show_client_address, "false"),
+	INT("relay", "poll_interval", relay_poll_interval, 1, 3600, "5"),
+	INT("retention", "keep", retention_keep, 1, 100LL * 365 * 86400, "2592000"),
+	INT("retention", "interval", retention_interval, 1, 86400, "60"),
+	INT("retention", "batch", retention_batch, 1, 100000, "100"),
 	INT("store", "batch", store_batch, 1, 4096, "256"),
 };
 
@@ -277,6 +295,20 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 	}
 	if ((cfg->tls_certificate[0] == '\0') != (cfg->tls_key[0] == '\0')) {
 		snprintf(err, errlen, "tls.certificate and tls.key must be set together");
+		return -1;
+	}
+	if (strcmp(cfg->relay_tls, "required") != 0 && strcmp(cfg->relay_tls, "opportunistic") != 0 &&
+	    strcmp(cfg->relay_tls, "none") != 0) {
+		snprintf(err, errlen, "relay.tls: must be required, opportunistic or none, not \"%s\"", cfg->relay_tls);
+		return -1;
+	}
+	if (cfg->relay_auth_user[0] != '\0' && cfg->relay_auth_password_file[0] == '\0') {
+		snprintf(err, errlen, "relay.auth_user needs relay.auth_password_file");
+		return -1;
+	}
+	if (cfg->relay_retry_max < cfg->relay_retry_base) {
+		snprintf(err, errlen, "relay.retry_max (%lld) is smaller than relay.retry_base (%lld)",
+		    (long long)cfg->relay_retry_max, (long long)cfg->relay_retry_base);
 		return -1;
 	}
 	if (cfg->data_dir[0] == '\0') {

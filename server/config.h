@@ -59,6 +59,26 @@ struct config {
 	bool http_auth_fetch;
 	bool http_auth_keys;
 	bool http_auth_metrics;
+	/* [relay] the next hop */
+	char *relay_host;
+	int64_t relay_port;
+	char *relay_tls;                /* required, opportunistic, none */
+	bool relay_tls_verify;
+	char *relay_tls_ca_file;
+	char *relay_auth_user;
+	char *relay_auth_password_file;
+	int64_t relay_connections;
+	int64_t relay_max_lifetime;
+	int64_t relay_retry_base;
+	int64_t relay_retry_max;
+	int64_t relay_connect_timeout;
+	int64_t relay_command_timeout;
+	bool relay_show_client_address;
+	int64_t relay_poll_interval;
+	/* [retention] */
+	int64_t retention_keep;
+	int64_t retention_interval;
+	int64_t retention_batch;
 	/* [store] */
 	int64_t store_batch;            /* max messages committed together */
 };

@@ -256,6 +256,7 @@ token_gate(struct http_api *api, struct evhttp_request *req, const char *action,
 	memset(c, 0, sizeof(*c));
 	st = token_verify(token, strlen(token), &api->ring, now_unix(), addr[0] ? addr : NULL,
 	    store_token_revoked, api->db, c);
+	st = store_token_finish(api->db, st, c->jti);
 	if (st == TOKEN_VALID) {
 		rc = store_token_info(api->db, c->jti, info);
 		if (rc != 1) {

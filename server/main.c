@@ -26,6 +26,7 @@
 #include "server/http_api.h"
 #include "server/listener.h"
 #include "server/log.h"
+#include "server/relay.h"
 #include "server/server.h"
 #include "server/smtp_session.h"
 #include "server/throttle.h"
@@ -53,6 +54,21 @@ wake(void *arg)
 	event_active(arg, EV_READ, 0);
 }
 
+void
+server_maybe_exit(struct server *srv)
+{
+	if (srv->draining && srv->nsessions == 0 && relay_busy(srv) == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+/* The writer finished something: answer sessions, then the relay's jobs. */
+static void
+on_writer_wake(evutil_socket_t fd, short what, void *arg)
+{
+	smtp_session_writer_done(fd, what, arg);
+	relay_jobs_done(arg);
+}
+
 static void
 on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 {
@@ -78,9 +94,11 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 	log_info("event=shutdown_begin signal=%d sessions=%zu", (int)sig, srv->nsessions);
 	srv->draining = true;
 	server_listeners_enable(srv, false);
+	relay_drain(srv);
 	srv->drain_timer = evtimer_new(srv->base, on_drain_deadline, srv);
 	evtimer_add(srv->drain_timer, &tv);
 	smtp_session_drain_all(srv);
+	server_maybe_exit(srv);
 }
 
 static void
@@ -301,7 +319,7 @@ main(int argc, char **argv)
 		}
 	}
 
-	srv.writer_ev = event_new(srv.base, -1, 0, smtp_session_writer_done, &srv);
+	srv.writer_ev = event_new(srv.base, -1, 0, on_writer_wake, &srv);
 	srv.auth_ev = event_new(srv.base, -1, 0, smtp_session_auth_done, &srv);
 	{
 		struct writer_opts wo = {
@@ -331,6 +349,10 @@ main(int argc, char **argv)
 		log_err("event=startup_failed error=\"%s\"", err);
 		return 1;
 	}
+	if (relay_start(&srv, err, sizeof(err)) == -1) {
+		log_err("event=startup_failed error=\"relay: %s\"", err);
+		return 1;
+	}
 	srv.conn_per_ip = throttle_new(THROTTLE_CAPACITY, 0);
 	srv.auth_fail_ip = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
 	srv.auth_fail_user = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
@@ -349,6 +371,7 @@ main(int argc, char **argv)
 	log_info("event=shutdown_stopping sessions=%zu", srv.nsessions);
 	listeners_free(&srv);
 	http_api_stop(&srv);
+	relay_stop(&srv);
 	smtp_session_close_all(&srv);
 	/* Messages already handed to the writer are committed before exit. */
 	writer_stop(&srv.writer);

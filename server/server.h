@@ -23,6 +23,7 @@ struct writer;
 struct auth_pool;
 struct throttle;
 struct http_api;
+struct relay;
 
 enum refuse_reason {
 	REFUSE_TOO_BIG = 0, REFUSE_BARE_CR_LF, REFUSE_NUL, REFUSE_LONG_LINE, REFUSE_STORAGE,
@@ -75,6 +76,7 @@ struct server {
 	struct throttle *auth_fail_ip, *auth_fail_user;
 	struct listener *listeners;
 	struct http_api *http;
+	struct relay *relay;
 	struct smtp_session *sessions;     /* every live session (list) */
 	size_t nsessions;
 	bool draining;
@@ -84,5 +86,8 @@ struct server {
 
 /* Stop accepting (draining) or start again; used by SIGTERM. */
 void server_listeners_enable(struct server *srv, bool on);
+/* While draining: leave the event loop once no session and no delivery
+ * is left (main.c). */
+void server_maybe_exit(struct server *srv);
 
 #endif

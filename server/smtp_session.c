@@ -41,6 +41,7 @@
 #include "server/auth.h"
 #include "server/log.h"
 #include "server/netaddr.h"
+#include "server/relay.h"
 #include "server/sasl.h"
 #include "server/server.h"
 #include "server/smtp_body.h"
@@ -456,6 +457,7 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 	srv->stats.messages_accepted++;
 	srv->stats.bytes_accepted += m->size;
 	stats_commit_latency(&srv->stats, m->commit_us);
+	relay_kick(srv);
 	log_info("event=message_accepted session=%016llx msgid=%s user=%s size=%llu rcpts=%zu "
 	    "sha256=%.16s commit_us=%llu", (unsigned long long)s->id, m->public_id,
 	    m->auth_login ? m->auth_login : "-", (unsigned long long)m->size, m->nrcpt, m->sha256_hex,
@@ -1589,8 +1591,7 @@ session_free(struct smtp_session *s)
 	}
 	sodium_memzero(s->sasl_user, sizeof(s->sasl_user));
 	free(s);
-	if (srv->draining && srv->nsessions == 0)
-		event_base_loopexit(srv->base, NULL);
+	server_maybe_exit(srv);
 }
 
 void
@@ -1605,8 +1606,7 @@ smtp_session_drain_all(struct server *srv)
 		reply(s, "421 4.3.2 %s Service shutting down", srv->cfg->hostname);
 		session_close(s, "shutdown");
 	}
-	if (srv->nsessions == 0)
-		event_base_loopexit(srv->base, NULL);
+	server_maybe_exit(srv);
 }
 
 void

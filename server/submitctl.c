@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -50,6 +51,12 @@ usage(FILE *f)
 	    "  message list [--limit N]       newest first\n"
 	    "  message show PUBLIC_ID         metadata, recipients, tokens\n"
 	    "  message fetch TOKEN|- [--address ADDR]  the stored copy on stdout\n"
+	    "relay queue:\n"
+	    "  queue list                     recipients waiting for delivery, and why\n"
+	    "  queue show PUBLIC_ID\n"
+	    "  queue retry PUBLIC_ID          deferred recipients are due now\n"
+	    "  queue drop PUBLIC_ID           pending recipients fail, without a bounce\n"
+	    "  backup FILE                    consistent copy of the database, online\n"
 	    "API service credentials:\n"
 	    "  service add NAME               prints a new secret once\n"
 	    "  service list\n"
@@ -317,6 +324,7 @@ cmd_token(int argc, char **argv)
 		return fail("%s", sqlite3_errmsg(db));
 	memset(&c, 0, sizeof(c));
 	st = token_verify(tok, strlen(tok), &ring, now_unix(), address, store_token_revoked, db, &c);
+	st = store_token_finish(db, st, c.jti);
 	keyring_free(&ring);
 	if (strcmp(argv[0], "revoke") == 0) {
 		/* Only a token we signed names a token id worth revoking. */
@@ -457,6 +465,7 @@ message_fetch(const char *arg, const char *address)
 	if (store_keys_load(db, &ring) == -1)
 		return fail("%s", sqlite3_errmsg(db));
 	st = token_verify(tok, strlen(tok), &ring, now_unix(), address, store_token_revoked, db, &c);
+	st = store_token_finish(db, st, c.jti);
 	keyring_free(&ring);
 	if (st != TOKEN_VALID) {
 		fprintf(stderr, "result=%s\n", token_status_name(st));
@@ -512,6 +521,102 @@ cmd_message(int argc, char **argv)
 	return 2;
 }
 
+static int
+queue_print(const char *public_id)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "SELECT public_id, position, address, state, attempts, coalesce(next_attempt_at, 'now'), "
+	    "coalesce(last_reply, '') FROM queue_overview WHERE ?1 IS NULL OR public_id = ?1 "
+	    "ORDER BY received_at, position", -1, &st, NULL) != SQLITE_OK)
+		return fail("%s", sqlite3_errmsg(db));
+	if (public_id)
+		sqlite3_bind_text(st, 1, public_id, -1, SQLITE_STATIC);
+	printf("public_id\tposition\taddress\tstate\tattempts\tnext_attempt_at\tlast_reply\n");
+	while (sqlite3_step(st) == SQLITE_ROW)
+		printf("%s\t%d\t%s\t%s\t%d\t%s\t%s\n", sqlite3_column_text(st, 0), sqlite3_column_int(st, 1),
+		    sqlite3_column_text(st, 2), sqlite3_column_text(st, 3), sqlite3_column_int(st, 4),
+		    sqlite3_column_text(st, 5), sqlite3_column_text(st, 6));
+	sqlite3_finalize(st);
+	return 0;
+}
+
+static int
+queue_update(const char *public_id, const char *sql, const char *what)
+{
+	sqlite3_stmt *st;
+	char now[24];
+	int n;
+
+	store_time(now_ms(), now);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return fail("%s", sqlite3_errmsg(db));
+	sqlite3_bind_text(st, 1, public_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		sqlite3_finalize(st);
+		return fail("%s", sqlite3_errmsg(db));
+	}
+	sqlite3_finalize(st);
+	n = sqlite3_changes(db);
+	printf("%d recipient(s) of %s %s\n", n, public_id, what);
+	return n > 0 ? 0 : 1;
+}
+
+static int
+cmd_queue(int argc, char **argv)
+{
+	if (argc == 1 && strcmp(argv[0], "list") == 0)
+		return queue_print(NULL);
+	if (argc == 2 && strcmp(argv[0], "show") == 0)
+		return queue_print(argv[1]);
+	if (argc == 2 && strcmp(argv[0], "retry") == 0)
+		return queue_update(argv[1], "UPDATE recipients SET next_attempt_at = NULL, updated_at = ?2 "
+		    "WHERE state = 'deferred' AND message_id = (SELECT message_id FROM messages WHERE public_id = ?1)",
+		    "due now");
+	if (argc == 2 && strcmp(argv[0], "drop") == 0)
+		return queue_update(argv[1], "UPDATE recipients SET state = 'failed', last_reply = 'dropped by the "
+		    "administrator', updated_at = ?2 WHERE state IN ('queued', 'deferred') AND "
+		    "message_id = (SELECT message_id FROM messages WHERE public_id = ?1)", "dropped");
+	usage(stderr);
+	return 2;
+}
+
+/* SQLite's online backup: a consistent snapshot while the daemon writes. */
+static int
+cmd_backup(const char *path)
+{
+	sqlite3 *dst = NULL;
+	sqlite3_backup *b;
+	int rc;
+
+	if (sqlite3_open_v2(path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+		sqlite3_close(dst);
+		return fail("cannot create %s", path);
+	}
+	b = sqlite3_backup_init(dst, "main", db, "main");
+	if (b == NULL) {
+		rc = fail("%s", sqlite3_errmsg(dst));
+		sqlite3_close(dst);
+		return rc;
+	}
+	do {
+		rc = sqlite3_backup_step(b, 1024);
+		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+			sqlite3_sleep(50);
+	} while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
+	sqlite3_backup_finish(b);
+	if (rc != SQLITE_DONE) {
+		fail("backup failed: %s", sqlite3_errstr(rc));
+		sqlite3_close(dst);
+		return 1;
+	}
+	sqlite3_close(dst);
+	chmod(path, 0600);
+	printf("backup written to %s\n", path);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -545,6 +650,7 @@ main(int argc, char **argv)
 	}
 	if (sodium_init() < 0)
 		return fail("%s", "libsodium failed to initialise");
+	umask(077);   /* the database and backups hold secrets and mail */
 	if (mkdir_p(cfg.data_dir, 0700) == -1)
 		return fail("%s", strerror(errno));
 	db_path = path_join(cfg.data_dir, STORE_DB_NAME);
@@ -562,6 +668,10 @@ main(int argc, char **argv)
 		rc = cmd_message(argc - 1, argv + 1);
 	else if (strcmp(argv[0], "service") == 0)
 		rc = cmd_service(argc - 1, argv + 1);
+	else if (strcmp(argv[0], "queue") == 0)
+		rc = cmd_queue(argc - 1, argv + 1);
+	else if (argc == 2 && strcmp(argv[0], "backup") == 0)
+		rc = cmd_backup(argv[1]);
 	else {
 		usage(stderr);
 		rc = 2;

@@ -76,7 +76,8 @@ test_fresh_and_again(void **state)
 	/* every table is STRICT */
 	assert_int_equal(scalar(db, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' "
 	    "AND type = 'table' AND name NOT LIKE 'sqlite_%' AND strict = 0"), 0);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view'"), 5);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view'"), 6);
+	assert_int_equal(scalar(db, "PRAGMA auto_vacuum"), 2);    /* INCREMENTAL */
 	assert_int_equal(store_migrate(db, err, sizeof(err)), 0);
 	assert_int_equal(scalar(db, "PRAGMA user_version"), store_schema_version());
 	store_close(&db);
@@ -147,7 +148,10 @@ test_constraints_and_views(void **state)
 	    "issued_at, expires_at) SELECT 't1', 1, 1, 'recipient', 'r@x', key_id, '2026-01-01', '2999-01-01' "
 	    "FROM signing_keys WHERE state = 'retired'"), SQLITE_OK);
 	assert_false(store_token_revoked("t1", db));
-	assert_true(store_token_revoked("unknown", db));
+	assert_false(store_token_revoked("unknown", db));
+	assert_int_equal(store_token_finish(db, TOKEN_VALID, "unknown"), TOKEN_EXPIRED);
+	assert_int_equal(store_token_finish(db, TOKEN_VALID, "t1"), TOKEN_VALID);
+	assert_int_equal(store_token_finish(db, TOKEN_BAD_SIGNATURE, "t1"), TOKEN_BAD_SIGNATURE);
 	assert_int_equal(store_token_revoke(db, "t1", 5000, err, sizeof(err)), 0);
 	assert_true(store_token_revoked("t1", db));
 
