@@ -158,10 +158,19 @@ chown_tree(const char *path, uid_t uid, gid_t gid)
 	}
 }
 
+/* The configuration lives for the whole process; freeing it at exit keeps
+ * the many early returns of start-up simple and leak checkers quiet. */
+static struct config cfg;
+
+static void
+free_config(void)
+{
+	config_free(&cfg);
+}
+
 int
 main(int argc, char **argv)
 {
-	struct config cfg;
 	struct server srv;
 	char err[1024], bad[128];
 	const char *conf_file = NULL;
@@ -171,6 +180,7 @@ main(int argc, char **argv)
 	int ch, rc;
 
 	config_defaults(&cfg);
+	atexit(free_config);
 	/* Two passes: -c first, so that -o always wins over the file. */
 	while ((ch = getopt(argc, argv, "c:o:nph")) != -1) {
 		switch (ch) {
@@ -395,6 +405,5 @@ main(int argc, char **argv)
 	free(srv.cert_path);
 	free(srv.key_path);
 	log_info("event=shutdown_done");
-	config_free(&cfg);
 	return 0;
 }

@@ -617,15 +617,24 @@ cmd_backup(const char *path)
 	return 0;
 }
 
+static struct config cfg;
+
+static void
+at_exit(void)
+{
+	store_close(&db);
+	config_free(&cfg);
+}
+
 int
 main(int argc, char **argv)
 {
-	struct config cfg;
 	char err[1024], *db_path;
 	const char *conf_file = NULL;
 	int ch, rc;
 
 	config_defaults(&cfg);
+	atexit(at_exit);
 	while ((ch = getopt(argc, argv, "+c:o:h")) != -1) {
 		switch (ch) {
 		case 'c': conf_file = optarg; break;
@@ -676,7 +685,5 @@ main(int argc, char **argv)
 		usage(stderr);
 		rc = 2;
 	}
-	store_close(&db);
-	config_free(&cfg);
 	return rc;
 }
