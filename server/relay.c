@@ -803,6 +803,7 @@ on_reply(struct conn *c, int code, const char *text, const char *first_line)
 
 	snprintf(full, sizeof(full), "%d %s", code, first_line);
 	switch (c->state) {
+	case C_CONNECT:     /* the greeting may overtake the connect event */
 	case C_GREETING:
 		if (code != 220) {
 			conn_fail_with(c, R_DEFERRED, full);
@@ -903,8 +904,10 @@ on_reply(struct conn *c, int code, const char *text, const char *first_line)
 				t->rcpts[i].reply = xstrdup(full);
 			}
 		if (c->state == C_BODY) {
-			/* an early answer to BDAT: the stream is out of step */
-			task_finished(c);
+			/* An answer before we finished sending: the stream is out
+			 * of step, so this connection can carry nothing more. */
+			task_record(c->r, c->task);
+			c->task = NULL;
 			conn_fail(c, "reply before the end of the message");
 			return;
 		}
