@@ -122,6 +122,7 @@ struct smtp_session {
 	struct evbuffer *body_mem;
 	int spool_fd;
 	bool too_big, spool_failed;
+	int spool_errno;        /* why the spool failed: ENOSPC is a 452 */
 	struct writer_msg *pending;
 
 	struct smtp_session *prev, *next;
@@ -246,6 +247,7 @@ transaction_reset(struct smtp_session *s)
 	s->bdat_error = 0;
 	s->bdat_error_text = NULL;
 	s->too_big = s->spool_failed = false;
+	s->spool_errno = 0;
 	body_discard(s);
 	if (s->state != SMTP_INIT)
 		enter_state(s, SMTP_HELO);
@@ -322,6 +324,7 @@ body_sink(struct smtp_session *s, const uint8_t *p, size_t len)
 
 		s->spool_fd = spool_open(s->srv);
 		if (s->spool_fd == -1) {
+			s->spool_errno = errno;
 			log_err("event=spool_failed session=%016llx error=\"%s\"", (unsigned long long)s->id,
 			    strerror(errno));
 			s->spool_failed = true;
@@ -331,6 +334,7 @@ body_sink(struct smtp_session *s, const uint8_t *p, size_t len)
 			size_t done = 0;
 			for (int i = 0; i < n && i < 16; i++) {
 				if (!write_all(s->spool_fd, v[i].iov_base, v[i].iov_len)) {
+					s->spool_errno = errno;
 					s->spool_failed = true;
 					break;
 				}
@@ -342,6 +346,7 @@ body_sink(struct smtp_session *s, const uint8_t *p, size_t len)
 		}
 	}
 	if (!s->spool_failed && !write_all(s->spool_fd, p, len)) {
+		s->spool_errno = errno;
 		log_err("event=spool_failed session=%016llx error=\"%s\"", (unsigned long long)s->id, strerror(errno));
 		s->spool_failed = true;
 	}
@@ -400,7 +405,10 @@ message_end(struct smtp_session *s)
 	}
 	if (s->spool_failed) {
 		srv->stats.messages_refused[REFUSE_STORAGE]++;
-		reply(s, "451 4.3.0 Local error in processing, try again later");
+		if (s->spool_errno == ENOSPC || s->spool_errno == EDQUOT)
+			reply(s, "452 4.3.1 Insufficient system storage, try again later");
+		else
+			reply(s, "451 4.3.0 Local error in processing, try again later");
 		transaction_reset(s);
 		return;
 	}
