@@ -22,11 +22,15 @@
 #include "server/throttle.h"
 #include "server/util.h"
 
+/* A TLS client cannot read a cleartext 421: on an implicit TLS listener
+ * the refusal is the close alone. */
 static void
-refuse(evutil_socket_t fd, const char *line)
+refuse(evutil_socket_t fd, const char *line, bool implicit_tls)
 {
-	ssize_t n = send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
-	(void)n;
+	if (!implicit_tls) {
+		ssize_t n = send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)n;
+	}
 	evutil_closesocket(fd);
 }
 
@@ -43,13 +47,13 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	if (srv->nsessions >= (size_t)cfg->max_connections) {
 		log_info("event=connection_refused ip=%s reason=max_connections", ip);
 		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections, try again later\r\n", cfg->hostname);
-		refuse(fd, line);
+		refuse(fd, line, li->implicit_tls);
 		return;
 	}
 	if (throttle_get(srv->conn_per_ip, ip, now_unix()) >= cfg->max_connections_per_ip) {
 		log_info("event=connection_refused ip=%s reason=max_connections_per_ip", ip);
 		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections from your address\r\n", cfg->hostname);
-		refuse(fd, line);
+		refuse(fd, line, li->implicit_tls);
 		return;
 	}
 	/* Replies are written whole per pipelined group; Nagle would only add

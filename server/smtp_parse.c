@@ -633,14 +633,14 @@ mail_params(struct scan *sc, struct smtp_mail *m)
 			seen_size = true;
 			/* A known parameter with a bad value is a syntax error
 			 * (501, RFC 5321 4.2.3), not an unknown one (555).
-			 * 19 digits always fit in uint64_t; RFC 1870 puts no
-			 * bound on the value, but no real message needs more. */
-			if (!has_v || vlen == 0 || vlen > 19)
+			 * RFC 1870: size-value ::= 1*20DIGIT. */
+			if (!has_v || vlen == 0 || vlen > 20)
 				return scan_fail(sc, SMTP_PARSE_SYNTAX, "malformed SIZE parameter");
 			for (j = 0; j < vlen; j++) {
 				if (!is_digit(v[j]))
 					return scan_fail(sc, SMTP_PARSE_SYNTAX, "malformed SIZE parameter");
-				n = n * 10 + (uint64_t)(v[j] - '0');
+				/* saturate instead of wrapping: 20 digits overflow */
+				n = n > (UINT64_MAX - 9) / 10 ? UINT64_MAX : n * 10 + (uint64_t)(v[j] - '0');
 			}
 			/* Saturate: a declared size beyond INT64_MAX is over
 			 * any configured limit, and that is the answer the
@@ -813,9 +813,10 @@ smtp_bdat_parse(const char *args, size_t len,
 	*last_r = false;
 	while (nd < len && is_digit(s[nd]))
 		nd++;
-	/* chunk-size = 1*DIGIT; we cap at 19 so it always fits in uint64_t
-	 * (no sign: "-1" and "+5" fail here). 0 is valid: "BDAT 0 LAST". */
-	if (nd == 0 || nd > 19)
+	/* chunk-size = 1*DIGIT, no bound (no sign: "-1" and "+5" fail
+	 * here). 0 is valid: "BDAT 0 LAST". Large values saturate, so the
+	 * caller answers "too big" rather than "syntax error". */
+	if (nd == 0)
 		return SMTP_PARSE_SYNTAX;
 	if (nd < len) {
 		/* bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] */
@@ -824,7 +825,7 @@ smtp_bdat_parse(const char *args, size_t len,
 		*last_r = true;
 	}
 	for (i = 0; i < nd; i++)
-		n = n * 10 + (uint64_t)(s[i] - '0');
+		n = n > (UINT64_MAX - 9) / 10 ? UINT64_MAX : n * 10 + (uint64_t)(s[i] - '0');
 	*size_r = n;
 	return SMTP_PARSE_OK;
 }

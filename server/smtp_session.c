@@ -948,6 +948,10 @@ auth_finish_failure(struct smtp_session *s, const char *login)
 		return;
 	}
 	reply(s, "535 5.7.8 Authentication credentials invalid");
+	if (s->errors >= cfg->max_errors) {
+		reply(s, "421 4.7.0 %s Too many errors, closing connection", cfg->hostname);
+		session_close(s, "too_many_errors");
+	}
 }
 
 /* Free a closing session once its last reply has really left. A STARTTLS
@@ -1126,7 +1130,9 @@ smtp_session_auth_done(evutil_socket_t fd, short what, void *arg)
 			s->addresses = r->addresses;
 			r->canonical_login = NULL;
 			r->addresses = NULL;
-			throttle_clear(srv->auth_fail_ip, s->peer);
+			/* The user's count goes, the address's stays until it ages
+			 * out: one valid account must not reset the lock of an
+			 * address that is guessing others' passwords. */
 			throttle_clear(srv->auth_fail_user, r->login);
 			log_info("event=auth_ok session=%016llx user=%s cached=%s", (unsigned long long)s->id,
 			    s->login, r->cached ? "yes" : "no");
