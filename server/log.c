@@ -97,7 +97,21 @@ log_sanitize(char *dst, size_t dstlen, const char *src, size_t len, size_t max)
 char *
 log_token_short(char dst[LOG_TOKEN_SHORT], const char *token)
 {
-	/* "v4.public." + 12 characters: enough to correlate, useless to replay. */
-	snprintf(dst, LOG_TOKEN_SHORT, "%.22s...", token);
+	/* The start of a token is the same for every token of an issuer (it
+	 * encodes '{"iss":"...'), so show the last 12 characters before the
+	 * footer instead: the end of the signature, unique per token, enough
+	 * to correlate and useless to replay. */
+	const char *end = strrchr(token, '.'), *start;
+	size_t n;
+
+	if (end == NULL || end - token < 22)
+		end = token + strlen(token);
+	else if (strncmp(token, "v4.public.", 10) == 0 && strchr(token + 10, '.') == end)
+		;   /* the last '.' is the footer's */
+	else
+		end = token + strlen(token);
+	n = (size_t)(end - token);
+	start = n > 12 ? end - 12 : token;
+	snprintf(dst, LOG_TOKEN_SHORT, "...%.*s", (int)(end - start), start);
 	return dst;
 }

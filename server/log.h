@@ -27,8 +27,8 @@ bool log_enabled(enum log_level lvl);
  * escaped, and a cut sample ends with "...". Returns dst. */
 char *log_sanitize(char *dst, size_t dstlen, const char *src, size_t len, size_t max);
 
-/* A token shortened for logs: its first 12 characters of the signed part
- * and "...", never the whole (a token in a log would be a credential). */
+/* A token shortened for logs: "..." and the last 12 characters of its
+ * signature, never the whole (a token in a log would be a credential). */
 #define LOG_TOKEN_SHORT 32
 char *log_token_short(char dst[LOG_TOKEN_SHORT], const char *token);
 

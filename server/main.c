@@ -39,7 +39,7 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: submitd [-n] [-c FILE] [-o section.key=value]...\n"
+	    "usage: submitd [-n | -p] [-c FILE] [-o section.key=value]...\n"
 	    "  -c FILE   read the configuration from FILE (INI; see docs/config.md)\n"
 	    "  -o K=V    set one key, after the file (e.g. -o smtp.trusted_networks=127.0.0.0/8)\n"
 	    "  -n        check the configuration and exit\n"

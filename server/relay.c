@@ -1120,7 +1120,8 @@ scan(struct relay *r)
 	store_time(now_ms(), now);
 	if (sqlite3_prepare_v2(r->db,
 	    "SELECT m.message_id, m.public_id, m.received_at, m.envelope_from, m.helo, m.client_address, "
-	    "coalesce(m.auth_login, ''), m.body_type, m.smtputf8, m.size FROM messages m "
+	    "coalesce(m.auth_login, ''), m.body_type, m.smtputf8, m.size, "
+	    "EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id) FROM messages m "
 	    "WHERE m.message_id IN (SELECT DISTINCT message_id FROM recipients WHERE state IN ('queued', 'deferred') "
 	    "AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)) ORDER BY m.message_id LIMIT ?2",
 	    -1, &st, NULL) != SQLITE_OK) {
@@ -1139,6 +1140,12 @@ scan(struct relay *r)
 			continue;
 		}
 		inflight_add(r, t->message_id);
+		if (sqlite3_column_int(st, 10) == 0) {
+			/* purged while the relay was off: nothing left to send */
+			task_set_all(t, R_FAILED, "554 5.3.0 the saved copy was purged before it could be delivered", false);
+			task_record(r, t);
+			continue;
+		}
 		for (tail = &r->pending; *tail; tail = &(*tail)->next)
 			;
 		*tail = t;
@@ -1174,6 +1181,7 @@ relay_kick(struct server *srv)
 struct purge {
 	struct relay *r;
 	int64_t cutoff_ms, batch;
+	bool relay_enabled;
 	int purged;
 	struct writer_job job;
 };
@@ -1187,9 +1195,10 @@ purge_run(sqlite3 *db, void *arg)
 	int rc = SQLITE_OK;
 
 	store_time(p->cutoff_ms, cutoff);
+	/* Without a relay nothing ever leaves 'queued': the age alone counts. */
 	if (sqlite3_prepare_v2(db, "SELECT m.message_id FROM messages m JOIN message_bodies b USING (message_id) "
-	    "WHERE m.received_at < ?1 AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.message_id "
-	    "AND r.state IN ('queued', 'deferred')) LIMIT ?2", -1, &sel, NULL) != SQLITE_OK)
+	    "WHERE m.received_at < ?1 AND (?3 = 0 OR NOT EXISTS (SELECT 1 FROM recipients r "
+	    "WHERE r.message_id = m.message_id AND r.state IN ('queued', 'deferred'))) LIMIT ?2", -1, &sel, NULL) != SQLITE_OK)
 		return SQLITE_ERROR;
 	if (sqlite3_prepare_v2(db, "DELETE FROM tokens WHERE message_id = ?1", -1, &dt, NULL) != SQLITE_OK) {
 		sqlite3_finalize(sel);
@@ -1202,6 +1211,7 @@ purge_run(sqlite3 *db, void *arg)
 	}
 	sqlite3_bind_text(sel, 1, cutoff, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(sel, 2, p->batch);
+	sqlite3_bind_int(sel, 3, p->relay_enabled);
 	while (rc == SQLITE_OK && sqlite3_step(sel) == SQLITE_ROW) {
 		sqlite3_int64 id = sqlite3_column_int64(sel, 0);
 		sqlite3_bind_int64(dt, 1, id);
@@ -1255,6 +1265,7 @@ purge_cb(evutil_socket_t fd, short what, void *arg)
 	p->r = r;
 	p->cutoff_ms = now_ms() - cfg->retention_keep * 1000;
 	p->batch = cfg->retention_batch;
+	p->relay_enabled = cfg->relay_host[0] != '\0';
 	p->job.run = purge_run;
 	p->job.done = purge_done;
 	p->job.arg = p;

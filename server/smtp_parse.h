@@ -58,7 +58,7 @@ const char *smtp_verb_name(enum smtp_verb v);
 enum smtp_parse_result {
 	SMTP_PARSE_OK = 0,
 	SMTP_PARSE_SYNTAX,        /* 501 5.5.4 / 5.5.2: syntax error in arguments */
-	SMTP_PARSE_BAD_ADDRESS,   /* 553 5.1.3 / 501 5.1.7: not a valid mailbox */
+	SMTP_PARSE_BAD_ADDRESS,   /* 553 5.1.3 (RCPT) / 553 5.1.7 (MAIL): not a valid mailbox */
 	SMTP_PARSE_TOO_LONG,      /* 553 5.1.3: local part > 64 or domain > 255 */
 	SMTP_PARSE_NON_ASCII,     /* 553 5.6.7: UTF-8 address without SMTPUTF8 */
 	SMTP_PARSE_BAD_PARAM,     /* 555 5.5.4: unknown or malformed parameter */

@@ -213,6 +213,11 @@ log_bad_input(struct smtp_session *s, const char *what, const char *buf, size_t 
 {
 	char sample[LOG_SAMPLE * 4 + 8];
 
+	/* A refused SASL line or AUTH command still carries credentials. */
+	if (s->state == SMTP_AUTH || (len >= 4 && strncasecmp(buf, "AUTH", 4) == 0)) {
+		log_info("event=bad_input session=%016llx what=%s sample=\"********\"", (unsigned long long)s->id, what);
+		return;
+	}
 	log_info("event=bad_input session=%016llx what=%s sample=%s", (unsigned long long)s->id, what,
 	    log_sanitize(sample, sizeof(sample), buf, len, LOG_SAMPLE));
 }
@@ -877,10 +882,17 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 	}
 	s->bev = tls_bev;
 	s->tls = true;
-	/* RFC 3207 4.2: forget everything learnt before TLS. */
+	/* RFC 3207 4.2: forget everything learnt before TLS, a login made
+	 * in cleartext (auth_cleartext_loopback) included. */
 	transaction_reset(s);
 	free(s->helo);
 	s->helo = NULL;
+	xfreep(&s->login);
+	if (s->addresses) {
+		for (char **a = s->addresses; *a; a++)
+			free(*a);
+		xfreep(&s->addresses);
+	}
 	enter_state(s, SMTP_INIT);
 	session_setup_bev(s);
 }
@@ -1146,6 +1158,10 @@ smtp_session_auth_done(evutil_socket_t fd, short what, void *arg)
 			break;
 		}
 		auth_request_free(&r);
+		if (!s->closing && !s->waiting && srv->draining) {
+			reply(s, "421 4.3.2 %s Service shutting down", srv->cfg->hostname);
+			session_close(s, "shutdown");
+		}
 		if (!s->closing && !s->waiting)
 			session_process(s);
 	}
