@@ -171,7 +171,13 @@ token_input(struct evhttp_request *req, char *token, size_t tlen, char *addr, si
 		*why = "token too long";
 		return -1;
 	}
-	if (a && strlen(a) < alen)
+	/* An address that does not fit cannot be silently dropped: that
+	 * would skip the binding check the caller asked for. */
+	if (a && strlen(a) >= alen) {
+		*why = "address too long";
+		return -2;
+	}
+	if (a)
 		snprintf(addr, alen, "%s", a);
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && blen > 0) {
 		json_error_t jerr;
@@ -197,7 +203,12 @@ token_input(struct evhttp_request *req, char *token, size_t tlen, char *addr, si
 			}
 			snprintf(token, tlen, "%s", json_string_value(jt));
 		}
-		if (ja && json_is_string(ja) && strlen(json_string_value(ja)) < alen)
+		if (ja && json_is_string(ja) && strlen(json_string_value(ja)) >= alen) {
+			json_decref(j);
+			*why = "address too long";
+			return -2;
+		}
+		if (ja && json_is_string(ja))
 			snprintf(addr, alen, "%s", json_string_value(ja));
 		json_decref(j);
 	}
@@ -246,16 +257,26 @@ token_gate(struct http_api *api, struct evhttp_request *req, const char *action,
 	peer_of(req, peer, sizeof(peer));
 	rc = token_input(req, token, sizeof(token), addr, sizeof(addr), &why);
 	if (rc != 0) {
-		reply_error(req, 400, "Bad Request", rc == -3 ? "missing_token" : rc == -2 ? "bad_request" : "malformed", why);
-		if (strcmp(action, "fetch") == 0)
-			writer_audit(srv->writer, action, rc == -3 ? "missing_token" : "bad_request", service[0] ? service : NULL,
-			    NULL, peer);
+		const char *result = rc == -3 ? "missing_token" : rc == -2 ? "bad_request" : "malformed";
+		reply_error(req, 400, "Bad Request", result, why);
+		writer_audit(srv->writer, action, result, service[0] ? service : NULL, NULL, peer);
 		return false;
 	}
 	refresh_keys(api);
 	memset(c, 0, sizeof(*c));
 	st = token_verify(token, strlen(token), &api->ring, now_unix(), addr[0] ? addr : NULL,
 	    store_token_revoked, api->db, c);
+	if (st == TOKEN_VALID && strcmp(action, "fetch") == 0 &&
+	    store_token_finish(api->db, st, c->jti) == TOKEN_EXPIRED) {
+		/* Signed by us, not expired by its claims, but no longer on
+		 * record: retention took the copy. Say so to a fetch; a verify
+		 * answers "expired", as the token is no longer honoured. */
+		log_info("event=api_fetch result=purged token=%s service=%s ip=%s", log_token_short(shorttok, token),
+		    service[0] ? service : "-", peer);
+		writer_audit(srv->writer, action, "purged", service[0] ? service : NULL, c->jti, peer);
+		reply_error(req, 410, "Gone", "purged", "the saved copy is no longer stored");
+		return false;
+	}
 	st = store_token_finish(api->db, st, c->jti);
 	if (st == TOKEN_VALID) {
 		rc = store_token_info(api->db, c->jti, info);
@@ -286,8 +307,11 @@ handle_verify(struct http_api *api, struct evhttp_request *req)
 	char service[SERVICE_NAME_MAX], exp[21], received[64];
 	json_t *j, *m;
 
-	if (!check_credential(api, req, api->srv->cfg->http_auth_verify, service, sizeof(service)))
+	if (!check_credential(api, req, api->srv->cfg->http_auth_verify, service, sizeof(service))) {
+		char peer[64];
+		writer_audit(api->srv->writer, "verify", "unauthorized", NULL, NULL, peer_of(req, peer, sizeof(peer)));
 		return;
+	}
 	if (!token_gate(api, req, "verify", service, &c, &info))
 		return;
 	token_time_format(c.exp, exp);
