@@ -82,7 +82,7 @@ struct conn {
 	struct relay *r;
 	struct bufferevent *bev;
 	enum conn_state state;
-	bool tls, pipelining, chunking, eightbit, smtputf8, binarymime, starttls;
+	bool tls, pipelining, chunking, eightbit, smtputf8, binarymime, starttls, size_offered;
 	int64_t size_limit;
 	struct task *task;            /* in progress */
 	struct task *queue;           /* waiting on this connection */
@@ -310,8 +310,11 @@ record_run(sqlite3 *db, void *arg)
 
 	rec->arrival = parse_db_time_s(t->received_at);
 	store_time(rec->now * 1000, now);
+	/* Only rows still pending: an administrator may have dropped the
+	 * recipient while this attempt was under way, and that stands. */
 	rc = sqlite3_prepare_v2(db, "UPDATE recipients SET state = ?2, attempts = attempts + 1, next_attempt_at = ?3, "
-	    "last_reply = ?4, updated_at = ?5 WHERE recipient_id = ?1 RETURNING attempts", -1, &st, NULL);
+	    "last_reply = ?4, updated_at = ?5 WHERE recipient_id = ?1 AND state IN ('queued', 'deferred') "
+	    "RETURNING attempts", -1, &st, NULL);
 	for (size_t i = 0; rc == SQLITE_OK && i < t->nrcpt; i++) {
 		struct rcpt *rc_ = &t->rcpts[i];
 		const char *state = rc_->result == R_DELIVERED ? "delivered" : rc_->result == R_FAILED ? "failed" : "deferred";
@@ -332,12 +335,23 @@ record_run(sqlite3 *db, void *arg)
 		sqlite3_bind_null(st, 3);
 		sqlite3_bind_text(st, 4, reply, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 5, now, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_ROW) {
+		switch (sqlite3_step(st)) {
+		case SQLITE_ROW:
+			attempts = sqlite3_column_int(st, 0);
+			break;
+		case SQLITE_DONE:
+			attempts = -1;   /* no longer pending: leave it alone */
+			break;
+		default:
 			rc = SQLITE_ERROR;
+			attempts = -1;
 			break;
 		}
-		attempts = sqlite3_column_int(st, 0);
 		sqlite3_reset(st);
+		if (rc != SQLITE_OK)
+			break;
+		if (attempts < 0)
+			continue;
 		if (rc_->result == R_DEFERRED) {
 			/* the retry time depends on the attempts just counted */
 			sqlite3_stmt *u;
@@ -509,6 +523,7 @@ parse_ehlo(struct conn *c, const char *text)
 	const char *line = text;
 
 	c->pipelining = c->chunking = c->eightbit = c->smtputf8 = c->binarymime = c->starttls = false;
+	c->size_offered = false;
 	c->size_limit = 0;
 	while (line && *line) {
 		const char *end = strchr(line, '\n');
@@ -520,7 +535,10 @@ parse_ehlo(struct conn *c, const char *text)
 		else if (KW("SMTPUTF8")) c->smtputf8 = true;
 		else if (KW("BINARYMIME")) c->binarymime = true;
 		else if (KW("STARTTLS")) c->starttls = true;
-		else if (KW("SIZE") && n > 5) c->size_limit = strtoll(line + 5, NULL, 10);
+		else if (KW("SIZE")) {
+			c->size_offered = true;   /* a bare SIZE announces no limit */
+			c->size_limit = n > 5 ? strtoll(line + 5, NULL, 10) : 0;
+		}
 #undef KW
 		line = end ? end + 1 : NULL;
 	}
@@ -640,7 +658,9 @@ task_begin(struct conn *c)
 		conn_next_task(c);
 		return;
 	}
-	n += (size_t)snprintf(params + n, sizeof(params) - n, " SIZE=%lld", (long long)(t->size + 512));
+	/* RFC 1870: SIZE= only to a hop that offered the extension. */
+	if (c->size_offered)
+		n += (size_t)snprintf(params + n, sizeof(params) - n, " SIZE=%lld", (long long)(t->size + 512));
 	if (strcmp(t->body_type, "8BITMIME") == 0 && c->eightbit)
 		n += (size_t)snprintf(params + n, sizeof(params) - n, " BODY=8BITMIME");
 	else if (strcmp(t->body_type, "BINARYMIME") == 0)
@@ -680,12 +700,24 @@ received_header(struct conn *c)
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	if (cfg->relay_show_client_address)
 		snprintf(client, sizeof(client), " ([%s])", t->client);
+	/* The HELO name is the client's word: keep it to host-name characters
+	 * so it cannot break the header's syntax, and drop an address literal
+	 * when client addresses are to stay hidden. */
+	char helo[201];
+	size_t h = 0;
+	for (const char *p = t->helo; *p && h < sizeof(helo) - 1; p++)
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '.' || *p == '-' || *p == '_' || (cfg->relay_show_client_address && strchr("[]:", *p)))
+			helo[h++] = *p;
+	helo[h] = '\0';
+	if (t->helo[0] == '[' && !cfg->relay_show_client_address)
+		h = 0;
 	free(c->header);
 	c->header = xmalloc(1024);
 	/* RFC 5321 4.4. No "for <recipient>" clause: with several recipients
 	 * it would name one of them to all, a Bcc leak. */
-	n = snprintf(c->header, 1024, "Received: from %.200s%s\r\n\tby %s (submitd) with %s id %s;\r\n\t%s\r\n",
-	    t->helo[0] ? t->helo : "unknown", client, cfg->hostname, t->auth_login[0] ? "ESMTPA" : "ESMTP",
+	n = snprintf(c->header, 1024, "Received: from %s%s\r\n\tby %s (submitd) with %s id %s;\r\n\t%s\r\n",
+	    h ? helo : "unknown", client, cfg->hostname, t->auth_login[0] ? "ESMTPA" : "ESMTP",
 	    t->public_id, date);
 	c->header_len = n > 0 && n < 1024 ? (size_t)n : 0;
 	c->header_off = 0;
@@ -989,8 +1021,11 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	if (what & BEV_EVENT_CONNECTED) {
+		struct timeval tv = { (time_t)c->r->srv->cfg->relay_command_timeout, 0 };
 		if (c->state == C_CONNECT)
 			c->state = C_GREETING;
+		/* connect_timeout was for the connection; commands get theirs */
+		bufferevent_set_timeouts(c->bev, &tv, &tv);
 		return;
 	}
 	if (c->state == C_QUIT) {

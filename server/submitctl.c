@@ -600,8 +600,11 @@ cmd_backup(const char *path)
 		sqlite3_close(dst);
 		return rc;
 	}
+	/* One step for the whole file: a copy in small steps starts over each
+	 * time the daemon commits in between, and may never finish on a busy
+	 * server. In WAL mode the one read transaction blocks no writer. */
 	do {
-		rc = sqlite3_backup_step(b, 1024);
+		rc = sqlite3_backup_step(b, -1);
 		if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
 			sqlite3_sleep(50);
 	} while (rc == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED);
