@@ -347,6 +347,11 @@ fetch_closed(struct evhttp_connection *evcon, void *arg)
 	struct fetch *f = arg;
 
 	log_info("event=api_fetch_aborted msgid=%s sent=%lld size=%lld", f->msgid, (long long)f->off, (long long)f->size);
+	/* On EOF or timeout evhttp detaches a reply still in progress and
+	 * leaves it to us: ending a detached request frees it. A request still
+	 * attached (evhttp_free at shutdown) is freed by evhttp itself. */
+	if (evhttp_request_get_connection(f->req) == NULL)
+		evhttp_send_reply_end(f->req);
 	f->evcon = NULL;
 	free(f);
 }
