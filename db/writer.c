@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -66,6 +67,7 @@ struct writer {
 	struct writer_job *jd_head, *jd_tail;   /* jobs run, to collect */
 	size_t depth;
 	bool stopping;
+	bool busy;                              /* work taken, results not yet posted */
 };
 
 struct writer_msg *
@@ -411,6 +413,7 @@ run_jobs(struct writer *w, struct writer_job *jobs)
 	else
 		w->jd_head = jobs;
 	w->jd_tail = last;
+	w->busy = false;
 	pthread_mutex_unlock(&w->lock);
 	if (w->o.notify)
 		w->o.notify(w->o.notify_arg);
@@ -480,13 +483,18 @@ writer_main(void *arg)
 		audits = w->a_head;
 		w->a_head = w->a_tail = NULL;
 		if (audits) {
+			w->busy = true;
 			pthread_mutex_unlock(&w->lock);
 			insert_audits(w, audits);
+			pthread_mutex_lock(&w->lock);
+			w->busy = false;
+			pthread_mutex_unlock(&w->lock);
 			continue;
 		}
 		if (w->j_head) {
 			struct writer_job *jobs = w->j_head;
 			w->j_head = w->j_tail = NULL;
+			w->busy = true;
 			pthread_mutex_unlock(&w->lock);
 			run_jobs(w, jobs);
 			continue;
@@ -504,6 +512,7 @@ writer_main(void *arg)
 		if (w->q_head == NULL)
 			w->q_tail = NULL;
 		last->next = NULL;
+		w->busy = true;
 		pthread_mutex_unlock(&w->lock);
 
 		commit_batch(w, batch);
@@ -524,6 +533,7 @@ writer_main(void *arg)
 			w->d_head = batch;
 		w->d_tail = last;
 		w->depth -= (size_t)n;
+		w->busy = false;
 		pthread_mutex_unlock(&w->lock);
 		if (w->o.notify)
 			w->o.notify(w->o.notify_arg);
@@ -602,6 +612,22 @@ writer_collect(struct writer *w)
 	w->d_head = w->d_tail = NULL;
 	pthread_mutex_unlock(&w->lock);
 	return list;
+}
+
+void
+writer_flush(struct writer *w)
+{
+	struct timespec ts = { 0, 5 * 1000 * 1000 };
+
+	for (;;) {
+		bool idle;
+		pthread_mutex_lock(&w->lock);
+		idle = w->q_head == NULL && w->a_head == NULL && w->j_head == NULL && !w->busy;
+		pthread_mutex_unlock(&w->lock);
+		if (idle)
+			return;
+		nanosleep(&ts, NULL);
+	}
 }
 
 size_t

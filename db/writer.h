@@ -90,6 +90,10 @@ struct writer_job {
 void writer_job_submit(struct writer *w, struct writer_job *job);
 struct writer_job *writer_collect_jobs(struct writer *w);
 
+/* Wait until everything submitted has been run and posted for
+ * collection (shutdown: so that the owners can collect it). */
+void writer_flush(struct writer *w);
+
 /* Messages queued and not yet committed. */
 size_t writer_depth(struct writer *w);
 /* Commit everything queued, stop the thread, free w, set *wp = NULL. */

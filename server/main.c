@@ -381,8 +381,12 @@ main(int argc, char **argv)
 	log_info("event=shutdown_stopping sessions=%zu", srv.nsessions);
 	listeners_free(&srv);
 	http_api_stop(&srv);
-	relay_stop(&srv);
 	smtp_session_close_all(&srv);
+	/* Results the relay handed to the writer: let them commit and collect
+	 * them while the relay still exists to take them back. */
+	writer_flush(srv.writer);
+	relay_jobs_done(&srv);
+	relay_stop(&srv);
 	/* Messages already handed to the writer are committed before exit. */
 	writer_stop(&srv.writer);
 	auth_pool_stop(&srv.auth);

@@ -386,7 +386,11 @@ class Wire(RelayCase):
                     else:
                         rows = self.wait_states(s, sub.message_id, "failed")
                         self.assertIn("5.6.7", rows[0]["last_reply"])
-                        self.assertEqual(self.with_marker(hop.messages(accepted_only=False), sub.marker), [])
+                        # the original never reached the hop (its bounce, from <>,
+                        # quotes the original headers and may carry the marker)
+                        originals = [m for m in self.with_marker(hop.messages(accepted_only=False), sub.marker)
+                                     if m.sender != ""]
+                        self.assertEqual(originals, [])
                         self.wait_for("bounce queued", lambda: self.bounces(s), lambda: self.table(s))
                 finally:
                     hop.stop()
