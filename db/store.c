@@ -111,6 +111,25 @@ exec_text(sqlite3 *db, const char *sql, int nparams, const char *const *params, 
 	return rc;
 }
 
+/* Run a statement that must change a row: 0 when it did, 1 when nothing
+ * matched (err is set to `none`), -1 on error (err from SQLite). */
+static int
+exec_change(sqlite3 *db, const char *sql, int nparams, const char *const *params, const char *none,
+    char *err, size_t errlen)
+{
+	int n = 0, rc = exec_text(db, sql, nparams, params, &n);
+
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "%s", none);
+		return 1;
+	}
+	return 0;
+}
+
 static void
 now_text(char out[24])
 {
@@ -196,39 +215,23 @@ store_user_add(sqlite3 *db, const char *login, const char *hash, char *err, size
 int
 store_user_passwd(sqlite3 *db, const char *login, const char *hash, char *err, size_t errlen)
 {
-	char now[24];
-	int rc, n = 0;
+	char now[24], none[400];
 
 	now_text(now);
+	snprintf(none, sizeof(none), "no user %s", login);
 	const char *p[] = { login, hash, now };
-	rc = exec_text(db, "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE login = ?1", 3, p, &n);
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "no user %s", login);
-		return 1;
-	}
-	return 0;
+	return exec_change(db, "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE login = ?1", 3, p,
+	    none, err, errlen);
 }
 
 int
 store_user_del(sqlite3 *db, const char *login, char *err, size_t errlen)
 {
-	int rc, n = 0;
+	char none[400];
 	const char *p[] = { login };
 
-	rc = exec_text(db, "DELETE FROM users WHERE login = ?1", 1, p, &n);
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "no user %s", login);
-		return 1;
-	}
-	return 0;
+	snprintf(none, sizeof(none), "no user %s", login);
+	return exec_change(db, "DELETE FROM users WHERE login = ?1", 1, p, none, err, errlen);
 }
 
 int
@@ -257,20 +260,12 @@ store_address_add(sqlite3 *db, const char *login, const char *address, char *err
 int
 store_address_del(sqlite3 *db, const char *login, const char *address, char *err, size_t errlen)
 {
-	int rc, n = 0;
+	char none[800];
 	const char *p[] = { login, address };
 
-	rc = exec_text(db, "DELETE FROM user_addresses WHERE address = ?2 AND "
-	    "user_id = (SELECT user_id FROM users WHERE login = ?1)", 2, p, &n);
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "user %s has no address %s", login, address);
-		return 1;
-	}
-	return 0;
+	snprintf(none, sizeof(none), "user %s has no address %s", login, address);
+	return exec_change(db, "DELETE FROM user_addresses WHERE address = ?2 AND "
+	    "user_id = (SELECT user_id FROM users WHERE login = ?1)", 2, p, none, err, errlen);
 }
 
 /* Keys: times are stored as text; the keyring wants unix seconds. */
@@ -356,22 +351,13 @@ store_key_insert(sqlite3 *db, const struct token_key *k, char *err, size_t errle
 int
 store_key_retire(sqlite3 *db, const char *kid, int64_t now, char *err, size_t errlen)
 {
-	char t[24];
-	int rc, n = 0;
+	char t[24], none[200];
 
 	store_time(now * 1000, t);
+	snprintf(none, sizeof(none), "no active key %s", kid);
 	const char *p[] = { kid, t };
-	rc = exec_text(db, "UPDATE signing_keys SET state = 'retired', retired_at = ?2 "
-	    "WHERE key_id = ?1 AND state = 'active'", 2, p, &n);
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "no active key %s", kid);
-		return 1;
-	}
-	return 0;
+	return exec_change(db, "UPDATE signing_keys SET state = 'retired', retired_at = ?2 "
+	    "WHERE key_id = ?1 AND state = 'active'", 2, p, none, err, errlen);
 }
 
 int
@@ -468,21 +454,13 @@ store_token_finish(sqlite3 *db, enum token_status st, const char *jti)
 int
 store_token_revoke(sqlite3 *db, const char *jti, int64_t ms, char *err, size_t errlen)
 {
-	char t[24];
-	int rc, n = 0;
+	char t[24], none[200];
 
 	store_time(ms, t);
+	snprintf(none, sizeof(none), "no token %s", jti);
 	const char *p[] = { jti, t };
-	rc = exec_text(db, "UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE token_id = ?1", 2, p, &n);
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "no token %s", jti);
-		return 1;
-	}
-	return 0;
+	return exec_change(db, "UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE token_id = ?1", 2, p,
+	    none, err, errlen);
 }
 
 int
@@ -563,19 +541,11 @@ store_service_add(sqlite3 *db, const char *name, const char *secret_sha256, char
 int
 store_service_del(sqlite3 *db, const char *name, char *err, size_t errlen)
 {
-	int rc, n = 0;
+	char none[200];
 	const char *p[] = { name };
 
-	rc = exec_text(db, "DELETE FROM services WHERE name = ?1", 1, p, &n);
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
-	if (n == 0) {
-		snprintf(err, errlen, "no service %s", name);
-		return 1;
-	}
-	return 0;
+	snprintf(none, sizeof(none), "no service %s", name);
+	return exec_change(db, "DELETE FROM services WHERE name = ?1", 1, p, none, err, errlen);
 }
 
 int
