@@ -90,9 +90,12 @@ dsn_status_of(const char *reply, char out[16])
 	if (isdigit((unsigned char)p[0]) && isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) &&
 	    (p[3] == ' ' || p[3] == '-'))
 		p += 4;
-	if (sscanf(p, "%1d.%3d.%3d%n", &a, &b, &c, &n) == 3 && (a == 2 || a == 4 || a == 5) &&
-	    (p[n] == ' ' || p[n] == '\0')) {
-		snprintf(out, 16, "%d.%d.%d", a == 2 ? 5 : a, b, c);
+	/* RFC 3463: class "." 1*3digit "." 1*3digit, digits only (sscanf
+	 * alone would take a sign). */
+	if (strspn(p, "0123456789.") > 0 && p[0] >= '0' && p[0] <= '9' &&
+	    sscanf(p, "%1d.%3d.%3d%n", &a, &b, &c, &n) == 3 && (size_t)n <= strspn(p, "0123456789.") &&
+	    (a == 2 || a == 4 || a == 5) && b >= 0 && c >= 0 && (p[n] == ' ' || p[n] == '\0')) {
+		snprintf(out, 16, "%d.%d.%d", a == 2 ? 5 : a, b % 1000, c % 1000);
 		return;
 	}
 	snprintf(out, 16, "%s", reply[0] == '4' ? "4.0.0" : "5.0.0");
@@ -101,6 +104,9 @@ dsn_status_of(const char *reply, char out[16])
 size_t
 dsn_header_len(const char *msg, size_t len)
 {
+	/* no header field at all: the empty line comes first */
+	if (len >= 2 && msg[0] == '\r' && msg[1] == '\n')
+		return 2;
 	for (size_t i = 0; i + 1 < len; i++) {
 		if (msg[i] == '\n' && i >= 1 && msg[i - 1] == '\r' && i + 2 < len && msg[i + 1] == '\r' && msg[i + 2] == '\n')
 			return i + 3;
@@ -137,8 +143,11 @@ dsn_build(const struct dsn_input *in, size_t *len_r)
 	    in->message_id, in->nfailures == 1 ? "one" : "some");
 	out_printf(&o, "It was received on %s. The details:\r\n\r\n", arrival);
 	for (size_t i = 0; i < in->nfailures; i++) {
-		flatten(in->failures[i].reply, line, 900);
-		out_printf(&o, "<%s>: %s\r\n", in->failures[i].address, line);
+		/* "<address>: reply" stays within 998 octets however long both are */
+		size_t alen = strlen(in->failures[i].address);
+		size_t room = alen + 4 < 998 ? 998 - alen - 4 : 1;
+		flatten(in->failures[i].reply, line, room < 900 ? room : 900);
+		out_printf(&o, "<%.900s>: %s\r\n", in->failures[i].address, line);
 	}
 
 	out_printf(&o, "\r\n--%s\r\nContent-Type: message/delivery-status\r\n\r\n", boundary);

@@ -99,7 +99,7 @@ enum smtp_parse_result smtp_rcpt_parse(const char *args, size_t len, bool utf8_o
  * or an address literal). 0 when valid, else an smtp_parse_result. */
 enum smtp_parse_result smtp_mailbox_check(const char *s, size_t len, bool utf8_ok);
 
-/* Parse BDAT arguments "<size> [LAST]" (RFC 3030 2): size is 1 to 19 digits.
+/* Parse BDAT arguments "<size> [LAST]" (RFC 3030 2): size is 1*DIGIT, saturating at UINT64_MAX.
  * Returns SMTP_PARSE_OK or SMTP_PARSE_SYNTAX. */
 enum smtp_parse_result smtp_bdat_parse(const char *args, size_t len,
     uint64_t *size_r, bool *last_r);
