@@ -268,16 +268,15 @@ store_address_del(sqlite3 *db, const char *login, const char *address, char *err
 	    "user_id = (SELECT user_id FROM users WHERE login = ?1)", 2, p, none, err, errlen);
 }
 
-/* Keys: times are stored as text; the keyring wants unix seconds. */
-static int64_t
-parse_db_time(const unsigned char *s)
+int64_t
+store_time_parse(const char *s)
 {
 	struct tm tm;
 
 	if (s == NULL)
 		return 0;
 	memset(&tm, 0, sizeof(tm));
-	if (sscanf((const char *)s, "%d-%d-%d %d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	if (sscanf(s, "%d-%d-%d %d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
 	    &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
 		return 0;
 	tm.tm_year -= 1900;
@@ -309,8 +308,8 @@ store_keys_load(sqlite3 *db, struct keyring *ring)
 		}
 		k.state = strcmp((const char *)sqlite3_column_text(st, 3), "active") == 0 ?
 		    TOKEN_KEY_ACTIVE : TOKEN_KEY_RETIRED;
-		k.created_at = parse_db_time(sqlite3_column_text(st, 4));
-		k.retired_at = parse_db_time(sqlite3_column_text(st, 5));
+		k.created_at = store_time_parse((const char *)sqlite3_column_text(st, 4));
+		k.retired_at = store_time_parse((const char *)sqlite3_column_text(st, 5));
 		keyring_add(ring, &k);
 		sodium_memzero(&k, sizeof(k));
 	}

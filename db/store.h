@@ -31,6 +31,8 @@ int store_migrate(sqlite3 *db, char *err, size_t errlen);
 
 /* Time as stored ("YYYY-MM-DD HH:MM:SS.sss" UTC) from unix milliseconds. */
 void store_time(int64_t ms, char out[24]);
+/* And back: unix seconds of a stored time (0 for NULL or bad text). */
+int64_t store_time_parse(const char *s);
 
 /* --- users ---------------------------------------------------------- */
 struct store_user {

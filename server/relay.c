@@ -193,20 +193,6 @@ struct record {
 	bool bounced;
 };
 
-static int64_t
-parse_db_time_s(const char *s)
-{
-	struct tm tm;
-
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(s, "%d-%d-%d %d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
-	    &tm.tm_sec) != 6)
-		return 0;
-	tm.tm_year -= 1900;
-	tm.tm_mon -= 1;
-	return (int64_t)timegm(&tm);
-}
-
 /* Equal jitter: half the delay fixed, half random, so that many deferred
  * recipients do not all come back in the same second. */
 static int64_t
@@ -308,7 +294,7 @@ record_run(sqlite3 *db, void *arg)
 	char now[24], next[24];
 	int rc;
 
-	rec->arrival = parse_db_time_s(t->received_at);
+	rec->arrival = store_time_parse(t->received_at);
 	store_time(rec->now * 1000, now);
 	/* Only rows still pending: an administrator may have dropped the
 	 * recipient while this attempt was under way, and that stands. */

@@ -1442,13 +1442,6 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		/* the client does not even read the 421 */
-		if (s->pending)
-			s->pending->owner = NULL;
-		if (s->auth_req)
-			s->auth_req->owner = NULL;
-		s->pending = NULL;
-		s->auth_req = NULL;
-		s->waiting = false;
 		session_free(s);
 		return;
 	}
@@ -1472,16 +1465,6 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 				bufferevent_set_timeouts(s->bev, NULL, &tv);
 				return;
 			}
-		}
-		if (s->waiting) {
-			/* An answer is on its way; it will find the session gone. */
-			if (s->pending)
-				s->pending->owner = NULL;
-			if (s->auth_req)
-				s->auth_req->owner = NULL;
-			s->pending = NULL;
-			s->auth_req = NULL;
-			s->waiting = false;
 		}
 		session_free(s);
 	}
@@ -1592,6 +1575,8 @@ session_free(struct smtp_session *s)
 {
 	struct server *srv = s->srv;
 
+	/* Work still out (a commit, a password check) will find the session
+	 * gone: its answer is dropped, the message stays stored. */
 	if (s->pending)
 		s->pending->owner = NULL;
 	if (s->auth_req)
@@ -1646,13 +1631,6 @@ smtp_session_close_all(struct server *srv)
 
 	for (s = srv->sessions; s; s = next) {
 		next = s->next;
-		if (s->pending)
-			s->pending->owner = NULL;
-		if (s->auth_req)
-			s->auth_req->owner = NULL;
-		s->pending = NULL;
-		s->auth_req = NULL;
-		s->waiting = false;
 		session_free(s);
 	}
 }
