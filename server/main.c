@@ -118,6 +118,41 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 	log_info("event=reloaded what=tls certificate=%s", srv->cert_path);
 }
 
+/*
+ * A process that parses mail from the network must not keep root: root is
+ * only for binding low ports and creating the data directory, then
+ * server.user takes over. A user that is root again (uid 0) drops nothing.
+ */
+static int
+check_identity(const char *user, char *err, size_t errlen)
+{
+	struct passwd *pw;
+
+	if (user[0] == '\0') {
+		if (geteuid() == 0) {
+			snprintf(err, errlen, "refusing to run as root: set server.user to the "
+			    "unprivileged user submitd should drop to after binding");
+			return -1;
+		}
+		return 0;
+	}
+	pw = getpwnam(user);
+	if (pw == NULL) {
+		snprintf(err, errlen, "server.user: no such user \"%s\"", user);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		snprintf(err, errlen, "server.user: \"%s\" is root (uid 0); name an unprivileged user", user);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		snprintf(err, errlen, "server.user is set (\"%s\") but submitd was not started as "
+		    "root, so it cannot switch to it: start it as root or leave server.user empty", user);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 drop_privileges(const char *user, const char *data_dir, char *err, size_t errlen)
 {
@@ -230,6 +265,10 @@ main(int argc, char **argv)
 			}
 		}
 		free(copy);
+	}
+	if (check_identity(cfg.user, err, sizeof(err)) == -1) {
+		fprintf(stderr, "submitd: %s\n", err);
+		return 1;
 	}
 	if (http_api_check_config(&cfg, err, sizeof(err)) == -1) {
 		fprintf(stderr, "submitd: %s\n", err);

@@ -63,6 +63,28 @@ def which(name):
     return shutil.which(name)
 
 
+# submitd refuses to keep root: started as root (as CI runs the tests) it
+# must drop to an unprivileged user, which scripts/deps creates.
+RUN_USER = "submitd"
+
+
+def run_as_user():
+    """The server.user a test server needs: RUN_USER under root, else none."""
+    return RUN_USER if os.geteuid() == 0 else ""
+
+
+def share_with_server(path):
+    """Let the server, once it has dropped root, read a file a test wrote
+    (a password file, a CA file): hand it over and open its folder."""
+    if os.geteuid() != 0:
+        return path
+    import pwd
+    pw = pwd.getpwnam(RUN_USER)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    os.chmod(os.path.dirname(path), 0o755)
+    return path
+
+
 # ---------------------------------------------------------------- replies
 
 class Reply:
@@ -266,6 +288,8 @@ class Submitd:
 
     def __init__(self, options=None, tls_listener=True, keep=False):
         self.tmp = tempfile.mkdtemp(prefix="submitd-it-")
+        # the dropped user must reach data_dir (which submitd hands to it)
+        os.chmod(self.tmp, 0o755)
         self.data_dir = os.path.join(self.tmp, "var")
         self.log_path = os.path.join(self.tmp, "submitd.log")
         self.port = free_port()
@@ -281,6 +305,8 @@ class Submitd:
             "http.listen": "127.0.0.1:%d" % self.http_port,
         }
         opts.update(self.DEFAULTS)
+        if run_as_user():
+            opts["server.user"] = run_as_user()
         opts.update(options or {})
         self.options = opts
         m = re.match(r"^127\.0\.0\.1:(\d+)$", opts["http.listen"])

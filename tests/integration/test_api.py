@@ -24,7 +24,7 @@ import time
 import unittest
 import uuid
 
-from harness import (RawSMTP, Submitd, dot_stuff, free_port, parse_token_reply, program, which)
+from harness import (RawSMTP, Submitd, dot_stuff, free_port, parse_token_reply, program, run_as_user, which)
 
 SERVER = None        # the shared server, started in setUpModule
 SENT = 0             # messages SERVER accepted (for the metrics test)
@@ -711,6 +711,8 @@ class Access(ApiMixin, unittest.TestCase):
 
     def check_config(self, opts):
         args = [program("submitd"), "-n"]
+        if run_as_user():
+            opts = dict(opts, **{"server.user": run_as_user()})
         for k, v in opts.items():
             args += ["-o", "%s=%s" % (k, v)]
         return subprocess.run(args, capture_output=True, text=True, timeout=60)

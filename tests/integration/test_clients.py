@@ -24,7 +24,7 @@ import tempfile
 import unittest
 import uuid
 
-from harness import (HOSTNAME, Submitd, TOKEN_RE, client_tls_context, dot_stuff,
+from harness import (HOSTNAME, run_as_user, Submitd, TOKEN_RE, client_tls_context, dot_stuff,
                      parse_token_reply, program, which)
 
 SERVER = None       # the shared default server, started in setUpModule
@@ -877,7 +877,8 @@ class ConfigCheckTests(unittest.TestCase):
         return path
 
     def check(self, *args):
-        p = run([program("submitd")] + list(args) + ["-n"])
+        user = ["-o", "server.user=" + run_as_user()] if run_as_user() else []
+        p = run([program("submitd")] + list(args) + user + ["-n"])
         return p.returncode, p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
 
     GOOD = ("# submitd test configuration\n"

@@ -22,7 +22,7 @@ def can_mount():
 class DiskFull(unittest.TestCase):
     def setUp(self):
         self.mnt = tempfile.mkdtemp(prefix="submitd-full-")
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", self.mnt],
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "tmpfs", self.mnt],
                            capture_output=True, text=True)
         if r.returncode != 0:
             self.skipTest("cannot mount a tmpfs here: %s" % r.stderr.strip())

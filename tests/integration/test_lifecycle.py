@@ -14,7 +14,7 @@ import subprocess
 import time
 import unittest
 
-from harness import RawSMTP, Submitd, dot_stuff, parse_token_reply, program
+from harness import RUN_USER, RawSMTP, Submitd, dot_stuff, parse_token_reply, program
 
 USER = "life@example.org"
 PASSWORD = "correct horse battery"
@@ -260,6 +260,62 @@ class KeyRing(unittest.TestCase):
                 rc, out = self.verify(s, t, addr)
                 self.assertNotEqual(rc, 0)
                 self.assertIn("result=revoked", out)
+
+
+class Privilege(unittest.TestCase):
+    """Root only binds and creates the data directory; submitd refuses to
+    keep it, and its files are the dropped user's, mode 0600."""
+
+    def refused(self, user):
+        s = Submitd({"server.user": user})
+        try:
+            p = subprocess.run([program("submitd")] + s.option_args(), capture_output=True,
+                               text=True, timeout=30, stdin=subprocess.DEVNULL)
+        finally:
+            s.cleanup()
+        return p
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_refuses_root_without_user(self):
+        p = self.refused("")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("refusing to run as root", p.stderr)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_refuses_user_with_uid_0(self):
+        p = self.refused("root")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("is root (uid 0)", p.stderr)
+
+    def test_refuses_unknown_user(self):
+        p = self.refused("no-such-user-submitd-test")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("no such user", p.stderr)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_drops_to_user_and_files_are_0600(self):
+        import pwd
+        pw = pwd.getpwnam(RUN_USER)
+        with Submitd() as s:
+            s.add_user(USER, PASSWORD)
+            c = RawSMTP(s.port)
+            c.login_session(USER, PASSWORD)
+            self.assertEqual(c.cmd("MAIL FROM:<%s>" % USER).code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<x@example.net>").code, 250)
+            self.assertEqual(c.cmd("DATA").code, 354)
+            c.send(dot_stuff(b"Subject: p\r\n\r\nbody\r\n"))
+            self.assertEqual(c.reply().code, 250)
+            c.close()
+            with open("/proc/%d/status" % s.proc.pid) as f:
+                ids = {l.split(":")[0]: l.split()[1:] for l in f if l.startswith(("Uid:", "Gid:"))}
+            # real, effective, saved and filesystem ids: all the user's
+            self.assertEqual(set(ids["Uid"]), {str(pw.pw_uid)})
+            self.assertEqual(set(ids["Gid"]), {str(pw.pw_gid)})
+            for name in ("submitd.db", "tls/key.pem"):
+                st = os.stat(os.path.join(s.data_dir, name))
+                self.assertEqual(st.st_uid, pw.pw_uid, name)
+                self.assertEqual(st.st_mode & 0o777, 0o600, name)
+            self.assertEqual(os.stat(s.data_dir).st_mode & 0o777, 0o700)
 
 
 if __name__ == "__main__":

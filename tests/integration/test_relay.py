@@ -29,7 +29,7 @@ import time
 import unittest
 import uuid
 
-from harness import RawSMTP, Submitd, dot_stuff, parse_token_reply, program
+from harness import RawSMTP, Submitd, dot_stuff, parse_token_reply, program, share_with_server
 from nexthop import ScriptedHop, SmtpSink, crlf_only, free_port, self_signed_context
 
 SENDER = "alice@example.org"
@@ -1000,7 +1000,7 @@ class Security(RelayCase):
     def test_tls_verify_with_ca_file(self):
         hop, cert = self.tls_hop()
         s = self.server(hop.port, {"relay.tls": "required", "relay.tls_verify": "true",
-                                   "relay.tls_ca_file": cert})
+                                   "relay.tls_ca_file": share_with_server(cert)})
         sub = self.submit(s, ["bob@example.net"])
         self.wait_states(s, sub.message_id, "delivered")
         self.assertTrue(self.with_marker(hop.messages(), sub.marker)[0].session.tls)
@@ -1023,7 +1023,7 @@ class Security(RelayCase):
         p = os.path.join(d, "password")
         with open(p, "w") as f:
             f.write(password + "\n")
-        return p
+        return share_with_server(p)
 
     def test_auth_plain_to_next_hop(self):
         secret = "hop secret 42"
