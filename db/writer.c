@@ -26,7 +26,16 @@
 
 enum {
 	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_DATA_VERSION, ST_AUDIT,
+	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
 	ST_COUNT
+};
+
+/* What a token's row needs besides the message: its claims, signed with
+ * the key the signer had. */
+struct writer_token_meta {
+	char jti[TOKEN_ID_LEN + 1];
+	char kid[PASERK_K4_PID_LEN + 1];
+	int64_t exp;
 };
 
 struct audit_entry {
@@ -46,6 +55,12 @@ static const char *const sql[ST_COUNT] = {
 	[ST_DATA_VERSION] = "PRAGMA data_version",
 	[ST_AUDIT] = "INSERT INTO audit_log (at, action, result, service, token_id, client_address) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAVEPOINT] = "SAVEPOINT msg",
+	[ST_RELEASE] = "RELEASE msg",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO msg",
 };
 
 struct writer {
@@ -60,7 +75,19 @@ struct writer {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct writer_msg *q_head, *q_tail;     /* waiting */
+	struct writer_msg *q_head, *q_tail;     /* waiting to be committed */
+
+	/* The signer thread: messages go through it first when tokens are
+	 * on. It signs with a copy of the active key, which the writer
+	 * thread publishes whenever it reloads the key ring. */
+	pthread_t signer;
+	bool signer_started;
+	pthread_cond_t sign_cond;
+	struct writer_msg *s_head, *s_tail;     /* waiting to be signed */
+	struct token_key active;                /* has_secret false: no signing key */
+	bool signing;                           /* the signer holds messages */
+	bool sign_stopping;
+
 	struct writer_msg *d_head, *d_tail;     /* done, to collect */
 	struct audit_entry *a_head, *a_tail;    /* audit rows to insert */
 	struct writer_job *j_head, *j_tail;     /* jobs to run */
@@ -99,8 +126,21 @@ writer_msg_free(struct writer_msg **mp)
 			free(m->tokens[i]);
 		free(m->tokens);
 	}
+	free(m->token_meta);
 	free(m);
 	*mp = NULL;
+}
+
+/* A message whose rows did not commit hands out no token. */
+static void
+drop_tokens(struct writer_msg *m)
+{
+	if (m->tokens) {
+		for (size_t i = 0; i <= m->nrcpt; i++)
+			free(m->tokens[i]);
+		xfreep(&m->tokens);
+	}
+	xfreep(&m->token_meta);
 }
 
 static enum writer_status
@@ -108,6 +148,20 @@ classify(int rc)
 {
 	int primary = rc & 0xff;
 	return primary == SQLITE_FULL ? WRITER_FULL : WRITER_IOERR;
+}
+
+/* Hand the signer the key to sign with from now on (none: no tokens). */
+static void
+publish_active_key(struct writer *w)
+{
+	const struct token_key *key = w->o.tokens ? keyring_active(&w->ring) : NULL;
+
+	pthread_mutex_lock(&w->lock);
+	if (key && key->has_secret)
+		w->active = *key;
+	else
+		sodium_memzero(&w->active, sizeof(w->active));
+	pthread_mutex_unlock(&w->lock);
 }
 
 /* Reload the key ring when another connection (submitctl) changed the
@@ -129,6 +183,7 @@ refresh_keys(struct writer *w)
 		log_info("event=key_generated reason=no_active_key");
 	if (store_keys_load(w->db, &w->ring) == -1)
 		log_err("event=keyring_load_failed error=\"%s\"", sqlite3_errmsg(w->db));
+	publish_active_key(w);
 }
 
 static int
@@ -183,44 +238,67 @@ store_body(struct writer *w, struct writer_msg *m, sqlite3_int64 message_id)
 	return SQLITE_DONE;
 }
 
-static int
-insert_token(struct writer *w, struct writer_msg *m, sqlite3_int64 message_id, sqlite3_int64 rcpt_id,
-    const char *address, enum token_role role, const struct token_key *key, char **out)
+/* Sign every token of a message (on the signer thread). All or none: a
+ * message without its tokens is stored without them rather than half. */
+static void
+sign_message(struct writer *w, struct writer_msg *m, const struct token_key *key)
 {
-	struct token_claims c;
-	char tok[TOKEN_MAX_LEN + 1], issued[24], expires[24];
 	int64_t now = m->received_ms / 1000;
+	char tok[TOKEN_MAX_LEN + 1];
+
+	m->tokens = xcalloc(m->nrcpt + 1, sizeof(char *));
+	m->token_meta = xcalloc(m->nrcpt + 1, sizeof(*m->token_meta));
+	for (size_t i = 0; i <= m->nrcpt; i++) {
+		bool sender = i == m->nrcpt;
+		struct token_claims c;
+		size_t n = token_issue(key, m->public_id, sender ? m->envelope_from : m->rcpts[i],
+		    sender ? TOKEN_ROLE_SENDER : TOKEN_ROLE_RECIPIENT, w->issuer, now,
+		    w->o.token_lifetime, &c, tok, sizeof(tok));
+		if (n == 0) {
+			/* Only a configuration the checks let through could
+			 * get here; say so, store the message anyway. */
+			log_err("event=token_issue_failed msgid=%s", m->public_id);
+			drop_tokens(m);
+			return;
+		}
+		m->tokens[i] = xstrndup(tok, n);
+		memcpy(m->token_meta[i].jti, c.jti, sizeof(c.jti));
+		memcpy(m->token_meta[i].kid, key->kid, sizeof(key->kid));
+		m->token_meta[i].exp = c.exp;
+	}
+}
+
+static int
+insert_token(struct writer *w, struct writer_msg *m, size_t i, sqlite3_int64 message_id,
+    sqlite3_int64 rcpt_id)
+{
+	const struct writer_token_meta *t = &m->token_meta[i];
+	bool sender = i == m->nrcpt;
+	char issued[24], expires[24];
 	sqlite3_stmt *st = w->st[ST_TOKEN];
-	size_t n;
 	int rc;
 
-	n = token_issue(key, m->public_id, address, role, w->issuer, now, w->o.token_lifetime,
-	    &c, tok, sizeof(tok));
-	if (n == 0)
-		return SQLITE_ERROR;
 	store_time(m->received_ms, issued);
-	store_time(c.exp * 1000, expires);
-	sqlite3_bind_text(st, 1, c.jti, -1, SQLITE_STATIC);
+	store_time(t->exp * 1000, expires);
+	sqlite3_bind_text(st, 1, t->jti, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, message_id);
-	if (role == TOKEN_ROLE_RECIPIENT)
+	if (!sender)
 		sqlite3_bind_int64(st, 3, rcpt_id);
 	else
 		sqlite3_bind_null(st, 3);
-	sqlite3_bind_text(st, 4, role == TOKEN_ROLE_RECIPIENT ? "recipient" : "sender", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, address, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, key->kid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, sender ? "sender" : "recipient", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, sender ? m->envelope_from : m->rcpts[i], -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, t->kid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, issued, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 8, expires, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
-	if (rc == SQLITE_DONE)
-		*out = xstrndup(tok, n);
 	return rc;
 }
 
 /* Everything one message needs, inside the caller's savepoint. */
 static int
-store_message(struct writer *w, struct writer_msg *m, const struct token_key *key)
+store_message(struct writer *w, struct writer_msg *m)
 {
 	sqlite3_stmt *st = w->st[ST_MESSAGE];
 	sqlite3_int64 message_id;
@@ -251,8 +329,6 @@ store_message(struct writer *w, struct writer_msg *m, const struct token_key *ke
 	if (rc != SQLITE_DONE)
 		return rc;
 
-	if (key)
-		m->tokens = xcalloc(m->nrcpt + 1, sizeof(char *));
 	st = w->st[ST_RCPT];
 	for (size_t i = 0; i < m->nrcpt; i++) {
 		sqlite3_bind_int64(st, 1, message_id);
@@ -263,68 +339,90 @@ store_message(struct writer *w, struct writer_msg *m, const struct token_key *ke
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return rc;
-		if (key) {
-			rc = insert_token(w, m, message_id, sqlite3_last_insert_rowid(w->db), m->rcpts[i],
-			    TOKEN_ROLE_RECIPIENT, key, &m->tokens[i]);
+		if (m->tokens) {
+			rc = insert_token(w, m, i, message_id, sqlite3_last_insert_rowid(w->db));
 			if (rc != SQLITE_DONE)
 				return rc;
 		}
 	}
-	if (key) {
-		rc = insert_token(w, m, message_id, 0, m->envelope_from, TOKEN_ROLE_SENDER, key,
-		    &m->tokens[m->nrcpt]);
+	if (m->tokens) {
+		rc = insert_token(w, m, m->nrcpt, message_id, 0);
 		if (rc != SQLITE_DONE)
 			return rc;
 	}
 	return SQLITE_DONE;
 }
 
-static void
-drop_tokens(struct writer_msg *m)
+/* Transaction control through prepared statements: sqlite3_exec would
+ * parse the same five strings for every message. */
+static int
+tx(struct writer *w, int which)
 {
-	if (m->tokens == NULL)
-		return;
-	for (size_t i = 0; i <= m->nrcpt; i++)
-		free(m->tokens[i]);
-	xfreep(&m->tokens);
+	sqlite3_stmt *st = w->st[which];
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 static void
 commit_batch(struct writer *w, struct writer_msg *batch)
 {
-	const struct token_key *key = NULL;
+	const struct token_key *key;
 	uint64_t start = mono_us();
-	int rc, count = 0;
+	/* One message needs no savepoint: its failure is the transaction's. */
+	bool single = batch->next == NULL;
+	int rc, count = 0, stored = 0;
 
 	refresh_keys(w);
-	if (w->o.tokens)
-		key = keyring_active(&w->ring);
-	rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	key = w->o.tokens ? keyring_active(&w->ring) : NULL;
+	if (key && !key->has_secret)
+		key = NULL;
+	/* The signer used the key of the last refresh; a key rotated since
+	 * (submitctl) shows here, and those few messages are signed again so
+	 * that every token carries the key that is active when it commits. */
+	for (struct writer_msg *m = batch; m; m = m->next) {
+		bool match = key ? m->tokens && strcmp(m->token_meta[0].kid, key->kid) == 0
+				 : m->tokens == NULL;
+		if (!match) {
+			drop_tokens(m);
+			if (key)
+				sign_message(w, m, key);
+		}
+	}
+	rc = tx(w, ST_BEGIN);
 	if (rc != SQLITE_OK) {
 		log_err("event=store_begin_failed error=\"%s\"", sqlite3_errmsg(w->db));
-		for (struct writer_msg *m = batch; m; m = m->next)
+		for (struct writer_msg *m = batch; m; m = m->next) {
 			m->status = classify(rc);
+			drop_tokens(m);
+		}
 		return;
 	}
 	for (struct writer_msg *m = batch; m; m = m->next) {
 		count++;
-		sqlite3_exec(w->db, "SAVEPOINT msg", NULL, NULL, NULL);
-		rc = store_message(w, m, (w->o.tokens && key && key->has_secret) ? key : NULL);
+		if (!single)
+			tx(w, ST_SAVEPOINT);
+		rc = store_message(w, m);
 		if (rc == SQLITE_DONE) {
 			m->status = WRITER_OK;
-			sqlite3_exec(w->db, "RELEASE msg", NULL, NULL, NULL);
+			stored++;
+			if (!single)
+				tx(w, ST_RELEASE);
 		} else {
 			m->status = classify(rc);
 			log_err("event=store_failed msgid=%s error=\"%s\"", m->public_id, sqlite3_errmsg(w->db));
 			drop_tokens(m);
-			sqlite3_exec(w->db, "ROLLBACK TO msg", NULL, NULL, NULL);
-			sqlite3_exec(w->db, "RELEASE msg", NULL, NULL, NULL);
+			if (!single) {
+				tx(w, ST_ROLLBACK_TO);
+				tx(w, ST_RELEASE);
+			}
 		}
 	}
-	rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK) {
+	rc = stored > 0 ? tx(w, ST_COMMIT) : tx(w, ST_ROLLBACK);
+	if (stored > 0 && rc != SQLITE_OK) {
 		log_err("event=store_commit_failed error=\"%s\"", sqlite3_errmsg(w->db));
-		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+		tx(w, ST_ROLLBACK);
 		for (struct writer_msg *m = batch; m; m = m->next) {
 			if (m->status == WRITER_OK)
 				m->status = classify(rc);
@@ -364,7 +462,7 @@ insert_audits(struct writer *w, struct audit_entry *list)
 {
 	sqlite3_stmt *st = w->st[ST_AUDIT];
 	struct audit_entry *a;
-	int rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	int rc = tx(w, ST_BEGIN);
 
 	for (a = list; a && rc == SQLITE_OK; a = a->next) {
 		sqlite3_bind_text(st, 1, a->at, -1, SQLITE_STATIC);
@@ -377,10 +475,10 @@ insert_audits(struct writer *w, struct audit_entry *list)
 		sqlite3_reset(st);
 	}
 	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
+		rc = tx(w, ST_COMMIT);
 	if (rc != SQLITE_OK) {
 		log_err("event=audit_write_failed error=\"%s\"", sqlite3_errmsg(w->db));
-		sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+		tx(w, ST_ROLLBACK);
 	}
 	while ((a = list) != NULL) {
 		list = a->next;
@@ -397,14 +495,14 @@ run_jobs(struct writer *w, struct writer_job *jobs)
 
 	for (j = jobs; j; j = j->next) {
 		last = j;
-		j->rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		j->rc = tx(w, ST_BEGIN);
 		if (j->rc == SQLITE_OK)
 			j->rc = j->run(w->db, j->arg);
 		if (j->rc == SQLITE_OK)
-			j->rc = sqlite3_exec(w->db, "COMMIT", NULL, NULL, NULL);
+			j->rc = tx(w, ST_COMMIT);
 		if (j->rc != SQLITE_OK) {
 			log_err("event=job_failed error=\"%s\"", sqlite3_errmsg(w->db));
-			sqlite3_exec(w->db, "ROLLBACK", NULL, NULL, NULL);
+			tx(w, ST_ROLLBACK);
 		}
 	}
 	pthread_mutex_lock(&w->lock);
@@ -541,6 +639,50 @@ writer_main(void *arg)
 	return NULL;
 }
 
+/* Sign whatever is waiting, in arrival order, then pass it on to the
+ * writer thread's queue; the order of 250s follows the order of arrival. */
+static void *
+signer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct token_key key;
+
+	for (;;) {
+		struct writer_msg *list, *last;
+
+		pthread_mutex_lock(&w->lock);
+		while (w->s_head == NULL && !w->sign_stopping)
+			pthread_cond_wait(&w->sign_cond, &w->lock);
+		if (w->s_head == NULL) {
+			pthread_mutex_unlock(&w->lock);
+			break;
+		}
+		list = w->s_head;
+		last = w->s_tail;
+		w->s_head = w->s_tail = NULL;
+		key = w->active;
+		w->signing = true;
+		pthread_mutex_unlock(&w->lock);
+
+		if (key.has_secret) {
+			for (struct writer_msg *m = list; m; m = m->next)
+				sign_message(w, m, &key);
+		}
+		sodium_memzero(&key, sizeof(key));
+
+		pthread_mutex_lock(&w->lock);
+		if (w->q_tail)
+			w->q_tail->next = list;
+		else
+			w->q_head = list;
+		w->q_tail = last;
+		w->signing = false;
+		pthread_cond_signal(&w->cond);
+		pthread_mutex_unlock(&w->lock);
+	}
+	return NULL;
+}
+
 struct writer *
 writer_start(const struct writer_opts *o, char *err, size_t errlen)
 {
@@ -564,13 +706,22 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	refresh_keys(w);
 	w->chunk = xmalloc(BODY_CHUNK);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
+	pthread_cond_init(&w->sign_cond, NULL);
+	refresh_keys(w);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		snprintf(err, errlen, "cannot start the writer thread");
 		goto fail;
+	}
+	if (w->o.tokens) {
+		if (pthread_create(&w->signer, NULL, signer_main, w) != 0) {
+			snprintf(err, errlen, "cannot start the signer thread");
+			writer_stop(&w);
+			return NULL;
+		}
+		w->signer_started = true;
 	}
 	return w;
 fail:
@@ -592,13 +743,22 @@ writer_submit(struct writer *w, struct writer_msg *m)
 	m->status = WRITER_PENDING;
 	m->submitted_us = mono_us();
 	pthread_mutex_lock(&w->lock);
-	if (w->q_tail)
-		w->q_tail->next = m;
-	else
-		w->q_head = m;
-	w->q_tail = m;
+	if (w->signer_started) {
+		if (w->s_tail)
+			w->s_tail->next = m;
+		else
+			w->s_head = m;
+		w->s_tail = m;
+		pthread_cond_signal(&w->sign_cond);
+	} else {
+		if (w->q_tail)
+			w->q_tail->next = m;
+		else
+			w->q_head = m;
+		w->q_tail = m;
+		pthread_cond_signal(&w->cond);
+	}
 	w->depth++;
-	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -622,7 +782,8 @@ writer_flush(struct writer *w)
 	for (;;) {
 		bool idle;
 		pthread_mutex_lock(&w->lock);
-		idle = w->q_head == NULL && w->a_head == NULL && w->j_head == NULL && !w->busy;
+		idle = w->s_head == NULL && !w->signing && w->q_head == NULL && w->a_head == NULL &&
+		    w->j_head == NULL && !w->busy;
 		pthread_mutex_unlock(&w->lock);
 		if (idle)
 			return;
@@ -649,6 +810,15 @@ writer_stop(struct writer **wp)
 
 	if (w == NULL)
 		return;
+	/* The signer first: what it still holds must reach the writer's
+	 * queue before the writer thread may see an empty one and leave. */
+	if (w->signer_started) {
+		pthread_mutex_lock(&w->lock);
+		w->sign_stopping = true;
+		pthread_cond_signal(&w->sign_cond);
+		pthread_mutex_unlock(&w->lock);
+		pthread_join(w->signer, NULL);
+	}
 	pthread_mutex_lock(&w->lock);
 	w->stopping = true;
 	pthread_cond_signal(&w->cond);
@@ -664,6 +834,8 @@ writer_stop(struct writer **wp)
 	keyring_free(&w->ring);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
+	pthread_cond_destroy(&w->sign_cond);
+	sodium_memzero(&w->active, sizeof(w->active));
 	free(w->db_path);
 	free(w->issuer);
 	free(w->chunk);

@@ -1,9 +1,14 @@
 /*
  * writer.h: the one thread that writes messages to SQLite. Sessions hand
  * it accepted messages; it commits as many as are waiting in a single
- * transaction (group commit: one fsync for many messages), issues their
+ * transaction (group commit: one fsync for many messages), stores their
  * tokens in that same transaction, and hands them back. A session answers
  * 250 only for a message that came back with WRITER_OK, i.e. committed.
+ *
+ * The tokens are signed before that, on a signer thread of the writer's
+ * own: Ed25519 signing was a quarter of the writer thread's time, and the
+ * writer thread is the one thing that cannot run on two cores. A token is
+ * handed out only if its row committed with the message.
  *
  * The event loop never blocks on the disk: it is told through notify(),
  * called on the writer thread, and then collects finished messages.
@@ -26,6 +31,8 @@ enum writer_status {
 	WRITER_IOERR,         /* any other storage failure: 451 4.3.0 */
 };
 
+struct writer_token_meta;
+
 struct writer_msg {
 	/* Filled by the submitter; owned by the writer until collected. */
 	char public_id[PUBLIC_ID_LEN + 1];
@@ -46,6 +53,7 @@ struct writer_msg {
 	/* Filled by the writer. */
 	enum writer_status status;
 	char **tokens;                 /* nrcpt + 1 (sender last), or NULL */
+	struct writer_token_meta *token_meta;  /* the rows' columns, writer-private */
 	uint64_t submitted_us;         /* monotonic clock at writer_submit */
 	uint64_t commit_us;            /* submit-to-commit latency */
 
