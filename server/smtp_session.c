@@ -34,6 +34,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <sodium.h>
 
@@ -118,7 +119,7 @@ struct smtp_session {
 	int bdat_error;         /* reply code for a chunk read only to be discarded */
 	const char *bdat_error_text;
 	struct smtp_body body;
-	crypto_hash_sha256_state sha;
+	EVP_MD_CTX *sha;        /* body digest; made at the first DATA/BDAT */
 	struct evbuffer *body_mem;
 	int spool_fd;
 	bool too_big, spool_failed;
@@ -262,7 +263,12 @@ static void
 body_begin(struct smtp_session *s, enum smtp_body_mode mode)
 {
 	smtp_body_init(&s->body, mode, 998);
-	crypto_hash_sha256_init(&s->sha);
+	/* OpenSSL's SHA-256, not libsodium's: it uses the CPU's SHA
+	 * instructions, about five times faster here (docs/performance.md). */
+	if (s->sha == NULL && (s->sha = EVP_MD_CTX_new()) == NULL)
+		abort();
+	if (EVP_DigestInit_ex(s->sha, EVP_sha256(), NULL) != 1)
+		abort();
 	s->body_mem = evbuffer_new();
 	s->spool_fd = -1;
 	s->too_big = s->spool_failed = false;
@@ -315,7 +321,7 @@ body_sink(struct smtp_session *s, const uint8_t *p, size_t len)
 		body_discard(s);
 		return;
 	}
-	crypto_hash_sha256_update(&s->sha, p, len);
+	EVP_DigestUpdate(s->sha, p, len);
 	if (s->spool_failed)
 		return;
 	if (s->spool_fd == -1 &&
@@ -432,7 +438,7 @@ message_end(struct smtp_session *s)
 	s->rcpts = NULL;
 	s->nrcpt = 0;
 	m->size = s->body.size;
-	crypto_hash_sha256_final(&s->sha, digest);
+	EVP_DigestFinal_ex(s->sha, digest, NULL);
 	hex_encode(digest, sizeof(digest), m->sha256_hex);
 	if (s->spool_fd != -1) {
 		m->spool_fd = s->spool_fd;
@@ -1596,6 +1602,7 @@ session_free(struct smtp_session *s)
 	if (s->delay)
 		event_free(s->delay);
 	free(s->delayed_reply);
+	EVP_MD_CTX_free(s->sha);
 	bufferevent_free(s->bev);
 	free(s->helo);
 	free(s->login);
