@@ -414,42 +414,6 @@ store_key_ensure(sqlite3 *db, int64_t now, char *err, size_t errlen)
 	return 1;
 }
 
-bool
-store_token_revoked(const char *jti, void *ctx)
-{
-	sqlite3 *db = ctx;
-	sqlite3_stmt *st;
-	bool revoked = false;
-
-	if (sqlite3_prepare_v2(db, "SELECT revoked_at IS NOT NULL FROM tokens WHERE token_id = ?1",
-	    -1, &st, NULL) != SQLITE_OK)
-		return true;
-	sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		revoked = sqlite3_column_int(st, 0) != 0;
-	sqlite3_finalize(st);
-	return revoked;
-}
-
-enum token_status
-store_token_finish(sqlite3 *db, enum token_status st, const char *jti)
-{
-	sqlite3_stmt *q;
-	int rc;
-
-	if (st != TOKEN_VALID)
-		return st;
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM tokens WHERE token_id = ?1", -1, &q, NULL) != SQLITE_OK)
-		return TOKEN_REVOKED;   /* cannot tell: refuse */
-	sqlite3_bind_text(q, 1, jti, -1, SQLITE_STATIC);
-	rc = sqlite3_step(q);
-	sqlite3_finalize(q);
-	if (rc == SQLITE_ROW)
-		return TOKEN_VALID;
-	/* Signed by us but no longer on record: retention purged it. */
-	return rc == SQLITE_DONE ? TOKEN_EXPIRED : TOKEN_REVOKED;
-}
-
 int
 store_token_revoke(sqlite3 *db, const char *jti, int64_t ms, char *err, size_t errlen)
 {
@@ -480,18 +444,24 @@ store_message_revoke(sqlite3 *db, const char *public_id, int64_t ms, int *count_
 	return 0;
 }
 
-int
-store_token_info(sqlite3 *db, const char *jti, struct store_token_info *out)
+static int
+token_lookup(struct store_token_check *k, const char *jti)
 {
-	sqlite3_stmt *st;
+	struct store_token_info *out = &k->info;
+	sqlite3_stmt *st = *k->stmt;
 	int rc;
 
-	memset(out, 0, sizeof(*out));
-	if (sqlite3_prepare_v2(db,
-	    "SELECT m.message_id, m.public_id, m.received_at, m.envelope_from, m.size, m.sha256, t.address, t.role, "
-	    "EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id) "
-	    "FROM tokens t JOIN messages m USING (message_id) WHERE t.token_id = ?1", -1, &st, NULL) != SQLITE_OK)
-		return -1;
+	store_token_info_free(out);
+	if (st == NULL) {
+		if (sqlite3_prepare_v3(k->db,
+		    "SELECT m.message_id, m.public_id, m.received_at, m.envelope_from, m.size, m.sha256, t.address, "
+		    "t.role, EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id), "
+		    "t.revoked_at IS NOT NULL "
+		    "FROM tokens t JOIN messages m USING (message_id) WHERE t.token_id = ?1", -1,
+		    SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+			return -1;
+		*k->stmt = st;
+	}
 	sqlite3_bind_text(st, 1, jti, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -504,9 +474,35 @@ store_token_info(sqlite3 *db, const char *jti, struct store_token_info *out)
 		out->address = xstrdup((const char *)sqlite3_column_text(st, 6));
 		snprintf(out->role, sizeof(out->role), "%s", sqlite3_column_text(st, 7));
 		out->has_body = sqlite3_column_int(st, 8) != 0;
+		out->revoked = sqlite3_column_int(st, 9) != 0;
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+bool
+store_token_check_revoked(const char *jti, void *ctx)
+{
+	struct store_token_check *k = ctx;
+
+	k->found = token_lookup(k, jti);
+	k->looked = true;
+	/* Cannot tell (-1): refuse. Not on record (0): finish decides. */
+	return k->found == -1 || (k->found == 1 && k->info.revoked);
+}
+
+enum token_status
+store_token_check_finish(struct store_token_check *k, enum token_status st, const char *jti)
+{
+	if (st != TOKEN_VALID)
+		return st;
+	if (!k->looked && store_token_check_revoked(jti, k))
+		return TOKEN_REVOKED;
+	if (k->found == 1)
+		return k->info.revoked ? TOKEN_REVOKED : TOKEN_VALID;
+	/* Signed by us but no longer on record: retention purged it. */
+	return k->found == 0 ? TOKEN_EXPIRED : TOKEN_REVOKED;
 }
 
 void

@@ -67,12 +67,6 @@ int store_key_retire(sqlite3 *db, const char *kid, int64_t now, char *err, size_
 int store_key_ensure(sqlite3 *db, int64_t now, char *err, size_t errlen);
 
 /* --- tokens --------------------------------------------------------- */
-/* Revocation check for token_verify: true when the token is on record as
- * revoked. ctx: sqlite3*. */
-bool store_token_revoked(const char *jti, void *ctx);
-/* After token_verify: a valid token that is no longer on record was purged
- * by retention, and answers as expired. Returns the final status. */
-enum token_status store_token_finish(sqlite3 *db, enum token_status st, const char *jti);
 /* 0 ok, 1 not found, -1 error. */
 int store_token_revoke(sqlite3 *db, const char *jti, int64_t now_ms, char *err, size_t errlen);
 /* Revoke every token of a message (public id); *count_r revoked. */
@@ -89,10 +83,35 @@ struct store_token_info {
 	char *address;               /* the token's address */
 	char role[12];               /* "recipient" or "sender" */
 	bool has_body;
+	bool revoked;
 };
-/* 1 found, 0 unknown token, -1 error. */
-int store_token_info(sqlite3 *db, const char *jti, struct store_token_info *out);
 void store_token_info_free(struct store_token_info *i);
+
+/*
+ * Everything a verification needs from the database about a token, in one
+ * query: whether it is on record, revoked, and what it refers to. Use:
+ *
+ *	struct store_token_check k = { .db = db, .stmt = &cached };
+ *	st = token_verify(..., store_token_check_revoked, &k, &claims);
+ *	st = store_token_check_finish(&k, st, claims.jti);
+ *	... k.info when st == TOKEN_VALID ...
+ *	store_token_info_free(&k.info);
+ *
+ * stmt points at the caller's cache of the prepared statement (NULL at
+ * first; the caller finalizes it), so a server prepares it once.
+ */
+struct store_token_check {
+	sqlite3 *db;
+	sqlite3_stmt **stmt;
+	struct store_token_info info;
+	int found;                   /* 1 on record, 0 not, -1 error; after a lookup */
+	bool looked;
+};
+/* A token_revoked_fn (ctx: struct store_token_check *): looks the token up. */
+bool store_token_check_revoked(const char *jti, void *ctx);
+/* After token_verify: a valid token no longer on record was purged by
+ * retention and answers as expired; a database error refuses (revoked). */
+enum token_status store_token_check_finish(struct store_token_check *k, enum token_status st, const char *jti);
 
 /* --- API service credentials ------------------------------------------ */
 /* 0 ok, 1 exists / not found, -1 error. secret_sha256: 64 hex characters. */

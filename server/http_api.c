@@ -46,6 +46,7 @@ struct http_api {
 	sqlite3_stmt *data_version;
 	int64_t seen_version;
 	struct keyring ring;
+	sqlite3_stmt *token_stmt;        /* store_token_check's query, prepared once */
 };
 
 struct fetch {
@@ -251,7 +252,9 @@ token_gate(struct http_api *api, struct evhttp_request *req, const char *action,
 	struct server *srv = api->srv;
 	char token[TOKEN_INPUT_MAX + 1], addr[1024], peer[64], shorttok[LOG_TOKEN_SHORT];
 	const char *why = NULL;
+	struct store_token_check k = { .db = api->db, .stmt = &api->token_stmt };
 	enum token_status st;
+	bool signed_valid;
 	int rc;
 
 	peer_of(req, peer, sizeof(peer));
@@ -265,9 +268,10 @@ token_gate(struct http_api *api, struct evhttp_request *req, const char *action,
 	refresh_keys(api);
 	memset(c, 0, sizeof(*c));
 	st = token_verify(token, strlen(token), &api->ring, now_unix(), addr[0] ? addr : NULL,
-	    store_token_revoked, api->db, c);
-	if (st == TOKEN_VALID && strcmp(action, "fetch") == 0 &&
-	    store_token_finish(api->db, st, c->jti) == TOKEN_EXPIRED) {
+	    store_token_check_revoked, &k, c);
+	signed_valid = st == TOKEN_VALID;
+	st = store_token_check_finish(&k, st, c->jti);
+	if (signed_valid && st == TOKEN_EXPIRED && strcmp(action, "fetch") == 0) {
 		/* Signed by us, not expired by its claims, but no longer on
 		 * record: retention took the copy. Say so to a fetch; a verify
 		 * answers "expired", as the token is no longer honoured. */
@@ -275,17 +279,11 @@ token_gate(struct http_api *api, struct evhttp_request *req, const char *action,
 		    service[0] ? service : "-", peer);
 		writer_audit(srv->writer, action, "purged", service[0] ? service : NULL, c->jti, peer);
 		reply_error(req, 410, "Gone", "purged", "the saved copy is no longer stored");
+		store_token_info_free(&k.info);
 		return false;
 	}
-	st = store_token_finish(api->db, st, c->jti);
-	if (st == TOKEN_VALID) {
-		rc = store_token_info(api->db, c->jti, info);
-		if (rc != 1) {
-			/* revoked-or-unknown already covers a missing row */
-			log_err("event=http_db_failed error=\"%s\"", sqlite3_errmsg(api->db));
-			st = TOKEN_REVOKED;
-		}
-	}
+	if (k.found == -1)
+		log_err("event=http_db_failed error=\"%s\"", sqlite3_errmsg(api->db));
 	log_info("event=api_%s result=%s token=%s service=%s ip=%s", action, token_status_name(st),
 	    log_token_short(shorttok, token), service[0] ? service : "-", peer);
 	if (st != TOKEN_VALID) {
@@ -293,9 +291,11 @@ token_gate(struct http_api *api, struct evhttp_request *req, const char *action,
 		writer_audit(srv->writer, action, token_status_name(st), service[0] ? service : NULL,
 		    c->jti[0] ? c->jti : NULL, peer);
 		status_reply(req, st);
+		store_token_info_free(&k.info);
 		return false;
 	}
 	srv->stats.tokens_verified++;
+	*info = k.info;             /* the caller frees it */
 	return true;
 }
 
@@ -693,6 +693,7 @@ http_api_stop(struct server *srv)
 	if (api->http)
 		evhttp_free(api->http);
 	sqlite3_finalize(api->data_version);
+	sqlite3_finalize(api->token_stmt);
 	store_close(&api->db);
 	keyring_free(&api->ring);
 	free(api);

@@ -294,6 +294,8 @@ cmd_token(int argc, char **argv)
 {
 	struct keyring ring;
 	struct token_claims c;
+	sqlite3_stmt *stmt = NULL;
+	struct store_token_check k = { .db = db, .stmt = &stmt };
 	enum token_status st;
 	char tok[4096], err[512], exp[21];
 	const char *address = NULL;
@@ -323,8 +325,10 @@ cmd_token(int argc, char **argv)
 	if (store_keys_load(db, &ring) == -1)
 		return fail("%s", sqlite3_errmsg(db));
 	memset(&c, 0, sizeof(c));
-	st = token_verify(tok, strlen(tok), &ring, now_unix(), address, store_token_revoked, db, &c);
-	st = store_token_finish(db, st, c.jti);
+	st = token_verify(tok, strlen(tok), &ring, now_unix(), address, store_token_check_revoked, &k, &c);
+	st = store_token_check_finish(&k, st, c.jti);
+	store_token_info_free(&k.info);
+	sqlite3_finalize(stmt);
 	keyring_free(&ring);
 	if (strcmp(argv[0], "revoke") == 0) {
 		/* Only a token we signed names a token id worth revoking. */
@@ -454,6 +458,8 @@ message_fetch(const char *arg, const char *address)
 	struct keyring ring;
 	struct token_claims c;
 	struct store_token_info info;
+	sqlite3_stmt *stmt = NULL;
+	struct store_token_check k = { .db = db, .stmt = &stmt };
 	enum token_status st;
 	char tok[4096];
 	sqlite3_blob *blob = NULL;
@@ -464,15 +470,16 @@ message_fetch(const char *arg, const char *address)
 	keyring_init(&ring);
 	if (store_keys_load(db, &ring) == -1)
 		return fail("%s", sqlite3_errmsg(db));
-	st = token_verify(tok, strlen(tok), &ring, now_unix(), address, store_token_revoked, db, &c);
-	st = store_token_finish(db, st, c.jti);
+	st = token_verify(tok, strlen(tok), &ring, now_unix(), address, store_token_check_revoked, &k, &c);
+	st = store_token_check_finish(&k, st, c.jti);
+	sqlite3_finalize(stmt);
 	keyring_free(&ring);
+	info = k.info;
 	if (st != TOKEN_VALID) {
+		store_token_info_free(&info);
 		fprintf(stderr, "result=%s\n", token_status_name(st));
 		return 1;
 	}
-	if (store_token_info(db, c.jti, &info) != 1)
-		return fail("%s", "token not found in the database");
 	if (!info.has_body) {
 		store_token_info_free(&info);
 		fprintf(stderr, "result=purged\n");

@@ -147,13 +147,36 @@ test_constraints_and_views(void **state)
 	assert_int_equal(exec(db, "INSERT INTO tokens (token_id, message_id, recipient_id, role, address, key_id, "
 	    "issued_at, expires_at) SELECT 't1', 1, 1, 'recipient', 'r@x', key_id, '2026-01-01', '2999-01-01' "
 	    "FROM signing_keys WHERE state = 'retired'"), SQLITE_OK);
-	assert_false(store_token_revoked("t1", db));
-	assert_false(store_token_revoked("unknown", db));
-	assert_int_equal(store_token_finish(db, TOKEN_VALID, "unknown"), TOKEN_EXPIRED);
-	assert_int_equal(store_token_finish(db, TOKEN_VALID, "t1"), TOKEN_VALID);
-	assert_int_equal(store_token_finish(db, TOKEN_BAD_SIGNATURE, "t1"), TOKEN_BAD_SIGNATURE);
-	assert_int_equal(store_token_revoke(db, "t1", 5000, err, sizeof(err)), 0);
-	assert_true(store_token_revoked("t1", db));
+	{
+		/* one prepared lookup answers revocation, "on record" and the
+		 * message; reused across tokens */
+		sqlite3_stmt *cache = NULL;
+		struct store_token_check k = { .db = db, .stmt = &cache };
+
+		assert_false(store_token_check_revoked("t1", &k));
+		assert_int_equal(k.found, 1);
+		assert_string_equal(k.info.public_id, "m1");
+		assert_string_equal(k.info.address, "r@x");
+		assert_string_equal(k.info.role, "recipient");
+		assert_true(k.info.has_body);
+		assert_int_equal(k.info.size, 5);
+		assert_int_equal(store_token_check_finish(&k, TOKEN_VALID, "t1"), TOKEN_VALID);
+		assert_int_equal(store_token_check_finish(&k, TOKEN_BAD_SIGNATURE, "t1"), TOKEN_BAD_SIGNATURE);
+		assert_false(store_token_check_revoked("unknown", &k));
+		assert_int_equal(k.found, 0);
+		assert_null(k.info.address);
+		assert_int_equal(store_token_check_finish(&k, TOKEN_VALID, "unknown"), TOKEN_EXPIRED);
+		assert_int_equal(store_token_revoke(db, "t1", 5000, err, sizeof(err)), 0);
+		assert_true(store_token_check_revoked("t1", &k));
+		assert_int_equal(store_token_check_finish(&k, TOKEN_VALID, "t1"), TOKEN_REVOKED);
+		store_token_info_free(&k.info);
+
+		/* without the callback having run, finish looks it up itself */
+		struct store_token_check again = { .db = db, .stmt = &cache };
+		assert_int_equal(store_token_check_finish(&again, TOKEN_VALID, "t1"), TOKEN_REVOKED);
+		store_token_info_free(&again.info);
+		sqlite3_finalize(cache);
+	}
 
 	/* views answer */
 	assert_int_equal(scalar(db, "SELECT recipients FROM message_overview WHERE public_id = 'm1'"), 1);
