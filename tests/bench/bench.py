@@ -265,6 +265,8 @@ class Submitd:
                      # smtp-source's 20 sessions reconnect faster than the
                      # server sees the old ones close: no per-address limit
                      "-o", "server.max_connections_per_ip=1000"]
+        if IS_ROOT:  # submitd will not keep root; scripts/deps made this user
+            self.opts += ["-o", "server.user=submitd"]
         if trusted:
             self.opts += ["-o", "smtp.trusted_networks=127.0.0.0/8"]
         if http:
