@@ -715,6 +715,8 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot start the writer thread");
 		goto fail;
 	}
+	/* Named for top -H, perf and gdb. */
+	pthread_setname_np(w->thread, "sd-writer");
 	if (w->o.tokens) {
 		if (pthread_create(&w->signer, NULL, signer_main, w) != 0) {
 			snprintf(err, errlen, "cannot start the signer thread");
@@ -722,6 +724,7 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 			return NULL;
 		}
 		w->signer_started = true;
+		pthread_setname_np(w->signer, "sd-signer");
 	}
 	return w;
 fail:

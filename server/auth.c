@@ -221,6 +221,7 @@ auth_pool_start(const struct auth_pool_opts *o, char *err, size_t errlen)
 			auth_pool_stop(&p);
 			return NULL;
 		}
+		pthread_setname_np(p->threads[i], "sd-auth");
 		p->nthreads++;
 	}
 	return p;

@@ -51,6 +51,7 @@ static const struct cfg_entry table[] = {
 	INT("smtp", "max_errors", max_errors, 1, 1000, "10"),
 	INT("smtp", "idle_timeout", idle_timeout, 1, 86400, "300"),
 	INT("smtp", "session_timeout", session_timeout, 1, 86400, "1800"),
+	INT("smtp", "command_timeout", command_timeout, 1, 86400, "300"),
 	INT("smtp", "body_memory", body_memory, 4096, 64 * 1024 * 1024, "262144"),
 	STR("tls", "certificate", tls_certificate, ""),
 	STR("tls", "key", tls_key, ""),

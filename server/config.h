@@ -33,6 +33,7 @@ struct config {
 	int64_t max_errors;
 	int64_t idle_timeout;
 	int64_t session_timeout;
+	int64_t command_timeout;
 	int64_t body_memory;        /* body octets kept in memory before spooling */
 	/* [tls] */
 	char *tls_certificate;      /* "" = generate a self-signed one in data_dir */

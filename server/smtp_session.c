@@ -125,6 +125,7 @@ struct smtp_session {
 	bool too_big, spool_failed;
 	int spool_errno;        /* why the spool failed: ENOSPC is a 452 */
 	struct writer_msg *pending;
+	uint64_t line_started_us;  /* first octet of an incomplete command line (0: none) */
 
 	struct smtp_session *prev, *next;
 };
@@ -1301,6 +1302,25 @@ bdat_consume(struct smtp_session *s, struct evbuffer *in)
 	bdat_chunk_done(s);
 }
 
+/* The command line in the input is not complete yet. A client that sends
+ * it an octet at a time never lets the idle timeout fire; this clock runs
+ * from the line's first octet to its CRLF. */
+static void
+line_incomplete(struct smtp_session *s)
+{
+	uint64_t now = mono_us();
+
+	if (s->line_started_us == 0) {
+		s->line_started_us = now;
+		return;
+	}
+	if (now - s->line_started_us <= (uint64_t)s->srv->cfg->command_timeout * 1000000)
+		return;
+	bufferevent_enable(s->bev, EV_WRITE);
+	reply(s, "421 4.4.2 %s Error: command not completed in time", s->srv->cfg->hostname);
+	session_close(s, "command_timeout");
+}
+
 static void
 session_process(struct smtp_session *s)
 {
@@ -1340,10 +1360,12 @@ session_process(struct smtp_session *s)
 			struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, NULL);
 			if (lf.pos < 0) {
 				evbuffer_drain(in, avail);
+				line_incomplete(s);
 				break;
 			}
 			evbuffer_drain(in, (size_t)lf.pos + 1);
 			s->discard_line = false;
+			s->line_started_us = 0;
 			continue;
 		}
 		max = s->state == SMTP_AUTH ? AUTH_LINE_MAX : (size_t)cfg->max_line_length;
@@ -1351,6 +1373,7 @@ session_process(struct smtp_session *s)
 		p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
 		switch (smtp_line_find(p, look, max, &line_len, &consumed)) {
 		case SMTP_LINE_MORE:
+			line_incomplete(s);
 			return;
 		case SMTP_LINE_OK: {
 			/* Copy out: the handler may replace s->bev (STARTTLS). */
@@ -1391,6 +1414,10 @@ session_process(struct smtp_session *s)
 			reply_error(s, "500 5.5.2 Error: NUL octet in command");
 			break;
 		}
+		/* A line was taken (unless the rest of a long one is still to
+		 * be skipped): the next one's clock starts at its first octet. */
+		if (!s->discard_line)
+			s->line_started_us = 0;
 	}
 }
 

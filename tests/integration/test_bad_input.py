@@ -1134,5 +1134,126 @@ class ConnectionLimitTests(Base):
             self.assertTrue(c.closed_by_peer())
 
 
+class SlowClientTests(StillServing, Base):
+    """Slowloris: a client that sends an octet a second never lets the idle
+    timeout fire. A command line must be complete within command_timeout;
+    message data is bounded by session_timeout."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = start_server({"smtp.auth_cleartext_loopback": "true", "smtp.idle_timeout": "60",
+                                "smtp.command_timeout": "2", "smtp.session_timeout": "6"},
+                               tls_listener=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.__exit__(None, None, None)
+
+    def trickle(self, c, data, until_closed=12.0):
+        """Send one octet every 0.5 s until the server closes; the replies."""
+        t0 = time.monotonic()
+        for i in range(len(data)):
+            try:
+                c.send(data[i:i + 1])
+            except OSError:
+                break
+            if c.closed_by_peer(timeout=0.5):
+                break
+            self.assertLess(time.monotonic() - t0, until_closed, "still open while trickling")
+        elapsed = time.monotonic() - t0
+        return parse_replies(c.buf) if c.buf else [], elapsed
+
+    def test_command_an_octet_at_a_time(self):
+        c = self.conn()
+        replies, elapsed = self.trickle(c, b"MAIL FROM:<slow@example.org>\r\n" * 2)
+        self.assertEqual(len(replies), 1, replies)
+        self.assertReply(replies[0], 421, "4.4.2")
+        self.assertIn("command not completed in time", replies[0].text)
+        self.assertGreaterEqual(elapsed, 1.5)
+
+    def test_complete_commands_slowly_are_fine(self):
+        # each line complete within command_timeout: not cut by it
+        c = self.authed()
+        for _ in range(3):
+            time.sleep(1.2)
+            self.assertReply(c.cmd("NOOP"), 250, "2.0.0")
+
+    def test_data_an_octet_at_a_time(self):
+        before = self.count()
+        c = self.authed()
+        self.start_transaction(c)
+        self.assertReply(c.cmd("DATA"), 354)
+        mark = new_marker()
+        replies, elapsed = self.trickle(c, ("Subject: %s\r\n\r\n" % mark).encode() + b"x" * 100)
+        self.assertEqual(len(replies), 1, replies)
+        self.assertReply(replies[0], 421, "4.4.2")
+        self.assertIn("session time limit", replies[0].text)
+        self.assertEqual(self.count(), before)
+        self.assertEqual(self.count_with(mark.encode()), 0)
+
+
+class ManyConnectionsTests(Base):
+    """Thousands of connections at once from one address: the first
+    max_connections_per_ip are served, every other gets 421 and is closed,
+    and clients from other addresses are not affected."""
+
+    N = 2000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = start_server({"smtp.auth_cleartext_loopback": "true",
+                                "server.max_connections_per_ip": "20"}, tls_listener=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.__exit__(None, None, None)
+
+    def test_thousands_from_one_address(self):
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = self.N + 200
+        if soft < want:
+            if hard != resource.RLIM_INFINITY and hard < want:
+                self.skipTest("fd limit %d < %d" % (hard, want))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        socks = []
+        self.addCleanup(lambda: [x.close() for x in socks])
+        for _ in range(self.N):
+            x = socket.create_connection(("127.0.0.1", self.srv.port), timeout=20)
+            socks.append(x)
+        greetings = {}
+        for x in socks:
+            data = b""
+            while not data.endswith(b"\r\n"):
+                chunk = x.recv(512)
+                if not chunk:
+                    break
+                data += chunk
+            greetings[data[:3]] = greetings.get(data[:3], 0) + 1
+        print("\n%d connections from 127.0.0.1: %r" % (self.N, greetings), file=sys.stderr)
+        self.assertEqual(greetings.get(b"220"), 20, greetings)
+        self.assertEqual(greetings.get(b"421"), self.N - 20, greetings)
+        # another address is served while the 20 are held
+        other = BoundRawSMTP(self.srv.port, "127.0.0.2")
+        self.addCleanup(other.close)
+        self.assertReply(other.greeting, 220)
+        other.ehlo()
+        self.assertReply(other.auth_plain(LOGIN, PASSWORD), 235, "2.7.0")
+        self.send_message(other)
+        for x in socks:
+            x.close()
+        socks.clear()
+        # once they are gone, 127.0.0.1 is served again
+        deadline = time.monotonic() + 10
+        while True:
+            c = self.srv.raw()
+            self.addCleanup(c.close)
+            if c.greeting.code == 220 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertReply(c.greeting, 220)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
