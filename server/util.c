@@ -107,12 +107,17 @@ db_time_format(int64_t ms, char out[DB_TIME_LEN + 1])
 	out[DB_TIME_LEN] = '\0';
 }
 
+/* Time first, like tokens/token.c's token_new_id and for the same reason:
+ * the messages.public_id index stays local. */
 void
 public_id_new(char out[PUBLIC_ID_LEN + 1])
 {
 	unsigned char raw[12];
+	uint64_t ms = (uint64_t)now_ms();
 
-	randombytes_buf(raw, sizeof(raw));
+	for (int i = 0; i < 6; i++)
+		raw[i] = (unsigned char)(ms >> (40 - 8 * i));
+	randombytes_buf(raw + 6, sizeof(raw) - 6);
 	sodium_bin2base64(out, PUBLIC_ID_LEN + 1, raw, sizeof(raw),
 	    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }

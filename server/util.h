@@ -28,7 +28,7 @@ uint64_t mono_us(void);          /* monotonic, microseconds */
 #define DB_TIME_LEN 23
 void db_time_format(int64_t ms, char out[DB_TIME_LEN + 1]);
 
-/* A random public id: 12 random bytes as 16 base64url characters. */
+/* A public id: 12 bytes (6 of the time in ms, 6 random) as 16 base64url characters. */
 #define PUBLIC_ID_LEN 16
 void public_id_new(char out[PUBLIC_ID_LEN + 1]);
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <sodium.h>
@@ -56,12 +57,24 @@ const char *token_status_name(enum token_status s)
 	return "unknown";
 }
 
+/* 6 octets of the time in milliseconds, then 6 random ones. The id is
+ * the key of the tokens table: ids made close together in time share a
+ * prefix and so land on the same few index pages, where random ids would
+ * dirty a page of their own each (more written per commit, and at a
+ * million rows more cache misses). 48 random bits per millisecond keep
+ * them unique. server/util.c's public_id_new makes message ids alike. */
 void token_new_id(char jti[TOKEN_ID_LEN + 1])
 {
 	uint8_t raw[TOKEN_ID_BYTES];
+	struct timespec ts;
+	uint64_t ms;
 
 	crypto_ready();
-	randombytes_buf(raw, sizeof raw);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (int i = 0; i < 6; i++)
+		raw[i] = (uint8_t)(ms >> (40 - 8 * i));
+	randombytes_buf(raw + 6, sizeof raw - 6);
 	sodium_bin2base64(jti, TOKEN_ID_LEN + 1, raw, sizeof raw, B64);
 }
 
