@@ -24,6 +24,21 @@ store_time(int64_t ms, char out[24])
 	db_time_format(ms, out);
 }
 
+/* Pages in the database file: 0 for a new, empty one (-1 on error). */
+static int64_t
+page_count(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int64_t n = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA page_count", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
 sqlite3 *
 store_open(const char *path, char *err, size_t errlen)
 {
@@ -50,12 +65,16 @@ store_open(const char *path, char *err, size_t errlen)
 		sqlite3_close(db);
 		return NULL;
 	}
-	sqlite3_busy_timeout(db, 10000);
+	sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(db, 1);
 	/* A new database reclaims space as retention frees pages; the mode
 	 * can only be chosen before the first table exists (and before WAL).
-	 * On an existing database this is a no-op. */
-	sqlite3_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", NULL, NULL, NULL);
+	 * Only then: on an existing database the pragma cannot change the
+	 * mode, but it still rewrites the header in a write transaction,
+	 * which made every open (an auth worker's, submitctl's) wait the
+	 * whole busy timeout while another process held the write lock. */
+	if (page_count(db) == 0)
+		sqlite3_exec(db, "PRAGMA auto_vacuum = INCREMENTAL", NULL, NULL, NULL);
 	if (sqlite3_exec(db,
 	    "PRAGMA journal_mode = WAL;"
 	    "PRAGMA synchronous = FULL;"
