@@ -4,6 +4,15 @@
  * that one failing message (say, the disk filling up in the middle of its
  * body) does not take the others of its batch down; a failed COMMIT fails
  * the whole batch, and nobody gets a 250 for it.
+ *
+ * Another process may hold the database's write lock (an administrator's
+ * sqlite3 shell left inside a transaction, a backup tool). BEGIN then waits
+ * STORE_BUSY_TIMEOUT_MS and fails with SQLITE_BUSY: the batch is refused
+ * (451), and until a BEGIN succeeds again the writer waits only
+ * BUSY_RETRY_MS per attempt, so that under a long lock every client gets
+ * its 451 within about a second instead of queueing behind 10-second
+ * waits. One line is logged when the lock is first seen and one when it
+ * is gone.
  */
 #include "db/writer.h"
 
@@ -23,6 +32,7 @@
 #include "tokens/token.h"
 
 #define BODY_CHUNK (256 * 1024)
+#define BUSY_RETRY_MS 1000
 
 enum {
 	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_DATA_VERSION, ST_AUDIT,
@@ -95,6 +105,11 @@ struct writer {
 	size_t depth;
 	bool stopping;
 	bool busy;                              /* work taken, results not yet posted */
+
+	/* writer thread only */
+	bool locked;                            /* the last BEGIN found the database locked */
+	uint64_t locked_since_us;
+	unsigned locked_refusals;               /* BEGINs refused since */
 };
 
 struct writer_msg *
@@ -147,7 +162,100 @@ static enum writer_status
 classify(int rc)
 {
 	int primary = rc & 0xff;
-	return primary == SQLITE_FULL ? WRITER_FULL : WRITER_IOERR;
+
+	if (primary == SQLITE_FULL)
+		return WRITER_FULL;
+	return primary == SQLITE_BUSY || primary == SQLITE_LOCKED ? WRITER_BUSY : WRITER_IOERR;
+}
+
+/* Whether the data directory takes writes at all, after SQLite reported
+ * an I/O failure: NULL, or the system's reason. access(2) sees a file
+ * made immutable or read-only; ext4 gone read-only after an error
+ * (errors=remount-ro) still looks writable to access(2), so a file is
+ * also created and removed beside the database. Neither opens the
+ * database file itself, which would drop this process's locks on it. */
+static const char *
+storage_probe(struct writer *w)
+{
+	char probe[4096];
+	const char *slash = strrchr(w->db_path, '/');
+	int fd;
+
+	if (access(w->db_path, W_OK) == -1)
+		return strerror(errno);
+	if (slash)
+		snprintf(probe, sizeof(probe), "%.*s/.submitd-write-test-XXXXXX", (int)(slash - w->db_path), w->db_path);
+	else
+		snprintf(probe, sizeof(probe), ".submitd-write-test-XXXXXX");
+	fd = mkstemp(probe);
+	if (fd == -1)
+		return strerror(errno);
+	close(fd);
+	unlink(probe);
+	return NULL;
+}
+
+/* SQLite's message alone ("disk I/O error") does not say what to fix:
+ * add the extended result code and, after an I/O failure, the cause
+ * storage_probe() finds (sqlite3_system_errno() is often a later call's
+ * 0 by the time the error reaches us). */
+static const char *
+db_error(struct writer *w, char *buf, size_t len)
+{
+	int code = sqlite3_extended_errcode(w->db), primary = code & 0xff;
+	const char *cause = NULL;
+
+	if (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY)
+		cause = storage_probe(w);
+	snprintf(buf, len, "error=\"%s\" sqlite_code=%d%s%s%s", sqlite3_errmsg(w->db), code,
+	    cause ? " cause=\"data directory: " : "", cause ? cause : "", cause ? "\"" : "");
+	return buf;
+}
+
+/* Transaction control through prepared statements: sqlite3_exec would
+ * parse the same five strings for every message. */
+static int
+tx(struct writer *w, int which)
+{
+	sqlite3_stmt *st = w->st[which];
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* BEGIN IMMEDIATE, for every kind of work. See the top of this file for
+ * what happens while another process holds the write lock. */
+static int
+begin(struct writer *w, const char *what)
+{
+	char why[512];
+	uint64_t start = mono_us();
+	int rc;
+
+	if (w->locked)
+		sqlite3_busy_timeout(w->db, BUSY_RETRY_MS);
+	rc = tx(w, ST_BEGIN);
+	if (w->locked)
+		sqlite3_busy_timeout(w->db, STORE_BUSY_TIMEOUT_MS);
+	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+		if (!w->locked) {
+			w->locked = true;
+			w->locked_since_us = start;
+			w->locked_refusals = 0;
+			log_err("event=store_locked what=%s waited_ms=%llu %s note=\"another process holds the "
+			    "database write lock; messages are refused with 451 4.3.0 until it is released\"",
+			    what, (unsigned long long)((mono_us() - start) / 1000), db_error(w, why, sizeof(why)));
+		}
+		w->locked_refusals++;
+	} else if (rc != SQLITE_OK) {
+		log_err("event=store_begin_failed what=%s %s", what, db_error(w, why, sizeof(why)));
+	} else if (w->locked) {
+		w->locked = false;
+		log_info("event=store_unlocked locked_ms=%llu refused=%u", (unsigned long long)
+		    ((mono_us() - w->locked_since_us) / 1000), w->locked_refusals);
+	}
+	return rc;
 }
 
 /* Hand the signer the key to sign with from now on (none: no tokens). */
@@ -353,23 +461,12 @@ store_message(struct writer *w, struct writer_msg *m)
 	return SQLITE_DONE;
 }
 
-/* Transaction control through prepared statements: sqlite3_exec would
- * parse the same five strings for every message. */
-static int
-tx(struct writer *w, int which)
-{
-	sqlite3_stmt *st = w->st[which];
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
 static void
 commit_batch(struct writer *w, struct writer_msg *batch)
 {
 	const struct token_key *key;
 	uint64_t start = mono_us();
+	char why[512];
 	/* One message needs no savepoint: its failure is the transaction's. */
 	bool single = batch->next == NULL;
 	int rc, count = 0, stored = 0;
@@ -390,11 +487,11 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 				sign_message(w, m, key);
 		}
 	}
-	rc = tx(w, ST_BEGIN);
+	rc = begin(w, "messages");
 	if (rc != SQLITE_OK) {
-		log_err("event=store_begin_failed error=\"%s\"", sqlite3_errmsg(w->db));
 		for (struct writer_msg *m = batch; m; m = m->next) {
 			m->status = classify(rc);
+			m->commit_us = mono_us() - m->submitted_us;
 			drop_tokens(m);
 		}
 		return;
@@ -411,7 +508,7 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 				tx(w, ST_RELEASE);
 		} else {
 			m->status = classify(rc);
-			log_err("event=store_failed msgid=%s error=\"%s\"", m->public_id, sqlite3_errmsg(w->db));
+			log_err("event=store_failed msgid=%s %s", m->public_id, db_error(w, why, sizeof(why)));
 			drop_tokens(m);
 			if (!single) {
 				tx(w, ST_ROLLBACK_TO);
@@ -421,7 +518,7 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 	}
 	rc = stored > 0 ? tx(w, ST_COMMIT) : tx(w, ST_ROLLBACK);
 	if (stored > 0 && rc != SQLITE_OK) {
-		log_err("event=store_commit_failed error=\"%s\"", sqlite3_errmsg(w->db));
+		log_err("event=store_commit_failed messages=%d %s", count, db_error(w, why, sizeof(why)));
 		tx(w, ST_ROLLBACK);
 		for (struct writer_msg *m = batch; m; m = m->next) {
 			if (m->status == WRITER_OK)
@@ -462,8 +559,11 @@ insert_audits(struct writer *w, struct audit_entry *list)
 {
 	sqlite3_stmt *st = w->st[ST_AUDIT];
 	struct audit_entry *a;
-	int rc = tx(w, ST_BEGIN);
+	char why[512];
+	int rc = begin(w, "audit"), n = 0;
 
+	for (a = list; a; a = a->next)
+		n++;
 	for (a = list; a && rc == SQLITE_OK; a = a->next) {
 		sqlite3_bind_text(st, 1, a->at, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, a->action, -1, SQLITE_STATIC);
@@ -477,7 +577,7 @@ insert_audits(struct writer *w, struct audit_entry *list)
 	if (rc == SQLITE_OK)
 		rc = tx(w, ST_COMMIT);
 	if (rc != SQLITE_OK) {
-		log_err("event=audit_write_failed error=\"%s\"", sqlite3_errmsg(w->db));
+		log_err("event=audit_write_failed rows=%d %s", n, db_error(w, why, sizeof(why)));
 		tx(w, ST_ROLLBACK);
 	}
 	while ((a = list) != NULL) {
@@ -487,21 +587,24 @@ insert_audits(struct writer *w, struct audit_entry *list)
 }
 
 /* Each job in a transaction of its own: jobs are small (a delivery
- * result, a purge batch) and one failing must not undo another. */
+ * result, a purge batch) and one failing must not undo another. The
+ * results are posted for writer_collect_jobs; the caller notifies. */
 static void
 run_jobs(struct writer *w, struct writer_job *jobs)
 {
 	struct writer_job *j, *last = NULL;
+	char why[512];
 
 	for (j = jobs; j; j = j->next) {
 		last = j;
-		j->rc = tx(w, ST_BEGIN);
-		if (j->rc == SQLITE_OK)
-			j->rc = j->run(w->db, j->arg);
+		j->rc = begin(w, "job");
+		if (j->rc != SQLITE_OK)
+			continue;       /* begin() logged it */
+		j->rc = j->run(w->db, j->arg);
 		if (j->rc == SQLITE_OK)
 			j->rc = tx(w, ST_COMMIT);
 		if (j->rc != SQLITE_OK) {
-			log_err("event=job_failed error=\"%s\"", sqlite3_errmsg(w->db));
+			log_err("event=job_failed %s", db_error(w, why, sizeof(why)));
 			tx(w, ST_ROLLBACK);
 		}
 	}
@@ -511,10 +614,7 @@ run_jobs(struct writer *w, struct writer_job *jobs)
 	else
 		w->jd_head = jobs;
 	w->jd_tail = last;
-	w->busy = false;
 	pthread_mutex_unlock(&w->lock);
-	if (w->o.notify)
-		w->o.notify(w->o.notify_arg);
 }
 
 void
@@ -565,75 +665,81 @@ writer_audit(struct writer *w, const char *action, const char *result, const cha
 	pthread_mutex_unlock(&w->lock);
 }
 
+/* Each pass takes what is waiting of every kind (one batch of messages,
+ * all jobs, all audit rows) and runs them in that order. A pass never
+ * loops on one kind: a steady stream of API calls (audit rows) or relay
+ * results must not keep messages waiting for their 250, least of all
+ * while every transaction has to wait for a lock. */
 static void *
 writer_main(void *arg)
 {
 	struct writer *w = arg;
 
 	for (;;) {
-		struct writer_msg *batch, *last;
+		struct writer_msg *batch, *last = NULL;
 		struct audit_entry *audits;
-		int n = 1;
+		struct writer_job *jobs;
+		int n = 0;
 
 		pthread_mutex_lock(&w->lock);
 		while (w->q_head == NULL && w->a_head == NULL && w->j_head == NULL && !w->stopping)
 			pthread_cond_wait(&w->cond, &w->lock);
+		if (w->q_head == NULL && w->a_head == NULL && w->j_head == NULL) {
+			pthread_mutex_unlock(&w->lock);
+			break;          /* stopping, and nothing left */
+		}
 		audits = w->a_head;
 		w->a_head = w->a_tail = NULL;
-		if (audits) {
-			w->busy = true;
-			pthread_mutex_unlock(&w->lock);
-			insert_audits(w, audits);
-			pthread_mutex_lock(&w->lock);
-			w->busy = false;
-			pthread_mutex_unlock(&w->lock);
-			continue;
+		jobs = w->j_head;
+		w->j_head = w->j_tail = NULL;
+		batch = w->q_head;
+		if (batch) {
+			last = batch;
+			n = 1;
+			while (last->next && n < w->o.batch) {
+				last = last->next;
+				n++;
+			}
+			w->q_head = last->next;
+			if (w->q_head == NULL)
+				w->q_tail = NULL;
+			last->next = NULL;
 		}
-		if (w->j_head) {
-			struct writer_job *jobs = w->j_head;
-			w->j_head = w->j_tail = NULL;
-			w->busy = true;
-			pthread_mutex_unlock(&w->lock);
-			run_jobs(w, jobs);
-			continue;
-		}
-		if (w->q_head == NULL && w->stopping) {
-			pthread_mutex_unlock(&w->lock);
-			break;
-		}
-		batch = last = w->q_head;
-		while (last->next && n < w->o.batch) {
-			last = last->next;
-			n++;
-		}
-		w->q_head = last->next;
-		if (w->q_head == NULL)
-			w->q_tail = NULL;
-		last->next = NULL;
 		w->busy = true;
 		pthread_mutex_unlock(&w->lock);
 
-		commit_batch(w, batch);
-
-		/* The bodies are stored (or failed): release them now, not on the
-		 * event loop, which only needs the status and the tokens. */
-		for (struct writer_msg *m = batch; m; m = m->next) {
-			xfreep(&m->body);
-			if (m->spool_fd != -1) {
-				close(m->spool_fd);
-				m->spool_fd = -1;
+		if (batch) {
+			commit_batch(w, batch);
+			/* The bodies are stored (or failed): release them now, not on
+			 * the event loop, which only needs the status and the tokens. */
+			for (struct writer_msg *m = batch; m; m = m->next) {
+				xfreep(&m->body);
+				if (m->spool_fd != -1) {
+					close(m->spool_fd);
+					m->spool_fd = -1;
+				}
 			}
+			pthread_mutex_lock(&w->lock);
+			if (w->d_tail)
+				w->d_tail->next = batch;
+			else
+				w->d_head = batch;
+			w->d_tail = last;
+			w->depth -= (size_t)n;
+			pthread_mutex_unlock(&w->lock);
+			/* answer the clients before running the other work */
+			if (w->o.notify)
+				w->o.notify(w->o.notify_arg);
 		}
+		if (jobs)
+			run_jobs(w, jobs);
+		if (audits)
+			insert_audits(w, audits);
+
 		pthread_mutex_lock(&w->lock);
-		if (w->d_tail)
-			w->d_tail->next = batch;
-		else
-			w->d_head = batch;
-		w->d_tail = last;
-		w->depth -= (size_t)n;
 		w->busy = false;
 		pthread_mutex_unlock(&w->lock);
-		if (w->o.notify)
+		if (jobs && w->o.notify)
 			w->o.notify(w->o.notify_arg);
 	}
 	return NULL;

@@ -29,6 +29,7 @@ enum writer_status {
 	WRITER_OK,
 	WRITER_FULL,          /* disk or database full: 452 4.3.1 */
 	WRITER_IOERR,         /* any other storage failure: 451 4.3.0 */
+	WRITER_BUSY,          /* another process holds the write lock: 451 4.3.0 */
 };
 
 struct writer_token_meta;

@@ -467,10 +467,14 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 		break;
 	case WRITER_FULL:
 		srv->stats.messages_refused[REFUSE_STORAGE]++;
+		log_warn("event=message_refused session=%016llx msgid=%s reason=storage storage=full",
+		    (unsigned long long)s->id, m->public_id);
 		reply(s, "452 4.3.1 Insufficient system storage, try again later");
 		return;
 	default:
 		srv->stats.messages_refused[REFUSE_STORAGE]++;
+		log_warn("event=message_refused session=%016llx msgid=%s reason=storage storage=%s",
+		    (unsigned long long)s->id, m->public_id, m->status == WRITER_BUSY ? "locked" : "error");
 		reply(s, "451 4.3.0 Local error in processing, try again later");
 		return;
 	}
