@@ -178,6 +178,36 @@ drop_privileges(const char *user, const char *data_dir, char *err, size_t errlen
 	return 0;
 }
 
+/* Refuse to start on storage that cannot be written (a read-only file
+ * system, an immutable file, no permission): SQLite would quietly open
+ * the database read-only, and the server would look healthy while it
+ * refused every message with 451. Checked on the paths themselves, and
+ * by creating a file where SQLite (the -wal and -shm files) and the
+ * spool must create theirs. */
+static int
+check_writable(const struct server *srv, const char *data_dir, char *err, size_t errlen)
+{
+	const char *dirs[] = { data_dir, srv->spool_dir };
+	char probe[4096];
+	int fd;
+
+	if (access(srv->db_path, W_OK) == -1 && errno != ENOENT) {
+		snprintf(err, errlen, "%s: database not writable: %s", srv->db_path, strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+		snprintf(probe, sizeof(probe), "%s/.submitd-write-test-XXXXXX", dirs[i]);
+		fd = mkstemp(probe);
+		if (fd == -1) {
+			snprintf(err, errlen, "%s: directory not writable: %s", dirs[i], strerror(errno));
+			return -1;
+		}
+		close(fd);
+		unlink(probe);
+	}
+	return 0;
+}
+
 static void
 chown_tree(const char *path, uid_t uid, gid_t gid)
 {
@@ -313,6 +343,10 @@ main(int argc, char **argv)
 		}
 		free(tlsdir);
 	}
+	if (check_writable(&srv, cfg.data_dir, err, sizeof(err)) == -1) {
+		log_err("event=startup_failed error=\"%s\"", err);
+		return 1;
+	}
 	if (cfg.tls_certificate[0]) {
 		srv.cert_path = xstrdup(cfg.tls_certificate);
 		srv.key_path = xstrdup(cfg.tls_key);
@@ -346,6 +380,13 @@ main(int argc, char **argv)
 	db = store_open(srv.db_path, err, sizeof(err));
 	if (db == NULL) {
 		log_err("event=startup_failed error=\"%s\"", err);
+		return 1;
+	}
+	if (sqlite3_db_readonly(db, "main") == 1) {
+		/* what check_writable could not see (say, an -shm or -wal file
+		 * that cannot be written) */
+		log_err("event=startup_failed error=\"%s: the database opened read-only\"", srv.db_path);
+		store_close(&db);
 		return 1;
 	}
 	if (cfg.tokens_enabled) {
