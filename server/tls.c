@@ -27,11 +27,37 @@ ssl_error(char *err, size_t errlen, const char *what)
 	ERR_clear_error();
 }
 
+/* OpenSSL's own message for a file it cannot read is "PEM routines::no
+ * start line" for a directory and a bare "system library" line otherwise:
+ * say first, in plain words, when a file is missing or unreadable (a
+ * certificate renewal that deleted or replaced it before SIGHUP). */
+static int
+check_readable(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd == -1) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 SSL_CTX *
 tls_ctx_new(const char *cert_path, const char *key_path, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *ctx;
 
+	if (check_readable(cert_path, err, errlen) == -1 || check_readable(key_path, err, errlen) == -1)
+		return NULL;
+	ctx = SSL_CTX_new(TLS_server_method());
 	if (ctx == NULL) {
 		ssl_error(err, errlen, "SSL_CTX_new");
 		return NULL;
@@ -64,6 +90,49 @@ tls_ctx_new(const char *cert_path, const char *key_path, char *err, size_t errle
 	return ctx;
 }
 
+/* Write a PEM file so that a crash or a file system error at any moment
+ * leaves either no file or the whole file: a temporary file, fsync, then
+ * rename over the name, and fsync the directory. Written in place, a
+ * crash within seconds of the first start left an empty cert.pem that
+ * stopped every later start ("PEM routines::no start line"). */
+static int
+write_durably(const char *path, EVP_PKEY *pkey, X509 *x, char *err, size_t errlen)
+{
+	char tmp[4096], dir[4096];
+	const char *slash = strrchr(path, '/');
+	FILE *f = NULL;
+	int fd, ok;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1 || (f = fdopen(fd, "w")) == NULL) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	ok = pkey ? PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) == 1 : PEM_write_X509(f, x) == 1;
+	if (!ok || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+		snprintf(err, errlen, "%s: write failed: %s", tmp, ok ? strerror(errno) : "PEM encoding");
+		fclose(f);
+		unlink(tmp);
+		return -1;
+	}
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+	fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd != -1) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
+}
+
 int
 tls_ensure_self_signed(const char *cert_path, const char *key_path, const char *hostname,
     char *err, size_t errlen)
@@ -72,9 +141,8 @@ tls_ensure_self_signed(const char *cert_path, const char *key_path, const char *
 	X509 *x = NULL;
 	X509_NAME *name;
 	X509_EXTENSION *ext;
-	FILE *f = NULL;
 	char san[300];
-	int fd, rc = -1;
+	int rc = -1;
 
 	if (access(cert_path, R_OK) == 0 && access(key_path, R_OK) == 0)
 		return 0;
@@ -110,33 +178,11 @@ tls_ensure_self_signed(const char *cert_path, const char *key_path, const char *
 		ssl_error(err, errlen, "certificate signing");
 		goto out;
 	}
-	fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1 || (f = fdopen(fd, "w")) == NULL) {
-		snprintf(err, errlen, "%s: %s", key_path, strerror(errno));
-		if (fd != -1)
-			close(fd);
+	if (write_durably(key_path, pkey, NULL, err, errlen) == -1 ||
+	    write_durably(cert_path, NULL, x, err, errlen) == -1)
 		goto out;
-	}
-	if (PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) != 1 || fclose(f) != 0) {
-		f = NULL;
-		snprintf(err, errlen, "%s: write failed", key_path);
-		goto out;
-	}
-	f = fopen(cert_path, "w");
-	if (f == NULL) {
-		snprintf(err, errlen, "%s: %s", cert_path, strerror(errno));
-		goto out;
-	}
-	if (PEM_write_X509(f, x) != 1 || fclose(f) != 0) {
-		f = NULL;
-		snprintf(err, errlen, "%s: write failed", cert_path);
-		goto out;
-	}
-	f = NULL;
 	rc = 1;
 out:
-	if (f)
-		fclose(f);
 	X509_free(x);
 	EVP_PKEY_free(pkey);
 	return rc;
