@@ -287,10 +287,19 @@ refresh_keys(struct writer *w)
 	if (v == w->data_version && w->ring.n > 0)
 		return;
 	w->data_version = v;
-	if (w->o.tokens && store_key_ensure(w->db, now_unix(), err, sizeof(err)) == 1)
-		log_info("event=key_generated reason=no_active_key");
 	if (store_keys_load(w->db, &w->ring) == -1)
 		log_err("event=keyring_load_failed error=\"%s\"", sqlite3_errmsg(w->db));
+	/* Making a key takes a write transaction: only when there is no
+	 * active key (`submitctl key retire`). Run after every change made by
+	 * another connection (a `submitctl user add`), it took the write lock
+	 * each time, and while another process held that lock the next batch
+	 * waited the busy timeout twice, here and at its BEGIN. */
+	if (w->o.tokens && keyring_active(&w->ring) == NULL &&
+	    store_key_ensure(w->db, now_unix(), err, sizeof(err)) == 1) {
+		log_info("event=key_generated reason=no_active_key");
+		if (store_keys_load(w->db, &w->ring) == -1)
+			log_err("event=keyring_load_failed error=\"%s\"", sqlite3_errmsg(w->db));
+	}
 	publish_active_key(w);
 }
 
