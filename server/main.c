@@ -233,10 +233,25 @@ free_config(void)
 	config_free(&cfg);
 }
 
+/* Likewise what start-up allocates before the event loop exists: a refused
+ * configuration or a failed start returns early, after any of these. */
+static struct server srv;
+
+static void
+free_server(void)
+{
+	cidr_list_free(&srv.trusted);
+	SSL_CTX_free(srv.ssl_ctx);
+	srv.ssl_ctx = NULL;
+	xfreep(&srv.db_path);
+	xfreep(&srv.spool_dir);
+	xfreep(&srv.cert_path);
+	xfreep(&srv.key_path);
+}
+
 int
 main(int argc, char **argv)
 {
-	struct server srv;
 	char err[1024], bad[128];
 	const char *conf_file = NULL;
 	bool check_only = false, print_only = false;
@@ -278,6 +293,7 @@ main(int argc, char **argv)
 	}
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = &cfg;
+	atexit(free_server);
 	if (cidr_list_parse(cfg.trusted_networks, &srv.trusted, bad, sizeof(bad)) == -1) {
 		fprintf(stderr, "submitd: smtp.trusted_networks: not an address or CIDR: \"%s\"\n", bad);
 		return 1;
@@ -481,13 +497,7 @@ main(int argc, char **argv)
 	throttle_free(&srv.conn_per_ip);
 	throttle_free(&srv.auth_fail_ip);
 	throttle_free(&srv.auth_fail_user);
-	cidr_list_free(&srv.trusted);
-	SSL_CTX_free(srv.ssl_ctx);
 	event_base_free(srv.base);
-	free(srv.db_path);
-	free(srv.spool_dir);
-	free(srv.cert_path);
-	free(srv.key_path);
 	log_info("event=shutdown_done");
 	return 0;
 }
