@@ -9,9 +9,21 @@ check exactly what went over the wire.
 The build directory comes from the environment variable SUBMITD_BUILD_DIR
 (meson sets it to the project's build root); there is no default, so a test
 never runs a stale binary from some other tree by accident.
+
+With SUBMITD_VALGRIND=1 (`meson test --setup memcheck`, see
+tests/integration/meson.build) every submitd and submitctl that the tests
+start through command() (so Submitd.start, Submitd.submitctl and
+run_program) runs under valgrind's memcheck (but for repeats of the same
+submitctl command: MEMCHECK_REPEATS), logging to
+BUILD/meson-logs/memcheck/. Any memcheck error or definite leak fails the
+test that stopped the process (Submitd.stop, run_program) with the report,
+and, should a code path not check, the whole test file at exit. Timeouts
+of the harness grow by SUBMITD_TIMEOUT_SCALE (default 10 under memcheck).
 """
 
+import atexit
 import base64
+import glob
 import json
 import os
 import re
@@ -20,11 +32,15 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 
-READY_TIMEOUT = 20.0
-STOP_TIMEOUT = 20.0
+MEMCHECK = os.environ.get("SUBMITD_VALGRIND", "") not in ("", "0")
+# memcheck runs a program some 20-50 times slower (argon2id even more)
+TIMEOUT_SCALE = float(os.environ.get("SUBMITD_TIMEOUT_SCALE") or (10 if MEMCHECK else 1))
+READY_TIMEOUT = 20.0 * TIMEOUT_SCALE
+STOP_TIMEOUT = 20.0 * TIMEOUT_SCALE
 HOSTNAME = "submitd.test"
 
 
@@ -42,6 +58,153 @@ def program(name):
         if os.access(p, os.X_OK):
             return p
     raise RuntimeError("%s not found in %s (or its server/ folder): build it first" % (name, build_dir()))
+
+
+# ---------------------------------------------------------------- memcheck
+
+MEMCHECK_EXIT = 97      # valgrind's exit status when it reported errors
+MEMCHECK_SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "valgrind.supp")
+_memcheck_dir = None
+_memcheck_seq = 0
+
+
+def memcheck_dir():
+    """This test process's folder of valgrind logs (made on first use)."""
+    global _memcheck_dir
+    if _memcheck_dir is None:
+        base = os.path.join(build_dir(), "meson-logs", "memcheck")
+        os.makedirs(base, exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_]", "_", os.path.basename(sys.argv[-1]))
+        _memcheck_dir = tempfile.mkdtemp(prefix=name + "-", dir=base)
+    return _memcheck_dir
+
+
+def valgrind_argv(log_file):
+    # --errors-for-leak-kinds=definite: a definitely lost block counts as an
+    # error (and so in --error-exitcode); other leak kinds are not reported.
+    return ["valgrind", "--tool=memcheck", "--error-exitcode=%d" % MEMCHECK_EXIT,
+            "--leak-check=full", "--show-leak-kinds=definite", "--errors-for-leak-kinds=definite",
+            "--num-callers=30", "--child-silent-after-fork=yes",
+            "--suppressions=" + os.path.normpath(MEMCHECK_SUPP),
+            "--log-file=" + log_file] + os.environ.get("SUBMITD_VALGRIND_OPTS", "").split()
+
+
+# submitctl commands that a test file runs many times (test_clients checks
+# some hundred tokens with "token verify", test_relay adds its sender with
+# "user add" for every server) run under memcheck only their first
+# SUBMITD_VALGRIND_REPEATS times (default 10; 0: always), then natively:
+# at some seconds each under valgrind, the hundredth run of the same code
+# costs minutes and finds nothing the first ten did not. submitd itself
+# always runs under memcheck.
+MEMCHECK_REPEATS = int(os.environ.get("SUBMITD_VALGRIND_REPEATS") or 10)
+_memcheck_runs = {}     # (program, command) -> runs under memcheck
+_native_runs = {}       # (program, command) -> runs left native
+
+
+def _subcommand(args):
+    """The first two words of a command line after its -c/-o options."""
+    words, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in ("-c", "-o"):
+            skip = True
+        elif not a.startswith("-"):
+            words.append(a)
+    return " ".join(words[:2])
+
+
+def command(name, args=()):
+    """The argv that runs the built program name, and the glob of its memcheck
+    logs (None when not under memcheck): each call gets logs of its own.
+    args (the command line to come) decides whether a repeat runs natively."""
+    global _memcheck_seq
+    path = program(name)
+    if not MEMCHECK:
+        return [path], None
+    if name != "submitd" and MEMCHECK_REPEATS > 0:
+        key = (name, _subcommand(args))
+        if _memcheck_runs.get(key, 0) >= MEMCHECK_REPEATS:
+            _native_runs[key] = _native_runs.get(key, 0) + 1
+            return [path], None
+        _memcheck_runs[key] = _memcheck_runs.get(key, 0) + 1
+    _memcheck_seq += 1
+    stem = os.path.join(memcheck_dir(), "%s-%03d" % (name, _memcheck_seq))
+    return valgrind_argv(stem + ".%p.log") + [path], stem + ".*.log"
+
+
+_SUMMARY_RE = re.compile(r"^==\d+== ERROR SUMMARY: (\d+) errors", re.M)
+_LINE_RE = re.compile(r"^==\d+== (\S.*)$")
+
+
+def memcheck_log_errors(text):
+    """Number of errors in one valgrind log. A process killed with SIGKILL has
+    no ERROR SUMMARY: then count the error headers (lines after the preamble
+    that are neither indented nor valgrind's own warnings)."""
+    counts = _SUMMARY_RE.findall(text)
+    if counts:
+        return sum(int(n) for n in counts)
+    lines = text.splitlines()
+    start = next((i + 1 for i, l in enumerate(lines) if "== Parent PID: " in l), len(lines))
+    n = 0
+    for l in lines[start:]:
+        m = _LINE_RE.match(l)
+        if m and not m.group(1).startswith("Warning: "):
+            n += 1
+    return n
+
+
+def memcheck_failures(pattern):
+    """The logs matching pattern that report errors, as one text."""
+    out = []
+    for path in sorted(glob.glob(pattern)):
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if memcheck_log_errors(text):
+            out.append("--- %s ---\n%s" % (path, text[-30000:]))
+    return "\n".join(out)
+
+
+def check_memcheck(pattern, what):
+    """Raise AssertionError with the reports when the logs show errors."""
+    if pattern is None:
+        return
+    bad = memcheck_failures(pattern)
+    if bad:
+        raise AssertionError("memcheck found errors in %s\n%s" % (what, bad))
+
+
+def run_program(name, args, **kw):
+    """subprocess.run of a built program (under memcheck when enabled, with
+    its timeout scaled); memcheck errors raise AssertionError."""
+    argv, logs = command(name, args)
+    if kw.get("timeout") is not None:
+        kw["timeout"] *= TIMEOUT_SCALE
+    p = subprocess.run(argv + list(args), **kw)
+    check_memcheck(logs, "%s %s" % (name, " ".join(args)))
+    return p
+
+
+def _memcheck_at_exit():
+    # The net under every path that does not check (a test that failed
+    # before stop(), a killed server, a caught AssertionError): any log of
+    # this process with errors makes the process, so the test file, fail.
+    if _memcheck_dir is None:
+        return
+    if _native_runs:
+        sys.stderr.write("\nmemcheck: run natively after %d under memcheck (SUBMITD_VALGRIND_REPEATS): %s\n"
+                         % (MEMCHECK_REPEATS, ", ".join("%s %s %d times" % (k[0], k[1], n)
+                                                        for k, n in sorted(_native_runs.items()))))
+    bad = memcheck_failures(os.path.join(_memcheck_dir, "*.log"))
+    if bad:
+        sys.stdout.flush()
+        sys.stderr.write("\nmemcheck found errors (logs in %s):\n%s\n" % (_memcheck_dir, bad))
+        sys.stderr.flush()
+        os._exit(1)
+
+
+if MEMCHECK:
+    atexit.register(_memcheck_at_exit)
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
@@ -314,6 +477,7 @@ class Submitd:
             self.http_port = int(m.group(1))
         self.proc = None
         self.log_file = None
+        self.memcheck_logs = None
 
     # -- options shared by submitd and submitctl, so that both see one config
     def option_args(self):
@@ -336,7 +500,8 @@ class Submitd:
     def start(self):
         self.log_file = open(self.log_path, "ab")
         seen = len(self.log())   # a restart appends: look only at the new run
-        cmd = [program("submitd")] + self.option_args()
+        argv, self.memcheck_logs = command("submitd")
+        cmd = argv + self.option_args()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=self.log_file, cwd=self.tmp)
         deadline = time.monotonic() + READY_TIMEOUT
@@ -353,7 +518,8 @@ class Submitd:
                            % (READY_TIMEOUT, cmd, self.log()))
 
     def stop(self, check=True):
-        """SIGTERM, wait, and (check) require exit status 0. Returns the status."""
+        """SIGTERM, wait, and (check) require exit status 0. Returns the status.
+        Under memcheck, errors in the valgrind log fail whatever check says."""
         if self.proc is None:
             return None
         rc = self.proc.poll()
@@ -368,6 +534,7 @@ class Submitd:
                                      % (STOP_TIMEOUT, self.log()))
         self.proc = None
         self.log_file.close()
+        check_memcheck(self.memcheck_logs, "submitd (exit status %r; log %s)" % (rc, self.log_path))
         if check and rc != 0:
             raise AssertionError("submitd exited with %r after SIGTERM (expected 0)\n--- log ---\n%s"
                                  % (rc, self.log()))
@@ -397,8 +564,8 @@ class Submitd:
     # -- administration
     def submitctl(self, *args, input=None, check=True):
         """Run submitctl on this server's database. check: require exit 0."""
-        cmd = [program("submitctl")] + self.option_args() + list(args)
-        p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
+        p = run_program("submitctl", self.option_args() + list(args), input=input,
+                        capture_output=True, text=True, timeout=60)
         if check and p.returncode != 0:
             raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s"
                                  % (" ".join(args), p.returncode, p.stdout, p.stderr))

@@ -24,7 +24,8 @@ import time
 import unittest
 import uuid
 
-from harness import (RawSMTP, Submitd, dot_stuff, free_port, parse_token_reply, program, run_as_user, which)
+from harness import (MEMCHECK, RawSMTP, Submitd, dot_stuff, free_port, parse_token_reply, run_as_user,
+                     run_program, which)
 
 SERVER = None        # the shared server, started in setUpModule
 SENT = 0             # messages SERVER accepted (for the metrics test)
@@ -588,14 +589,14 @@ class Fetch(ApiMixin, unittest.TestCase):
         self.assertEqual(r.status, 200, r)
 
     def test_cli_fetch_matches_api(self):
-        cmd = [program("submitctl")] + SERVER.option_args()
-        p = subprocess.run(cmd + ["message", "fetch", self.tokens[RCPT], "--address", RCPT],
-                           capture_output=True, timeout=60)
+        opts = SERVER.option_args()
+        p = run_program("submitctl", opts + ["message", "fetch", self.tokens[RCPT], "--address", RCPT],
+                        capture_output=True, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         r = curl(SERVER, "/v1/message", headers=[tok(self.tokens[RCPT]), bearer(self.secret)])
         self.assertEqual(p.stdout, r.body)
-        p = subprocess.run(cmd + ["message", "fetch", flip_signature(self.tokens[RCPT])],
-                           capture_output=True, timeout=60)
+        p = run_program("submitctl", opts + ["message", "fetch", flip_signature(self.tokens[RCPT])],
+                        capture_output=True, timeout=60)
         self.assertEqual(p.returncode, 1)
         self.assertEqual(p.stdout, b"")
         self.assertIn(b"result=bad_signature", p.stderr)
@@ -710,12 +711,12 @@ class Access(ApiMixin, unittest.TestCase):
             self.assertEqual(rows[0]["result"], "served")
 
     def check_config(self, opts):
-        args = [program("submitd"), "-n"]
+        args = ["-n"]
         if run_as_user():
             opts = dict(opts, **{"server.user": run_as_user()})
         for k, v in opts.items():
             args += ["-o", "%s=%s" % (k, v)]
-        return subprocess.run(args, capture_output=True, text=True, timeout=60)
+        return run_program("submitd", args, capture_output=True, text=True, timeout=60)
 
     def test_public_listener_without_fetch_auth_refused(self):
         port = free_port()
@@ -1183,7 +1184,8 @@ class Memory(ApiMixin, unittest.TestCase):
             self.assertEqual(len(r.body), len(body))
             self.assertEqual(hashlib.sha256(r.body).hexdigest(), row["sha256"])
             self.assertEqual(r.body, body)
-            self.assertLess(after - before, 8 * 1024)
+            if not MEMCHECK:    # under valgrind, RSS is valgrind's: the fetch itself is still checked
+                self.assertLess(after - before, 8 * 1024)
             s.stop()
         finally:
             s.cleanup()

@@ -25,7 +25,7 @@ import unittest
 import uuid
 
 from harness import (HOSTNAME, run_as_user, Submitd, TOKEN_RE, client_tls_context, dot_stuff,
-                     parse_token_reply, program, which)
+                     parse_token_reply, run_program, which)
 
 SERVER = None       # the shared default server, started in setUpModule
 
@@ -878,7 +878,7 @@ class ConfigCheckTests(unittest.TestCase):
 
     def check(self, *args):
         user = ["-o", "server.user=" + run_as_user()] if run_as_user() else []
-        p = run([program("submitd")] + list(args) + user + ["-n"])
+        p = run_program("submitd", list(args) + user + ["-n"], capture_output=True, timeout=60)
         return p.returncode, p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
 
     GOOD = ("# submitd test configuration\n"

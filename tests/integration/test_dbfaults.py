@@ -34,7 +34,7 @@ import unittest
 import urllib.error
 import urllib.request
 
-from harness import TOKEN_RE, RawSMTP, Submitd, client_tls_context, dot_stuff, program
+from harness import TOKEN_RE, RawSMTP, Submitd, client_tls_context, dot_stuff, run_program
 
 USER = "fault@example.org"
 PASSWORD = "fault tolerant pass"
@@ -314,7 +314,8 @@ def run(cmd, **kw):
 def start_fails(srv, expect):
     """submitd with srv's options must refuse to start: exit status 1 and a
     startup_failed line naming the cause. Returns that line."""
-    p = run([program("submitd")] + srv.option_args(), timeout=60, stdin=subprocess.DEVNULL)
+    p = run_program("submitd", srv.option_args(), capture_output=True, text=True, timeout=60,
+                    stdin=subprocess.DEVNULL)
     out = p.stdout + p.stderr
     if p.returncode == 0 or "event=ready" in out:
         raise AssertionError("submitd started on storage it cannot write (exit %d)\n%s" % (p.returncode, out))

@@ -14,7 +14,7 @@ import subprocess
 import time
 import unittest
 
-from harness import RUN_USER, RawSMTP, Submitd, dot_stuff, parse_token_reply, program
+from harness import MEMCHECK, RUN_USER, RawSMTP, Submitd, dot_stuff, parse_token_reply, run_program
 
 USER = "life@example.org"
 PASSWORD = "correct horse battery"
@@ -161,7 +161,9 @@ class Memory(unittest.TestCase):
             peak = rss_kb(pid, "VmHWM")
             print("\nidle RSS %d kB, peak RSS %d kB for a %d-octet message" % (idle, peak, len(body)))
             # memory does not follow the message: 50 MB through, < 16 MB more
-            self.assertLess(peak - idle, 16 * 1024)
+            # (under valgrind, RSS is valgrind's: the message itself is still checked)
+            if not MEMCHECK:
+                self.assertLess(peak - idle, 16 * 1024)
             row = s.sql("SELECT size, sha256 FROM messages")[0]
             self.assertEqual(row["size"], len(body))
             self.assertEqual(row["sha256"], hashlib.sha256(body).hexdigest())
@@ -210,8 +212,12 @@ class KeyRing(unittest.TestCase):
         return p.returncode, p.stdout
 
     def test_rotation_retire_and_expiry(self):
-        with Submitd({"smtp.trusted_networks": "127.0.0.0/8", "tokens.lifetime": "3"}) as s:
+        # long enough for the checks below while old is valid, also when
+        # each submitctl takes a second or two (under memcheck)
+        lifetime = 3 if not MEMCHECK else 20
+        with Submitd({"smtp.trusted_networks": "127.0.0.0/8", "tokens.lifetime": str(lifetime)}) as s:
             old = self.send(s)[0].token
+            issued = time.monotonic()
             p = s.submitctl("key", "rotate")
             self.assertIn("new active key", p.stdout)
             new = self.send(s)[0].token
@@ -232,7 +238,7 @@ class KeyRing(unittest.TestCase):
                 self.assertTrue(kid.startswith("k4.pid."))
                 self.assertTrue(paserk.startswith("k4.public."))
                 self.assertEqual(len(hexkey), 64)
-            time.sleep(4)
+            time.sleep(max(0, issued + lifetime + 1.5 - time.monotonic()))
             rc, outp = self.verify(s, old, "b@example.net")
             self.assertNotEqual(rc, 0)
             self.assertIn("result=expired", outp)
@@ -269,8 +275,8 @@ class Privilege(unittest.TestCase):
     def refused(self, user):
         s = Submitd({"server.user": user})
         try:
-            p = subprocess.run([program("submitd")] + s.option_args(), capture_output=True,
-                               text=True, timeout=30, stdin=subprocess.DEVNULL)
+            p = run_program("submitd", s.option_args(), capture_output=True,
+                            text=True, timeout=30, stdin=subprocess.DEVNULL)
         finally:
             s.cleanup()
         return p

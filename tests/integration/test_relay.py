@@ -29,7 +29,8 @@ import time
 import unittest
 import uuid
 
-from harness import RawSMTP, Submitd, dot_stuff, parse_token_reply, program, share_with_server
+from harness import (TIMEOUT_SCALE, RawSMTP, Submitd, dot_stuff, parse_token_reply, run_program,
+                     share_with_server)
 from nexthop import ScriptedHop, SmtpSink, crlf_only, free_port, self_signed_context
 
 SENDER = "alice@example.org"
@@ -943,17 +944,17 @@ class Admin(RelayCase):
         backup = os.path.join(s.tmp, "busy-backup.db")
         try:
             self.wait_for("traffic flowing", lambda: sent[0] >= 5, lambda: self.table(s))
-            cmd = [program("submitctl")] + s.option_args() + ["backup", backup]
             before, t0 = sent[0], time.monotonic()
             try:
-                p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+                p = run_program("submitctl", s.option_args() + ["backup", backup],
+                                capture_output=True, text=True, timeout=60)
                 print("\nbusy backup: %d pages, %d messages committed during the %.1f s it took"
                       % (self.pragma(s, "page_count"), sent[0] - before, time.monotonic() - t0))
             except subprocess.TimeoutExpired:
-                self.fail("submitctl backup of a %d-page database had not finished after 60 s while %d "
+                self.fail("submitctl backup of a %d-page database had not finished after %d s while %d "
                           "messages were committed (one pass takes well under a second; likely it starts "
                           "over after each commit of the server)"
-                          % (self.pragma(s, "page_count"), sent[0]))
+                          % (self.pragma(s, "page_count"), 60 * TIMEOUT_SCALE, sent[0]))
         finally:
             stop.set()
             t.join(30)
