@@ -33,7 +33,7 @@ import time
 import unittest
 import uuid
 
-from harness import HOSTNAME, MEMCHECK, RawSMTP, Submitd, client_tls_context, dot_stuff, parse_replies
+from harness import HOSTNAME, MEMCHECK, TIMEOUT_SCALE, RawSMTP, Submitd, client_tls_context, dot_stuff, parse_replies
 
 LOGIN = "x@y"                  # the smuggled "MAIL FROM:<x@y>" is a sender this user may use
 PASSWORD = "bad input pass 1"
@@ -289,9 +289,11 @@ class Base(unittest.TestCase):
         self.assertEqual(c.buf, b"", "data after HELP's reply")
 
     def replies_until_close(self, c, timeout=5.0, limit=100):
-        """All replies until the server closes; fails if it does not."""
+        """All replies until the server closes; fails if it does not.
+        The timeout bounds a wait, not a speed: it grows under memcheck,
+        where a wrong password's argon2id check alone takes seconds."""
         out = []
-        c.sock.settimeout(timeout)
+        c.sock.settimeout(timeout * TIMEOUT_SCALE)
         for _ in range(limit):
             try:
                 out.append(c.reply())
