@@ -352,12 +352,15 @@ main(int argc, char **argv)
 	srv.spool_dir = path_join(cfg.data_dir, "spool");
 	{
 		char *tlsdir = path_join(cfg.data_dir, "tls");
-		if (mkdir_p(cfg.data_dir, 0700) == -1 || mkdir_p(srv.spool_dir, 0700) == -1 ||
-		    (cfg.tls_certificate[0] == '\0' && mkdir_p(tlsdir, 0700) == -1)) {
-			log_err("event=startup_failed error=\"%s: %s\"", cfg.data_dir, strerror(errno));
+		bool made = mkdir_p(cfg.data_dir, 0700) == 0 && mkdir_p(srv.spool_dir, 0700) == 0 &&
+		    (cfg.tls_certificate[0] != '\0' || mkdir_p(tlsdir, 0700) == 0);
+		int saved = errno;
+
+		free(tlsdir);
+		if (!made) {
+			log_err("event=startup_failed error=\"%s: %s\"", cfg.data_dir, strerror(saved));
 			return 1;
 		}
-		free(tlsdir);
 	}
 	if (check_writable(&srv, cfg.data_dir, err, sizeof(err)) == -1) {
 		log_err("event=startup_failed error=\"%s\"", err);
