@@ -177,22 +177,18 @@ classify(int rc)
 static const char *
 storage_probe(struct writer *w)
 {
-	char probe[4096];
+	char dir[4096];
 	const char *slash = strrchr(w->db_path, '/');
-	int fd;
+	int e;
 
 	if (access(w->db_path, W_OK) == -1)
 		return strerror(errno);
 	if (slash)
-		snprintf(probe, sizeof(probe), "%.*s/.submitd-write-test-XXXXXX", (int)(slash - w->db_path), w->db_path);
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - w->db_path), w->db_path);
 	else
-		snprintf(probe, sizeof(probe), ".submitd-write-test-XXXXXX");
-	fd = mkstemp(probe);
-	if (fd == -1)
-		return strerror(errno);
-	close(fd);
-	unlink(probe);
-	return NULL;
+		snprintf(dir, sizeof(dir), ".");
+	e = dir_probe_write(dir);
+	return e ? strerror(e) : NULL;
 }
 
 /* SQLite's message alone ("disk I/O error") does not say what to fix:

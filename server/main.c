@@ -188,22 +188,17 @@ static int
 check_writable(const struct server *srv, const char *data_dir, char *err, size_t errlen)
 {
 	const char *dirs[] = { data_dir, srv->spool_dir };
-	char probe[4096];
-	int fd;
+	int e;
 
 	if (access(srv->db_path, W_OK) == -1 && errno != ENOENT) {
 		snprintf(err, errlen, "%s: database not writable: %s", srv->db_path, strerror(errno));
 		return -1;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		snprintf(probe, sizeof(probe), "%s/.submitd-write-test-XXXXXX", dirs[i]);
-		fd = mkstemp(probe);
-		if (fd == -1) {
-			snprintf(err, errlen, "%s: directory not writable: %s", dirs[i], strerror(errno));
+		if ((e = dir_probe_write(dirs[i])) != 0) {
+			snprintf(err, errlen, "%s: directory not writable: %s", dirs[i], strerror(e));
 			return -1;
 		}
-		close(fd);
-		unlink(probe);
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -160,4 +161,19 @@ mkdir_p(const char *path, unsigned mode)
 		rc = -1;
 	free(p);
 	return rc;
+}
+
+int
+dir_probe_write(const char *dir)
+{
+	char probe[4096];
+	int fd;
+
+	snprintf(probe, sizeof(probe), "%s/.submitd-write-test-XXXXXX", dir);
+	fd = mkstemp(probe);
+	if (fd == -1)
+		return errno;
+	close(fd);
+	unlink(probe);
+	return 0;
 }

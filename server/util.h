@@ -39,5 +39,9 @@ void hex_encode(const uint8_t *in, size_t n, char *out);
 char *path_join(const char *dir, const char *name);
 /* mkdir -p with the given mode for the last component. 0 or -1 (errno). */
 int mkdir_p(const char *path, unsigned mode);
+/* Whether a file can be created in dir: creates and removes a probe file.
+ * 0, or the errno. access(2) alone misses a file system that went
+ * read-only after an error (ext4 errors=remount-ro). */
+int dir_probe_write(const char *dir);
 
 #endif
