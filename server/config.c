@@ -67,6 +67,7 @@ static const struct cfg_entry table[] = {
 	STR("tokens", "issuer", tokens_issuer, ""),
 	STR("http", "listen", http_listen, "127.0.0.1:8025"),
 	BOOL("http", "tls", http_tls, "false"),
+	INT("http", "threads", http_threads, 1, 64, "2"),
 	INT("http", "max_header_size", http_max_header_size, 1024, 1024 * 1024, "8192"),
 	INT("http", "max_body_size", http_max_body_size, 1024, 16 * 1024 * 1024, "65536"),
 	INT("http", "timeout", http_timeout, 1, 3600, "30"),

@@ -53,6 +53,7 @@ struct config {
 	/* [http] the verification API */
 	char *http_listen;
 	bool http_tls;
+	int64_t http_threads;
 	int64_t http_max_header_size;
 	int64_t http_max_body_size;
 	int64_t http_timeout;

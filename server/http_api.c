@@ -13,7 +13,12 @@
  */
 #include "server/http_api.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,6 +26,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
@@ -39,18 +45,38 @@
 #define TOKEN_INPUT_MAX 4096
 #define SERVICE_NAME_MAX 128
 
-struct http_api {
-	struct server *srv;
+/*
+ * The API runs on http.threads threads of its own, each an event loop with
+ * its own evhttp, database connection, prepared statements and key ring:
+ * nothing of a request is shared, so a verification (mostly Ed25519 and
+ * one SQLite read) runs on as many cores as there are threads, and the
+ * SMTP loop never waits for it. Each has its own listening sockets on the
+ * same addresses (SO_REUSEPORT; see listen_on).
+ * What they share with the SMTP loop: the writer's audit queue (locked),
+ * the counters (atomic), the TLS context (srv->ssl_lock) and the log.
+ */
+struct api_worker {
+	struct http_api *api;
+	unsigned index;
+	pthread_t thread;
+	bool started;
+	struct event_base *base;
 	struct evhttp *http;
-	sqlite3 *db;               /* reads, on the loop thread */
+	sqlite3 *db;                     /* reads */
 	sqlite3_stmt *data_version;
 	int64_t seen_version;
 	struct keyring ring;
 	sqlite3_stmt *token_stmt;        /* store_token_check's query, prepared once */
 };
 
+struct http_api {
+	struct server *srv;
+	size_t nworkers;
+	struct api_worker *workers;
+};
+
 struct fetch {
-	struct http_api *api;
+	struct api_worker *w;
 	struct evhttp_request *req;
 	struct evhttp_connection *evcon;
 	int64_t message_id;
@@ -106,25 +132,29 @@ peer_of(struct evhttp_request *req, char *buf, size_t len)
 }
 
 /* The keyring follows the database: reload it when anything was committed
- * by another connection since we last looked (a rotation, say). */
-static void
-refresh_keys(struct http_api *api)
+ * by another connection since we last looked. Keys are only ever added or
+ * retired (a retired key still verifies), so a verification needs this
+ * only for a key it does not know yet; audit rows commit all the time. */
+static bool
+refresh_keys(struct api_worker *w)
 {
 	int64_t v = -1;
 
-	if (sqlite3_step(api->data_version) == SQLITE_ROW)
-		v = sqlite3_column_int64(api->data_version, 0);
-	sqlite3_reset(api->data_version);
-	if (v == api->seen_version)
-		return;
-	if (store_keys_load(api->db, &api->ring) == 0)
-		api->seen_version = v;
+	if (sqlite3_step(w->data_version) == SQLITE_ROW)
+		v = sqlite3_column_int64(w->data_version, 0);
+	sqlite3_reset(w->data_version);
+	if (v == w->seen_version)
+		return false;
+	if (store_keys_load(w->db, &w->ring) == -1)
+		return false;
+	w->seen_version = v;
+	return true;
 }
 
 /* "Authorization: Bearer <secret>" -> service name. true when the request
  * may go on; otherwise a 401 has been sent. */
 static bool
-check_credential(struct http_api *api, struct evhttp_request *req, bool required, char *service, size_t len)
+check_credential(struct api_worker *w, struct evhttp_request *req, bool required, char *service, size_t len)
 {
 	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
 	unsigned char digest[crypto_hash_sha256_BYTES];
@@ -141,11 +171,11 @@ check_credential(struct http_api *api, struct evhttp_request *req, bool required
 	}
 	crypto_hash_sha256(digest, (const unsigned char *)h + 7, strlen(h + 7));
 	hex_encode(digest, sizeof(digest), hex);
-	found = store_service_find(api->db, hex, service, len);
+	found = store_service_find(w->db, hex, service, len);
 	if (found != 1) {
 		service[0] = '\0';
 		if (found == -1)
-			log_err("event=http_db_failed error=\"%s\"", sqlite3_errmsg(api->db));
+			log_err("event=http_db_failed error=\"%s\"", sqlite3_errmsg(w->db));
 		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
 		    "Bearer realm=\"submitd\", error=\"invalid_token\"");
 		reply_error(req, 401, "Unauthorized", "unauthorized", "unknown service credential");
@@ -246,13 +276,13 @@ rfc3339_from_db(const char *db, char *out, size_t len)
  * true with claims and info filled when valid; otherwise a reply was sent
  * and the refusal counted and audited. */
 static bool
-token_gate(struct http_api *api, struct evhttp_request *req, const char *action, const char *service,
+token_gate(struct api_worker *w, struct evhttp_request *req, const char *action, const char *service,
     struct token_claims *c, struct store_token_info *info)
 {
-	struct server *srv = api->srv;
+	struct server *srv = w->api->srv;
 	char token[TOKEN_INPUT_MAX + 1], addr[1024], peer[64], shorttok[LOG_TOKEN_SHORT];
 	const char *why = NULL;
-	struct store_token_check k = { .db = api->db, .stmt = &api->token_stmt };
+	struct store_token_check k = { .db = w->db, .stmt = &w->token_stmt };
 	enum token_status st;
 	bool signed_valid;
 	int rc;
@@ -265,10 +295,12 @@ token_gate(struct http_api *api, struct evhttp_request *req, const char *action,
 		writer_audit(srv->writer, action, result, service[0] ? service : NULL, NULL, peer);
 		return false;
 	}
-	refresh_keys(api);
 	memset(c, 0, sizeof(*c));
-	st = token_verify(token, strlen(token), &api->ring, now_unix(), addr[0] ? addr : NULL,
+	st = token_verify(token, strlen(token), &w->ring, now_unix(), addr[0] ? addr : NULL,
 	    store_token_check_revoked, &k, c);
+	if (st == TOKEN_UNKNOWN_KEY && refresh_keys(w))   /* a key added since */
+		st = token_verify(token, strlen(token), &w->ring, now_unix(), addr[0] ? addr : NULL,
+		    store_token_check_revoked, &k, c);
 	signed_valid = st == TOKEN_VALID;
 	st = store_token_check_finish(&k, st, c->jti);
 	if (signed_valid && st == TOKEN_EXPIRED && strcmp(action, "fetch") == 0) {
@@ -283,36 +315,36 @@ token_gate(struct http_api *api, struct evhttp_request *req, const char *action,
 		return false;
 	}
 	if (k.found == -1)
-		log_err("event=http_db_failed error=\"%s\"", sqlite3_errmsg(api->db));
+		log_err("event=http_db_failed error=\"%s\"", sqlite3_errmsg(w->db));
 	log_info("event=api_%s result=%s token=%s service=%s ip=%s", action, token_status_name(st),
 	    log_token_short(shorttok, token), service[0] ? service : "-", peer);
 	if (st != TOKEN_VALID) {
-		srv->stats.tokens_refused[st]++;
+		STAT_ADD(srv->stats.tokens_refused[st], 1);
 		writer_audit(srv->writer, action, token_status_name(st), service[0] ? service : NULL,
 		    c->jti[0] ? c->jti : NULL, peer);
 		status_reply(req, st);
 		store_token_info_free(&k.info);
 		return false;
 	}
-	srv->stats.tokens_verified++;
+	STAT_ADD(srv->stats.tokens_verified, 1);
 	*info = k.info;             /* the caller frees it */
 	return true;
 }
 
 static void
-handle_verify(struct http_api *api, struct evhttp_request *req)
+handle_verify(struct api_worker *w, struct evhttp_request *req)
 {
 	struct token_claims c;
 	struct store_token_info info;
 	char service[SERVICE_NAME_MAX], exp[21], received[64];
 	json_t *j, *m;
 
-	if (!check_credential(api, req, api->srv->cfg->http_auth_verify, service, sizeof(service))) {
+	if (!check_credential(w, req, w->api->srv->cfg->http_auth_verify, service, sizeof(service))) {
 		char peer[64];
-		writer_audit(api->srv->writer, "verify", "unauthorized", NULL, NULL, peer_of(req, peer, sizeof(peer)));
+		writer_audit(w->api->srv->writer, "verify", "unauthorized", NULL, NULL, peer_of(req, peer, sizeof(peer)));
 		return;
 	}
-	if (!token_gate(api, req, "verify", service, &c, &info))
+	if (!token_gate(w, req, "verify", service, &c, &info))
 		return;
 	token_time_format(c.exp, exp);
 	rfc3339_from_db(info.received_at, received, sizeof(received));
@@ -372,12 +404,12 @@ fetch_next(struct evhttp_connection *evcon, void *arg)
 	n = (int)(f->size - f->off < FETCH_CHUNK ? f->size - f->off : FETCH_CHUNK);
 	buf = evbuffer_new();
 	if (evbuffer_reserve_space(buf, n, &v, 1) < 1 ||
-	    sqlite3_blob_open(f->api->db, "main", "message_bodies", "content", f->message_id, 0, &blob) != SQLITE_OK ||
+	    sqlite3_blob_open(f->w->db, "main", "message_bodies", "content", f->message_id, 0, &blob) != SQLITE_OK ||
 	    sqlite3_blob_read(blob, v.iov_base, n, (int)f->off) != SQLITE_OK) {
 		/* Headers with the length are out: all we can do is stop; the
 		 * client sees a short body, which Content-Length makes evident. */
 		log_err("event=api_fetch_read_failed msgid=%s offset=%lld error=\"%s\"", f->msgid, (long long)f->off,
-		    sqlite3_errmsg(f->api->db));
+		    sqlite3_errmsg(f->w->db));
 		sqlite3_blob_close(blob);
 		evbuffer_free(buf);
 		fetch_end(f);
@@ -392,20 +424,20 @@ fetch_next(struct evhttp_connection *evcon, void *arg)
 }
 
 static void
-handle_fetch(struct http_api *api, struct evhttp_request *req)
+handle_fetch(struct api_worker *w, struct evhttp_request *req)
 {
-	struct server *srv = api->srv;
+	struct server *srv = w->api->srv;
 	struct token_claims c;
 	struct store_token_info info;
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
 	char service[SERVICE_NAME_MAX], peer[64], len[32], etag[70];
 	struct fetch *f;
 
-	if (!check_credential(api, req, srv->cfg->http_auth_fetch, service, sizeof(service))) {
+	if (!check_credential(w, req, srv->cfg->http_auth_fetch, service, sizeof(service))) {
 		writer_audit(srv->writer, "fetch", "unauthorized", NULL, NULL, peer_of(req, peer, sizeof(peer)));
 		return;
 	}
-	if (!token_gate(api, req, "fetch", service, &c, &info))
+	if (!token_gate(w, req, "fetch", service, &c, &info))
 		return;
 	peer_of(req, peer, sizeof(peer));
 	if (!info.has_body) {
@@ -414,7 +446,7 @@ handle_fetch(struct http_api *api, struct evhttp_request *req)
 		store_token_info_free(&info);
 		return;
 	}
-	srv->stats.fetches++;
+	STAT_ADD(srv->stats.fetches, 1);
 	writer_audit(srv->writer, "fetch", "served", service[0] ? service : NULL, c.jti, peer);
 	snprintf(len, sizeof(len), "%lld", (long long)info.size);
 	snprintf(etag, sizeof(etag), "\"%s\"", info.sha256);
@@ -429,7 +461,7 @@ handle_fetch(struct http_api *api, struct evhttp_request *req)
 		return;
 	}
 	f = xcalloc(1, sizeof(*f));
-	f->api = api;
+	f->w = w;
 	f->req = req;
 	f->evcon = evhttp_request_get_connection(req);
 	f->message_id = info.message_id;
@@ -446,17 +478,17 @@ handle_fetch(struct http_api *api, struct evhttp_request *req)
 /* --- keys, health, metrics ------------------------------------------- */
 
 static void
-handle_keys(struct http_api *api, struct evhttp_request *req)
+handle_keys(struct api_worker *w, struct evhttp_request *req)
 {
 	char service[SERVICE_NAME_MAX];
 	json_t *arr;
 
-	if (!check_credential(api, req, api->srv->cfg->http_auth_keys, service, sizeof(service)))
+	if (!check_credential(w, req, w->api->srv->cfg->http_auth_keys, service, sizeof(service)))
 		return;
-	refresh_keys(api);
+	refresh_keys(w);
 	arr = json_array();
-	for (size_t i = 0; i < api->ring.n; i++) {
-		const struct token_key *k = &api->ring.keys[i];
+	for (size_t i = 0; i < w->ring.n; i++) {
+		const struct token_key *k = &w->ring.keys[i];
 		char paserk[PASERK_K4_PUBLIC_LEN + 1], hex[65], created[21], retired[21];
 		paserk_k4_public(k->pk, paserk);
 		hex_encode(k->pk, PASETO_PK_BYTES, hex);
@@ -470,10 +502,10 @@ handle_keys(struct http_api *api, struct evhttp_request *req)
 }
 
 static void
-handle_health(struct http_api *api, struct evhttp_request *req)
+handle_health(struct api_worker *w, struct evhttp_request *req)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(api->db, "SELECT count(*) FROM signing_keys", -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(w->db, "SELECT count(*) FROM signing_keys", -1, &st, NULL);
 
 	if (rc == SQLITE_OK) {
 		rc = sqlite3_step(st) == SQLITE_ROW ? SQLITE_OK : SQLITE_ERROR;
@@ -481,22 +513,22 @@ handle_health(struct http_api *api, struct evhttp_request *req)
 	}
 	if (rc != SQLITE_OK) {
 		reply_json(req, 503, "Service Unavailable", json_pack("{s:s, s:s}", "status", "unavailable",
-		    "error", sqlite3_errmsg(api->db)));
+		    "error", sqlite3_errmsg(w->db)));
 		return;
 	}
 	reply_json(req, 200, "OK", json_pack("{s:s}", "status", "ok"));
 }
 
 static void
-handle_metrics(struct http_api *api, struct evhttp_request *req)
+handle_metrics(struct api_worker *w, struct evhttp_request *req)
 {
-	struct server *srv = api->srv;
+	struct server *srv = w->api->srv;
 	struct server_stats *s = &srv->stats;
 	struct evbuffer *b;
 	char service[SERVICE_NAME_MAX];
 	uint64_t cum = 0;
 
-	if (!check_credential(api, req, srv->cfg->http_auth_metrics, service, sizeof(service)))
+	if (!check_credential(w, req, srv->cfg->http_auth_metrics, service, sizeof(service)))
 		return;
 	b = evbuffer_new();
 	evbuffer_add_printf(b,
@@ -507,10 +539,10 @@ handle_metrics(struct http_api *api, struct evhttp_request *req)
 	    "# TYPE submitd_messages_accepted_total counter\nsubmitd_messages_accepted_total %llu\n"
 	    "# HELP submitd_messages_refused_total Messages refused at the end of data, by reason.\n"
 	    "# TYPE submitd_messages_refused_total counter\n",
-	    srv->nsessions, (unsigned long long)s->sessions_total, (unsigned long long)s->messages_accepted);
+	    STAT_GET(srv->nsessions), (unsigned long long)STAT_GET(s->sessions_total), (unsigned long long)STAT_GET(s->messages_accepted));
 	for (int r = 0; r < REFUSE_COUNT; r++)
 		evbuffer_add_printf(b, "submitd_messages_refused_total{reason=\"%s\"} %llu\n",
-		    refuse_reason_name((enum refuse_reason)r), (unsigned long long)s->messages_refused[r]);
+		    refuse_reason_name((enum refuse_reason)r), (unsigned long long)STAT_GET(s->messages_refused[r]));
 	evbuffer_add_printf(b,
 	    "# HELP submitd_bytes_accepted_total Octets of accepted message bodies.\n"
 	    "# TYPE submitd_bytes_accepted_total counter\nsubmitd_bytes_accepted_total %llu\n"
@@ -520,11 +552,11 @@ handle_metrics(struct http_api *api, struct evhttp_request *req)
 	    "# TYPE submitd_tokens_verified_total counter\nsubmitd_tokens_verified_total %llu\n"
 	    "# HELP submitd_tokens_refused_total Tokens refused by the API, by result.\n"
 	    "# TYPE submitd_tokens_refused_total counter\n",
-	    (unsigned long long)s->bytes_accepted, (unsigned long long)s->tokens_issued,
-	    (unsigned long long)s->tokens_verified);
+	    (unsigned long long)STAT_GET(s->bytes_accepted), (unsigned long long)STAT_GET(s->tokens_issued),
+	    (unsigned long long)STAT_GET(s->tokens_verified));
 	for (int r = TOKEN_MALFORMED; r <= TOKEN_WRONG_ADDRESS; r++)
 		evbuffer_add_printf(b, "submitd_tokens_refused_total{result=\"%s\"} %llu\n",
-		    token_status_name((enum token_status)r), (unsigned long long)s->tokens_refused[r]);
+		    token_status_name((enum token_status)r), (unsigned long long)STAT_GET(s->tokens_refused[r]));
 	evbuffer_add_printf(b,
 	    "# HELP submitd_fetches_total Saved copies served by the API.\n"
 	    "# TYPE submitd_fetches_total counter\nsubmitd_fetches_total %llu\n"
@@ -534,16 +566,16 @@ handle_metrics(struct http_api *api, struct evhttp_request *req)
 	    "# TYPE submitd_writer_queue_depth gauge\nsubmitd_writer_queue_depth %zu\n"
 	    "# HELP submitd_commit_latency_seconds From end of data to committed.\n"
 	    "# TYPE submitd_commit_latency_seconds histogram\n",
-	    (unsigned long long)s->fetches, (unsigned long long)s->auth_ok, (unsigned long long)s->auth_failed,
+	    (unsigned long long)STAT_GET(s->fetches), (unsigned long long)STAT_GET(s->auth_ok), (unsigned long long)STAT_GET(s->auth_failed),
 	    writer_depth(srv->writer));
 	for (int i = 0; i < COMMIT_BUCKETS; i++) {
-		cum += s->commit_bucket[i];
+		cum += STAT_GET(s->commit_bucket[i]);
 		evbuffer_add_printf(b, "submitd_commit_latency_seconds_bucket{le=\"%g\"} %llu\n", commit_bucket_le[i],
 		    (unsigned long long)cum);
 	}
 	evbuffer_add_printf(b, "submitd_commit_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
 	    "submitd_commit_latency_seconds_sum %.6f\nsubmitd_commit_latency_seconds_count %llu\n",
-	    (unsigned long long)s->commit_count, s->commit_sum, (unsigned long long)s->commit_count);
+	    (unsigned long long)STAT_GET(s->commit_count), (double)STAT_GET(s->commit_sum_us) / 1e6, (unsigned long long)STAT_GET(s->commit_count));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);
@@ -557,7 +589,7 @@ static const struct route {
 	const char *path;
 	unsigned methods;
 	const char *allow;
-	void (*handler)(struct http_api *, struct evhttp_request *);
+	void (*handler)(struct api_worker *, struct evhttp_request *);
 } routes[] = {
 	{ "/v1/verify", M_GET | M_POST, "GET, POST", handle_verify },
 	{ "/v1/message", M_GET | M_HEAD, "GET, HEAD", handle_fetch },
@@ -569,7 +601,7 @@ static const struct route {
 static void
 dispatch(struct evhttp_request *req, void *arg)
 {
-	struct http_api *api = arg;
+	struct api_worker *w = arg;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
@@ -585,18 +617,24 @@ dispatch(struct evhttp_request *req, void *arg)
 			reply_error(req, 405, "Method Not Allowed", NULL, "method not allowed");
 			return;
 		}
-		routes[i].handler(api, req);
+		routes[i].handler(w, req);
 		return;
 	}
 	reply_error(req, 404, "Not Found", NULL, "not found");
 }
 
+/* The SMTP loop swaps srv->ssl_ctx on SIGHUP; the SSL takes its own
+ * reference to the context, so the lock is only held for SSL_new. */
 static struct bufferevent *
 tls_bevcb(struct event_base *base, void *arg)
 {
-	struct http_api *api = arg;
-	SSL *ssl = SSL_new(api->srv->ssl_ctx);
+	struct api_worker *w = arg;
+	struct server *srv = w->api->srv;
+	SSL *ssl;
 
+	pthread_mutex_lock(&srv->ssl_lock);
+	ssl = SSL_new(srv->ssl_ctx);
+	pthread_mutex_unlock(&srv->ssl_lock);
 	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 }
 
@@ -625,6 +663,103 @@ http_api_check_config(const struct config *cfg, char *err, size_t errlen)
 	return rc;
 }
 
+static int
+worker_init(struct api_worker *w, struct http_api *api, unsigned index, char *err, size_t errlen)
+{
+	struct server *srv = api->srv;
+	struct config *cfg = srv->cfg;
+
+	w->api = api;
+	w->index = index;
+	w->seen_version = -1;
+	keyring_init(&w->ring);
+	w->db = store_open(srv->db_path, err, errlen);
+	if (w->db == NULL)
+		return -1;
+	if (sqlite3_prepare_v2(w->db, "PRAGMA data_version", -1, &w->data_version, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(w->db));
+		return -1;
+	}
+	w->base = event_base_new();
+	if (w->base == NULL) {
+		snprintf(err, errlen, "cannot create the API's event loop");
+		return -1;
+	}
+	w->http = evhttp_new(w->base);
+	evhttp_set_gencb(w->http, dispatch, w);
+	evhttp_set_max_headers_size(w->http, (ev_ssize_t)cfg->http_max_header_size);
+	evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->http_max_body_size);
+	evhttp_set_timeout(w->http, (int)cfg->http_timeout);
+	/* Unknown methods get 405 from dispatch; evhttp refuses the exotic ones. */
+	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	if (cfg->http_tls)
+		evhttp_set_bevcb(w->http, tls_bevcb, w);
+	return 0;
+}
+
+static void
+worker_free(struct api_worker *w)
+{
+	if (w->http)
+		evhttp_free(w->http);
+	if (w->base)
+		event_base_free(w->base);
+	sqlite3_finalize(w->data_version);
+	sqlite3_finalize(w->token_stmt);
+	store_close(&w->db);
+	keyring_free(&w->ring);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct api_worker *w = arg;
+	char name[16];
+
+	snprintf(name, sizeof(name), "sd-http%u", w->index);
+	pthread_setname_np(pthread_self(), name);
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+/*
+ * Each thread listens on a socket of its own, all bound to the same
+ * address with SO_REUSEPORT, so the kernel spreads new connections over
+ * the threads. One shared socket would not: libevent accepts until the
+ * queue is empty, and the first thread to wake takes a whole burst of
+ * connections (keep-alive clients then stay on one core).
+ */
+static int
+listen_on(struct http_api *api, const char *spec, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+
+	if (netaddr_parse_listen(spec, &ss, &sl) == -1) {
+		snprintf(err, errlen, "http.listen: not an address:port: \"%s\"", spec);
+		return -1;
+	}
+	for (size_t i = 0; i < api->nworkers; i++) {
+		evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd == -1 || evutil_make_listen_socket_reuseable(fd) == -1 ||
+		    evutil_make_listen_socket_reuseable_port(fd) == -1 ||
+		    bind(fd, (struct sockaddr *)&ss, sl) == -1 || listen(fd, 128) == -1) {
+			snprintf(err, errlen, "http.listen %s: cannot listen: %s", spec, strerror(errno));
+			if (fd != -1)
+				close(fd);
+			return -1;
+		}
+		/* From here evhttp owns fd and closes it when freed. */
+		if (evhttp_accept_socket_with_handle(api->workers[i].http, fd) == NULL) {
+			snprintf(err, errlen, "http.listen %s: cannot listen", spec);
+			close(fd);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 http_api_start(struct server *srv, char *err, size_t errlen)
 {
@@ -638,48 +773,35 @@ http_api_start(struct server *srv, char *err, size_t errlen)
 		return -1;
 	api = xcalloc(1, sizeof(*api));
 	api->srv = srv;
-	api->seen_version = -1;
-	keyring_init(&api->ring);
-	api->db = store_open(srv->db_path, err, errlen);
-	if (api->db == NULL || sqlite3_prepare_v2(api->db, "PRAGMA data_version", -1, &api->data_version, NULL) != SQLITE_OK) {
-		if (api->db)
-			snprintf(err, errlen, "%s", sqlite3_errmsg(api->db));
-		store_close(&api->db);
-		free(api);
-		return -1;
-	}
-	api->http = evhttp_new(srv->base);
-	evhttp_set_gencb(api->http, dispatch, api);
-	evhttp_set_max_headers_size(api->http, (ev_ssize_t)cfg->http_max_header_size);
-	evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->http_max_body_size);
-	evhttp_set_timeout(api->http, (int)cfg->http_timeout);
-	/* Unknown methods get 405 from dispatch; evhttp refuses the exotic ones. */
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-	if (cfg->http_tls)
-		evhttp_set_bevcb(api->http, tls_bevcb, api);
+	api->nworkers = (size_t)cfg->http_threads;
+	api->workers = xcalloc(api->nworkers, sizeof(*api->workers));
 	srv->http = api;
+	for (size_t i = 0; i < api->nworkers; i++)
+		if (worker_init(&api->workers[i], api, (unsigned)i, err, errlen) == -1) {
+			http_api_stop(srv);
+			return -1;
+		}
 
 	copy = xstrdup(cfg->http_listen);
 	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-		char host[64];
-		const char *colon = strrchr(tok, ':');
-		size_t hl;
-		if (*tok == '[') {
-			hl = (size_t)(strchr(tok, ']') - tok - 1);
-			snprintf(host, sizeof(host), "%.*s", (int)hl, tok + 1);
-		} else {
-			snprintf(host, sizeof(host), "%.*s", (int)(colon - tok), tok);
-		}
-		if (evhttp_bind_socket_with_handle(api->http, host, (ev_uint16_t)atoi(colon + 1)) == NULL) {
-			snprintf(err, errlen, "http.listen %s: cannot listen", tok);
+		if (listen_on(api, tok, err, errlen) == -1) {
 			free(copy);
 			http_api_stop(srv);
 			return -1;
 		}
-		log_info("event=listening address=%s service=http tls=%s", tok, cfg->http_tls ? "yes" : "no");
+		log_info("event=listening address=%s service=http tls=%s threads=%zu", tok, cfg->http_tls ? "yes" : "no",
+		    api->nworkers);
 	}
 	free(copy);
+	for (size_t i = 0; i < api->nworkers; i++) {
+		struct api_worker *w = &api->workers[i];
+		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+			snprintf(err, errlen, "cannot start API thread %zu", i);
+			http_api_stop(srv);
+			return -1;
+		}
+		w->started = true;
+	}
 	return 0;
 }
 
@@ -690,12 +812,16 @@ http_api_stop(struct server *srv)
 
 	if (api == NULL)
 		return;
-	if (api->http)
-		evhttp_free(api->http);
-	sqlite3_finalize(api->data_version);
-	sqlite3_finalize(api->token_stmt);
-	store_close(&api->db);
-	keyring_free(&api->ring);
+	/* loopexit, unlike loopbreak, also stops a loop that has not begun. */
+	for (size_t i = 0; i < api->nworkers; i++)
+		if (api->workers[i].started)
+			event_base_loopexit(api->workers[i].base, NULL);
+	for (size_t i = 0; i < api->nworkers; i++)
+		if (api->workers[i].started)
+			pthread_join(api->workers[i].thread, NULL);
+	for (size_t i = 0; i < api->nworkers; i++)
+		worker_free(&api->workers[i]);
+	free(api->workers);
 	free(api);
 	srv->http = NULL;
 }

@@ -1,8 +1,9 @@
 /*
- * http_api.h: the verification API (docs/api.md). evhttp on the daemon's
- * event loop: confirm a token, fetch the saved copy (streamed from SQLite),
- * list the public keys, health and Prometheus metrics. Reads use a
- * connection of its own; audit rows go through the writer thread.
+ * http_api.h: the verification API (docs/api.md): confirm a token, fetch
+ * the saved copy (streamed from SQLite), list the public keys, health and
+ * Prometheus metrics. evhttp on http.threads threads, each with an event
+ * loop and a database connection of its own; audit rows go through the
+ * writer thread.
  */
 #ifndef SUBMITD_HTTP_API_H
 #define SUBMITD_HTTP_API_H
@@ -13,7 +14,8 @@
 
 /* Bind cfg->http_listen (nothing when empty). 0 or -1 with err. */
 int http_api_start(struct server *srv, char *err, size_t errlen);
-/* Stop listening and free everything (open fetches are cut). */
+/* Stop the threads, stop listening and free everything (open fetches are
+ * cut). Called on the SMTP loop's thread. */
 void http_api_stop(struct server *srv);
 
 /* Configuration checks that need no socket (submitd -n): a listener off the

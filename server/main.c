@@ -113,8 +113,10 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	/* Sessions hold references to the old context; it goes when they do. */
+	pthread_mutex_lock(&srv->ssl_lock);
 	SSL_CTX_free(srv->ssl_ctx);
 	srv->ssl_ctx = ctx;
+	pthread_mutex_unlock(&srv->ssl_lock);
 	log_info("event=reloaded what=tls certificate=%s", srv->cert_path);
 }
 
@@ -230,7 +232,7 @@ free_config(void)
 
 /* Likewise what start-up allocates before the event loop exists: a refused
  * configuration or a failed start returns early, after any of these. */
-static struct server srv;
+static struct server srv = { .ssl_lock = PTHREAD_MUTEX_INITIALIZER };
 
 static void
 free_server(void)

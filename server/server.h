@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/ssl.h>
@@ -34,7 +36,13 @@ enum refuse_reason {
 #define COMMIT_BUCKETS 12
 extern const double commit_bucket_le[COMMIT_BUCKETS];
 
-/* Counters for /metrics; only the loop thread touches them. */
+/* Counters for /metrics. The SMTP loop and the API's threads bump them and
+ * /metrics reads them on an API thread: every access goes through
+ * STAT_ADD / STAT_GET (relaxed atomics; a counter needs no ordering). */
+#define STAT_ADD(field, n) ((void)__atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED))
+#define STAT_SUB(field, n) ((void)__atomic_fetch_sub(&(field), (n), __ATOMIC_RELAXED))
+#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
 struct server_stats {
 	uint64_t sessions_total;
 	uint64_t messages_accepted;
@@ -47,7 +55,7 @@ struct server_stats {
 	uint64_t auth_ok, auth_failed;
 	uint64_t commit_bucket[COMMIT_BUCKETS];   /* cumulative at render time */
 	uint64_t commit_count;
-	double commit_sum;
+	uint64_t commit_sum_us;
 };
 
 const char *refuse_reason_name(enum refuse_reason r);
@@ -65,6 +73,7 @@ struct server {
 	struct config *cfg;
 	struct event_base *base;
 	SSL_CTX *ssl_ctx;                  /* current; sessions take a reference */
+	pthread_mutex_t ssl_lock;          /* ssl_ctx: swapped here, read by API threads */
 	char *cert_path, *key_path;
 	char *db_path, *spool_dir;
 	struct writer *writer;
@@ -78,7 +87,7 @@ struct server {
 	struct http_api *http;
 	struct relay *relay;
 	struct smtp_session *sessions;     /* every live session (list) */
-	size_t nsessions;
+	size_t nsessions;                  /* written on the loop only; STAT_ADD */
 	bool draining;
 	struct event *drain_timer;
 	struct server_stats stats;

@@ -385,7 +385,7 @@ message_end(struct smtp_session *s)
 	unsigned f = s->body.flags;
 
 	if (s->too_big) {
-		srv->stats.messages_refused[REFUSE_TOO_BIG]++;
+		STAT_ADD(srv->stats.messages_refused[REFUSE_TOO_BIG], 1);
 		reply_error(s, "552 5.3.4 Message size exceeds fixed maximum message size (%lld)",
 		    (long long)srv->cfg->max_message_size);
 		log_info("event=message_refused session=%016llx reason=too_big", (unsigned long long)s->id);
@@ -395,28 +395,28 @@ message_end(struct smtp_session *s)
 	if (f & (SMTP_BODY_BARE_CR | SMTP_BODY_BARE_LF)) {
 		/* RFC 5321 2.3.8: CR and LF only as CRLF. Accepting bare ones is
 		 * what made the 2023 smuggling attacks possible downstream. */
-		srv->stats.messages_refused[REFUSE_BARE_CR_LF]++;
+		STAT_ADD(srv->stats.messages_refused[REFUSE_BARE_CR_LF], 1);
 		reply_error(s, "550 5.5.2 Message refused: bare CR or LF in message content (RFC 5321 2.3.8)");
 		log_info("event=message_refused session=%016llx reason=bare_cr_lf", (unsigned long long)s->id);
 		transaction_reset(s);
 		return;
 	}
 	if (f & SMTP_BODY_NUL) {
-		srv->stats.messages_refused[REFUSE_NUL]++;
+		STAT_ADD(srv->stats.messages_refused[REFUSE_NUL], 1);
 		reply_error(s, "550 5.6.0 Message refused: NUL octet in message content");
 		log_info("event=message_refused session=%016llx reason=nul", (unsigned long long)s->id);
 		transaction_reset(s);
 		return;
 	}
 	if (f & SMTP_BODY_LONG_LINE) {
-		srv->stats.messages_refused[REFUSE_LONG_LINE]++;
+		STAT_ADD(srv->stats.messages_refused[REFUSE_LONG_LINE], 1);
 		reply_error(s, "550 5.6.0 Message refused: line longer than 998 octets (RFC 5322 2.1.1)");
 		log_info("event=message_refused session=%016llx reason=long_line", (unsigned long long)s->id);
 		transaction_reset(s);
 		return;
 	}
 	if (s->spool_failed) {
-		srv->stats.messages_refused[REFUSE_STORAGE]++;
+		STAT_ADD(srv->stats.messages_refused[REFUSE_STORAGE], 1);
 		if (s->spool_errno == ENOSPC || s->spool_errno == EDQUOT)
 			reply(s, "452 4.3.1 Insufficient system storage, try again later");
 		else
@@ -466,20 +466,20 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 	case WRITER_OK:
 		break;
 	case WRITER_FULL:
-		srv->stats.messages_refused[REFUSE_STORAGE]++;
+		STAT_ADD(srv->stats.messages_refused[REFUSE_STORAGE], 1);
 		log_warn("event=message_refused session=%016llx msgid=%s reason=storage storage=full",
 		    (unsigned long long)s->id, m->public_id);
 		reply(s, "452 4.3.1 Insufficient system storage, try again later");
 		return;
 	default:
-		srv->stats.messages_refused[REFUSE_STORAGE]++;
+		STAT_ADD(srv->stats.messages_refused[REFUSE_STORAGE], 1);
 		log_warn("event=message_refused session=%016llx msgid=%s reason=storage storage=%s",
 		    (unsigned long long)s->id, m->public_id, m->status == WRITER_BUSY ? "locked" : "error");
 		reply(s, "451 4.3.0 Local error in processing, try again later");
 		return;
 	}
-	srv->stats.messages_accepted++;
-	srv->stats.bytes_accepted += m->size;
+	STAT_ADD(srv->stats.messages_accepted, 1);
+	STAT_ADD(srv->stats.bytes_accepted, m->size);
 	stats_commit_latency(&srv->stats, m->commit_us);
 	relay_kick(srv);
 	log_info("event=message_accepted session=%016llx msgid=%s user=%s size=%llu rcpts=%zu "
@@ -506,7 +506,7 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 			    m->public_id, log_token_short(shorttok, m->tokens[i]));
 		}
 	}
-	srv->stats.tokens_issued += m->nrcpt + 1;
+	STAT_ADD(srv->stats.tokens_issued, m->nrcpt + 1);
 }
 
 const double commit_bucket_le[COMMIT_BUCKETS] = {
@@ -525,11 +525,11 @@ stats_commit_latency(struct server_stats *st, uint64_t us)
 {
 	double sec = (double)us / 1e6;
 
-	st->commit_count++;
-	st->commit_sum += sec;
+	STAT_ADD(st->commit_count, 1);
+	STAT_ADD(st->commit_sum_us, us);
 	for (int i = 0; i < COMMIT_BUCKETS; i++)
 		if (sec <= commit_bucket_le[i]) {
-			st->commit_bucket[i]++;
+			STAT_ADD(st->commit_bucket[i], 1);
 			break;
 		}
 }
@@ -939,7 +939,7 @@ auth_finish_failure(struct smtp_session *s, const char *login)
 	struct config *cfg = srv->cfg;
 	int64_t now = now_unix(), n_ip, n_user, n;
 
-	srv->stats.auth_failed++;
+	STAT_ADD(srv->stats.auth_failed, 1);
 	n_ip = throttle_add(srv->auth_fail_ip, s->peer, 1, now);
 	n_user = login && *login ? throttle_add(srv->auth_fail_user, login, 1, now) : 0;
 	n = n_ip > n_user ? n_ip : n_user;
@@ -1148,7 +1148,7 @@ smtp_session_auth_done(evutil_socket_t fd, short what, void *arg)
 		s->waiting = false;
 		switch (r->result) {
 		case AUTH_OK:
-			srv->stats.auth_ok++;
+			STAT_ADD(srv->stats.auth_ok, 1);
 			s->login = r->canonical_login;
 			s->addresses = r->addresses;
 			r->canonical_login = NULL;
@@ -1592,8 +1592,8 @@ smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *
 	if (srv->sessions)
 		srv->sessions->prev = s;
 	srv->sessions = s;
-	srv->nsessions++;
-	srv->stats.sessions_total++;
+	STAT_ADD(srv->nsessions, 1);
+	STAT_ADD(srv->stats.sessions_total, 1);
 	throttle_add(srv->conn_per_ip, s->peer, 1, now_unix());
 
 	session_setup_bev(s);
@@ -1624,7 +1624,7 @@ session_free(struct smtp_session *s)
 		srv->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	srv->nsessions--;
+	STAT_SUB(srv->nsessions, 1);
 	throttle_add(srv->conn_per_ip, s->peer, -1, now_unix());
 
 	transaction_reset(s);

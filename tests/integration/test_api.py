@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -253,8 +254,8 @@ def bearer(secret):
     return "Authorization: Bearer " + secret
 
 
-def metrics(srv):
-    r = curl(srv, "/metrics")
+def metrics(srv, scheme="http"):
+    r = curl(srv, "/metrics", scheme=scheme, extra=["-k"] if scheme == "https" else [])
     if r.status != 200:
         raise AssertionError("GET /metrics: %r" % r)
     out = {}
@@ -1264,3 +1265,81 @@ class TokenLog(ApiMixin, unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ------------------------------------------------------------------ threads
+
+class Threads(ApiMixin, unittest.TestCase):
+    """http.threads event loops share the listeners, the counters and the
+    TLS context: many clients on keep-alive HTTPS connections, with the
+    certificate reloaded (SIGHUP) in the middle, get exactly the answers
+    and the counts they would get from one thread."""
+
+    THREADS = 4
+    CLIENTS = 12
+    ROUNDS = 20
+
+    def test_concurrent_clients_and_reload(self):
+        import threading
+        with ApiServer({"http.threads": str(self.THREADS), "http.tls": "true"}) as s:
+            tokens, _, _ = submit(s, (RCPT, RCPT2))
+            good = [tokens[RCPT], tokens[RCPT2], tokens[SENDER]]
+            bad = flip_signature(tokens[RCPT])
+            names = set()
+            for tid in os.listdir("/proc/%d/task" % s.proc.pid):
+                try:
+                    with open("/proc/%d/task/%s/comm" % (s.proc.pid, tid)) as f:
+                        names.add(f.read().strip())
+                except OSError:
+                    pass
+            if not MEMCHECK:   # valgrind runs every thread under its own name
+                self.assertTrue({"sd-http%d" % i for i in range(self.THREADS)} <= names, names)
+            before, _ = metrics(s, "https")
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            errors, counts, lock = [], {"valid": 0, "bad_signature": 0}, threading.Lock()
+
+            def client(n):
+                c = http.client.HTTPSConnection("127.0.0.1", s.http_port, timeout=60, context=ctx)
+                try:
+                    for i in range(self.ROUNDS):
+                        t = bad if (n + i) % 5 == 0 else good[(n + i) % 3]
+                        c.request("GET", "/v1/verify", headers={"Submit-Token": t})
+                        r = c.getresponse()
+                        j = json.loads(r.read())
+                        want = "bad_signature" if t is bad else "valid"
+                        if j.get("result") != want:
+                            raise AssertionError("client %d request %d: %d %r" % (n, i, r.status, j))
+                        with lock:
+                            counts[want] += 1
+                except Exception as e:        # reported by the main thread
+                    errors.append(e)
+                finally:
+                    c.close()
+
+            workers = [threading.Thread(target=client, args=(n,)) for n in range(self.CLIENTS)]
+            for w in workers:
+                w.start()
+            for _ in range(3):
+                s.proc.send_signal(signal.SIGHUP)
+                time.sleep(0.2)
+            for w in workers:
+                w.join(300)
+            self.assertEqual(errors, [])
+            self.assertEqual(sum(counts.values()), self.CLIENTS * self.ROUNDS)
+            after, _ = metrics(s, "https")
+            self.assertEqual(after["submitd_tokens_verified_total"] - before["submitd_tokens_verified_total"],
+                             counts["valid"])
+            key = 'submitd_tokens_refused_total{result="bad_signature"}'
+            self.assertEqual(after[key] - before[key], counts["bad_signature"])
+            # every refusal is audited, whichever thread answered it
+            rows = wait_rows(s, "SELECT audit_id FROM audit_log WHERE action = 'verify' AND result = 'bad_signature'",
+                             counts["bad_signature"])
+            self.assertEqual(len(rows), counts["bad_signature"])
+            self.assertEqual(len(re.findall(r"event=reloaded what=tls", s.log())), 3)
+            self.assertAlive_tls(s)
+
+    def assertAlive_tls(self, s):
+        r = curl(s, "/healthz", scheme="https", extra=["-k"])
+        self.assertEqual(r.status, 200, r)
