@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,12 +40,36 @@ page_count(sqlite3 *db)
 	return n;
 }
 
+/*
+ * The writer gives each message of a batch a savepoint, so a message that
+ * fails rolls back alone; SQLite keeps the original of every page changed
+ * under a savepoint (and under most INSERTs in a transaction) in a
+ * statement journal. Past 64 KiB it spills that journal to a temp file:
+ * with batches of a few messages, two thirds of the writer's pwrite calls
+ * went there, for a file that is never synced and is thrown away at
+ * commit. Up to this much stays in memory; a batch with a large message
+ * still spills, so memory stays bounded.
+ */
+#define STORE_STMTJRNL_SPILL (8 * 1024 * 1024)
+
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void
+sqlite_configure(void)
+{
+	/* Only possible before SQLite initialises, which the first open does;
+	 * a program that opened a database another way keeps the default. */
+	sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, STORE_STMTJRNL_SPILL);
+}
+
 sqlite3 *
 store_open(const char *path, char *err, size_t errlen)
 {
 	sqlite3 *db = NULL;
 	char *msg = NULL;
 	int fd;
+
+	pthread_once(&sqlite_once, sqlite_configure);
 
 	/* Create the file ourselves so it is 0600 from its first byte: it holds
 	 * password hashes, signing keys and people's mail. Only when it does

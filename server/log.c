@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 static bool use_syslog;
+static pid_t pid;          /* from log_init: submitd never forks */
 static enum log_level max_level = LOG_LVL_INFO;
 static const char *level_names[] = { "err", "warn", "info", "debug" };
 
@@ -24,6 +25,7 @@ log_init(const char *target, const char *level)
 	if (i == sizeof(level_names) / sizeof(level_names[0]))
 		return -1;
 	max_level = (enum log_level)i;
+	pid = getpid();
 	if (strcmp(target, "syslog") == 0) {
 		use_syslog = true;
 		openlog("submitd", LOG_PID | LOG_NDELAY, LOG_MAIL);
@@ -56,7 +58,7 @@ log_msg(enum log_level lvl, const char *fmt, ...)
 	if (use_syslog)
 		syslog(prio[lvl], "level=%s %s", level_names[lvl], line);
 	else
-		fprintf(stderr, "submitd[%d]: level=%s %s\n", (int)getpid(), level_names[lvl], line);
+		fprintf(stderr, "submitd[%d]: level=%s %s\n", (int)(pid ? pid : getpid()), level_names[lvl], line);
 }
 
 char *
