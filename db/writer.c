@@ -87,14 +87,19 @@ struct writer {
 	pthread_cond_t cond;
 	struct writer_msg *q_head, *q_tail;     /* waiting to be committed */
 
-	/* The signer thread: messages go through it first when tokens are
-	 * on. It signs with a copy of the active key, which the writer
-	 * thread publishes whenever it reloads the key ring. */
+	/* The signer thread: when tokens are on, a message goes to it and to
+	 * the writer's queue at once. writer_submit names the key (the active
+	 * one the writer thread last published) and picks each token's id and
+	 * expiry; the signer signs with that key, the writer stores the rows.
+	 * The key before the active one is kept for a message submitted just
+	 * before a rotation was seen. */
 	pthread_t signer;
 	bool signer_started;
 	pthread_cond_t sign_cond;
-	struct writer_msg *s_head, *s_tail;     /* waiting to be signed */
+	pthread_cond_t signed_cond;             /* a list of messages was signed */
+	struct writer_msg *s_head, *s_tail;     /* waiting to be signed (s_next) */
 	struct token_key active;                /* has_secret false: no signing key */
+	struct token_key previous;
 	bool signing;                           /* the signer holds messages */
 	bool sign_stopping;
 
@@ -146,7 +151,10 @@ writer_msg_free(struct writer_msg **mp)
 	*mp = NULL;
 }
 
-/* A message whose rows did not commit hands out no token. */
+/* Tokens signed with a key that is no longer the active one (writer
+ * thread, once the signer is done with the message). A message whose rows
+ * did not commit hands out no token either: the session looks at the
+ * status first, and the strings go with writer_msg_free. */
 static void
 drop_tokens(struct writer_msg *m)
 {
@@ -261,6 +269,8 @@ publish_active_key(struct writer *w)
 	const struct token_key *key = w->o.tokens ? keyring_active(&w->ring) : NULL;
 
 	pthread_mutex_lock(&w->lock);
+	if (w->active.has_secret && (key == NULL || strcmp(key->kid, w->active.kid) != 0))
+		w->previous = w->active;
 	if (key && key->has_secret)
 		w->active = *key;
 	else
@@ -381,6 +391,67 @@ sign_message(struct writer *w, struct writer_msg *m, const struct token_key *key
 	}
 }
 
+/* The signer's part: sign the tokens writer_submit claimed, with the key
+ * it named. Only the strings are the signer's; the claims are read by the
+ * writer thread at the same time, so they stay. */
+static void
+sign_claimed(struct writer *w, struct writer_msg *m, const struct token_key *active,
+    const struct token_key *previous)
+{
+	const char *kid = m->token_meta[0].kid;
+	const struct token_key *key = strcmp(kid, active->kid) == 0 ? active
+	    : previous->has_secret && strcmp(kid, previous->kid) == 0 ? previous : NULL;
+	char tok[TOKEN_MAX_LEN + 1];
+
+	if (key == NULL || !key->has_secret) {
+		/* Two rotations while one message was on its way: the writer
+		 * signs it again (see commit_batch) or it goes without. */
+		log_warn("event=token_key_gone msgid=%s", m->public_id);
+		return;
+	}
+	m->tokens = xcalloc(m->nrcpt + 1, sizeof(char *));
+	for (size_t i = 0; i <= m->nrcpt; i++) {
+		bool sender = i == m->nrcpt;
+		size_t n = token_issue_as(key, m->token_meta[i].jti, m->token_meta[i].exp, m->public_id,
+		    sender ? m->envelope_from : m->rcpts[i], sender ? TOKEN_ROLE_SENDER : TOKEN_ROLE_RECIPIENT,
+		    w->issuer, NULL, tok, sizeof(tok));
+		if (n == 0) {
+			log_err("event=token_issue_failed msgid=%s", m->public_id);
+			for (size_t j = 0; j < i; j++)
+				free(m->tokens[j]);
+			xfreep(&m->tokens);
+			return;
+		}
+		m->tokens[i] = xstrndup(tok, n);
+	}
+}
+
+/* One stage of m is done (signed, or committed). The last one hands it
+ * back; true when it did. Called with the lock held. */
+static bool
+stage_done_locked(struct writer *w, struct writer_msg *m)
+{
+	if (--m->pending > 0)
+		return false;
+	m->next = NULL;
+	if (w->d_tail)
+		w->d_tail->next = m;
+	else
+		w->d_head = m;
+	w->d_tail = m;
+	return true;
+}
+
+/* Until the signer has finished with m, its tokens are not the writer's. */
+static void
+wait_signed(struct writer *w, struct writer_msg *m)
+{
+	pthread_mutex_lock(&w->lock);
+	while (!m->signed_done)
+		pthread_cond_wait(&w->signed_cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+}
+
 static int
 insert_token(struct writer *w, struct writer_msg *m, size_t i, sqlite3_int64 message_id,
     sqlite3_int64 rcpt_id)
@@ -452,13 +523,13 @@ store_message(struct writer *w, struct writer_msg *m)
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return rc;
-		if (m->tokens) {
+		if (m->token_meta) {
 			rc = insert_token(w, m, i, message_id, sqlite3_last_insert_rowid(w->db));
 			if (rc != SQLITE_DONE)
 				return rc;
 		}
 	}
-	if (m->tokens) {
+	if (m->token_meta) {
 		rc = insert_token(w, m, m->nrcpt, message_id, 0);
 		if (rc != SQLITE_DONE)
 			return rc;
@@ -480,13 +551,15 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 	key = w->o.tokens ? keyring_active(&w->ring) : NULL;
 	if (key && !key->has_secret)
 		key = NULL;
-	/* The signer used the key of the last refresh; a key rotated since
-	 * (submitctl) shows here, and those few messages are signed again so
-	 * that every token carries the key that is active when it commits. */
+	/* writer_submit named the key of the last refresh; a key rotated
+	 * since (submitctl) shows here, and those few messages are signed
+	 * again, here, once the signer is done with them, so that every token
+	 * carries the key that is active when it commits. */
 	for (struct writer_msg *m = batch; m; m = m->next) {
-		bool match = key ? m->tokens && strcmp(m->token_meta[0].kid, key->kid) == 0
-				 : m->tokens == NULL;
+		const char *kid = m->token_meta ? m->token_meta[0].kid : NULL;
+		bool match = key ? kid && strcmp(kid, key->kid) == 0 : kid == NULL;
 		if (!match) {
+			wait_signed(w, m);
 			drop_tokens(m);
 			if (key)
 				sign_message(w, m, key);
@@ -497,7 +570,6 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 		for (struct writer_msg *m = batch; m; m = m->next) {
 			m->status = classify(rc);
 			m->commit_us = mono_us() - m->submitted_us;
-			drop_tokens(m);
 		}
 		return;
 	}
@@ -514,7 +586,6 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 		} else {
 			m->status = classify(rc);
 			log_err("event=store_failed msgid=%s %s", m->public_id, db_error(w, why, sizeof(why)));
-			drop_tokens(m);
 			if (!single) {
 				tx(w, ST_ROLLBACK_TO);
 				tx(w, ST_RELEASE);
@@ -528,7 +599,6 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 		for (struct writer_msg *m = batch; m; m = m->next) {
 			if (m->status == WRITER_OK)
 				m->status = classify(rc);
-			drop_tokens(m);
 		}
 	}
 	uint64_t end = mono_us();
@@ -724,16 +794,16 @@ writer_main(void *arg)
 					m->spool_fd = -1;
 				}
 			}
+			bool posted = false;
 			pthread_mutex_lock(&w->lock);
-			if (w->d_tail)
-				w->d_tail->next = batch;
-			else
-				w->d_head = batch;
-			w->d_tail = last;
+			for (struct writer_msg *m = batch, *next; m; m = next) {
+				next = m->next;
+				posted |= stage_done_locked(w, m);
+			}
 			w->depth -= (size_t)n;
 			pthread_mutex_unlock(&w->lock);
 			/* answer the clients before running the other work */
-			if (w->o.notify)
+			if (posted && w->o.notify)
 				w->o.notify(w->o.notify_arg);
 		}
 		if (jobs)
@@ -750,16 +820,18 @@ writer_main(void *arg)
 	return NULL;
 }
 
-/* Sign whatever is waiting, in arrival order, then pass it on to the
- * writer thread's queue; the order of 250s follows the order of arrival. */
+/* Sign whatever is waiting, in arrival order, while the writer thread
+ * stores the same messages; whichever finishes a message last hands it
+ * back. */
 static void *
 signer_main(void *arg)
 {
 	struct writer *w = arg;
-	struct token_key key;
+	struct token_key active, previous;
 
 	for (;;) {
-		struct writer_msg *list, *last;
+		struct writer_msg *list;
+		bool posted = false;
 
 		pthread_mutex_lock(&w->lock);
 		while (w->s_head == NULL && !w->sign_stopping)
@@ -769,27 +841,29 @@ signer_main(void *arg)
 			break;
 		}
 		list = w->s_head;
-		last = w->s_tail;
 		w->s_head = w->s_tail = NULL;
-		key = w->active;
+		active = w->active;
+		previous = w->previous;
 		w->signing = true;
 		pthread_mutex_unlock(&w->lock);
 
-		if (key.has_secret) {
-			for (struct writer_msg *m = list; m; m = m->next)
-				sign_message(w, m, &key);
-		}
-		sodium_memzero(&key, sizeof(key));
+		for (struct writer_msg *m = list; m; m = m->s_next)
+			sign_claimed(w, m, &active, &previous);
+		sodium_memzero(&active, sizeof(active));
+		sodium_memzero(&previous, sizeof(previous));
 
 		pthread_mutex_lock(&w->lock);
-		if (w->q_tail)
-			w->q_tail->next = list;
-		else
-			w->q_head = list;
-		w->q_tail = last;
+		for (struct writer_msg *m = list, *next; m; m = next) {
+			next = m->s_next;
+			m->s_next = NULL;
+			m->signed_done = true;
+			posted |= stage_done_locked(w, m);
+		}
 		w->signing = false;
-		pthread_cond_signal(&w->cond);
+		pthread_cond_broadcast(&w->signed_cond);
 		pthread_mutex_unlock(&w->lock);
+		if (posted && w->o.notify)
+			w->o.notify(w->o.notify_arg);
 	}
 	return NULL;
 }
@@ -821,6 +895,7 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	pthread_cond_init(&w->sign_cond, NULL);
+	pthread_cond_init(&w->signed_cond, NULL);
 	refresh_keys(w);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		snprintf(err, errlen, "cannot start the writer thread");
@@ -853,27 +928,49 @@ fail:
 void
 writer_submit(struct writer *w, struct writer_msg *m)
 {
-	m->next = NULL;
+	struct writer_token_meta *meta = NULL;
+	int64_t exp = m->received_ms / 1000 + w->o.token_lifetime;
+
+	m->next = m->s_next = NULL;
 	m->status = WRITER_PENDING;
 	m->submitted_us = mono_us();
-	pthread_mutex_lock(&w->lock);
+	/* The claims of every token, so that the rows can be written while
+	 * the signer signs: ids (random, outside the lock) and expiry here,
+	 * the key below. */
 	if (w->signer_started) {
+		meta = xcalloc(m->nrcpt + 1, sizeof(*meta));
+		for (size_t i = 0; i <= m->nrcpt; i++) {
+			token_new_id(meta[i].jti);
+			meta[i].exp = exp;
+		}
+	}
+	pthread_mutex_lock(&w->lock);
+	if (meta && w->active.has_secret) {
+		for (size_t i = 0; i <= m->nrcpt; i++)
+			memcpy(meta[i].kid, w->active.kid, sizeof(meta[i].kid));
+		m->token_meta = meta;
+		meta = NULL;
+		m->pending = 2;
+		m->signed_done = false;
 		if (w->s_tail)
-			w->s_tail->next = m;
+			w->s_tail->s_next = m;
 		else
 			w->s_head = m;
 		w->s_tail = m;
 		pthread_cond_signal(&w->sign_cond);
 	} else {
-		if (w->q_tail)
-			w->q_tail->next = m;
-		else
-			w->q_head = m;
-		w->q_tail = m;
-		pthread_cond_signal(&w->cond);
+		m->pending = 1;
+		m->signed_done = true;
 	}
+	if (w->q_tail)
+		w->q_tail->next = m;
+	else
+		w->q_head = m;
+	w->q_tail = m;
+	pthread_cond_signal(&w->cond);
 	w->depth++;
 	pthread_mutex_unlock(&w->lock);
+	free(meta);             /* no signing key: no tokens */
 }
 
 struct writer_msg *
@@ -924,8 +1021,8 @@ writer_stop(struct writer **wp)
 
 	if (w == NULL)
 		return;
-	/* The signer first: what it still holds must reach the writer's
-	 * queue before the writer thread may see an empty one and leave. */
+	/* The signer first: it signs all it was given before it leaves, and
+	 * the writer thread may wait for it (a key rotated meanwhile). */
 	if (w->signer_started) {
 		pthread_mutex_lock(&w->lock);
 		w->sign_stopping = true;
@@ -949,7 +1046,9 @@ writer_stop(struct writer **wp)
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
 	pthread_cond_destroy(&w->sign_cond);
+	pthread_cond_destroy(&w->signed_cond);
 	sodium_memzero(&w->active, sizeof(w->active));
+	sodium_memzero(&w->previous, sizeof(w->previous));
 	free(w->db_path);
 	free(w->issuer);
 	free(w->chunk);

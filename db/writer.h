@@ -5,10 +5,12 @@
  * tokens in that same transaction, and hands them back. A session answers
  * 250 only for a message that came back with WRITER_OK, i.e. committed.
  *
- * The tokens are signed before that, on a signer thread of the writer's
- * own: Ed25519 signing was a quarter of the writer thread's time, and the
- * writer thread is the one thing that cannot run on two cores. A token is
- * handed out only if its row committed with the message.
+ * The tokens are signed on a signer thread of the writer's own, at the
+ * same time as the message is committed: a token's row needs its id, key
+ * and expiry, which writer_submit chooses, not its signature, so the
+ * latency of a message is the longer of the two stages rather than their
+ * sum. A message comes back when both are done, and a token is handed out
+ * only if its row committed with the message.
  *
  * The event loop never blocks on the disk: it is told through notify(),
  * called on the writer thread, and then collects finished messages.
@@ -61,6 +63,12 @@ struct writer_msg {
 	/* For the submitter: who waits (cleared when it goes away). */
 	void *owner;
 	struct writer_msg *next;
+
+	/* Writer-private: the signer's queue, and the stages (signing,
+	 * committing) still to finish before the message goes back. */
+	struct writer_msg *s_next;
+	unsigned pending;
+	bool signed_done;
 };
 
 struct writer_opts {

@@ -294,38 +294,51 @@ size_t token_issue(const struct token_key *key, const char *mid, const char *add
     enum token_role role, const char *issuer, int64_t now, int64_t lifetime,
     struct token_claims *c_r, char *out, size_t outmax)
 {
+	char jti[TOKEN_ID_LEN + 1];
+
+	/* An expiry the format cannot spell is a configuration error. */
+	if (now < 0 || now > TIME_MAX || lifetime <= 0 || lifetime > TIME_MAX - now)
+		return 0;
+	token_new_id(jti);
+	return token_issue_as(key, jti, now + lifetime, mid, address, role, issuer, c_r, out, outmax);
+}
+
+size_t token_issue_as(const struct token_key *key, const char *jti, int64_t exp, const char *mid,
+    const char *address, enum token_role role, const char *issuer, struct token_claims *c_r,
+    char *out, size_t outmax)
+{
 	struct token_claims c;
-	char payload[PAYLOAD_MAX], footer[FOOTER_MAX], exp[TIME_LEN + 1];
+	char payload[PAYLOAD_MAX], footer[FOOTER_MAX], exptext[TIME_LEN + 1];
 	int plen, flen;
 	size_t len;
 
-	if (key == NULL || !key->has_secret || mid == NULL || address == NULL ||
+	if (key == NULL || !key->has_secret || jti == NULL || mid == NULL || address == NULL ||
 	    issuer == NULL || out == NULL)
 		return 0;
 	if (role != TOKEN_ROLE_RECIPIENT && role != TOKEN_ROLE_SENDER)
 		return 0;
-	if (!valid_mid(mid, strnlen(mid, TOKEN_MID_MAX + 1)) ||
+	if (!valid_b64url(jti, strnlen(jti, TOKEN_ID_LEN + 1), TOKEN_ID_LEN) ||
+	    !valid_mid(mid, strnlen(mid, TOKEN_MID_MAX + 1)) ||
 	    !valid_issuer(issuer, strnlen(issuer, TOKEN_ISSUER_MAX + 1)) || address[0] == '\0')
 		return 0;
-	/* An expiry the format cannot spell is a configuration error. */
-	if (now < 0 || now > TIME_MAX || lifetime <= 0 || lifetime > TIME_MAX - now)
+	if (exp <= 0 || exp > TIME_MAX)
 		return 0;
 
 	memset(&c, 0, sizeof c);
-	token_new_id(c.jti);
+	memcpy(c.jti, jti, TOKEN_ID_LEN);
 	strcpy(c.mid, mid);
 	token_binding(c.jti, address, c.binding);
 	strcpy(c.iss, issuer);
 	c.role = role;
-	c.exp = now + lifetime;
+	c.exp = exp;
 	memcpy(c.kid, key->kid, sizeof c.kid);
-	token_time_format(c.exp, exp);
+	token_time_format(c.exp, exptext);
 
 	/* The key order is part of the specification (docs/tokens.md); keep
 	 * it and the length bound in TOKEN_MAX_LEN in step with this line. */
 	plen = snprintf(payload, sizeof payload,
 	    "{\"iss\":\"%s\",\"jti\":\"%s\",\"mid\":\"%s\",\"sub\":\"%s\",\"rol\":\"%s\",\"exp\":\"%s\"}",
-	    c.iss, c.jti, c.mid, c.binding, role == TOKEN_ROLE_SENDER ? "s" : "r", exp);
+	    c.iss, c.jti, c.mid, c.binding, role == TOKEN_ROLE_SENDER ? "s" : "r", exptext);
 	flen = snprintf(footer, sizeof footer, "{\"kid\":\"%s\"}", c.kid);
 	if (plen < 0 || (size_t)plen >= sizeof payload || flen < 0 || (size_t)flen >= sizeof footer)
 		return 0;

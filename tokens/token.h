@@ -60,6 +60,14 @@ size_t token_issue(const struct token_key *key, const char *mid, const char *add
     enum token_role role, const char *issuer, int64_t now, int64_t lifetime,
     struct token_claims *c_r, char *out, size_t outmax);
 
+/* token_issue with the id and the expiry chosen by the caller, so that a
+ * token's row can be written while the token is being signed. jti must be
+ * TOKEN_ID_LEN base64url characters and exp a time the format can spell;
+ * otherwise 0, as for every other failure. */
+size_t token_issue_as(const struct token_key *key, const char *jti, int64_t exp, const char *mid,
+    const char *address, enum token_role role, const char *issuer, struct token_claims *c_r,
+    char *out, size_t outmax);
+
 /* Revocation lookup supplied by the caller (the database); may be NULL. */
 typedef bool token_revoked_fn(const char *jti, void *ctx);
 
