@@ -99,6 +99,8 @@ struct smtp_session {
 	struct event *timer;    /* total session time, then auth delays */
 	struct event *delay;    /* delayed auth failure reply */
 	char *delayed_reply;
+	struct evbuffer *cork;  /* replies not sent yet (reply_flush) */
+	int corked;             /* > 0: hold replies until reply_flush */
 
 	/* authentication */
 	enum sasl_step sasl;
@@ -133,16 +135,48 @@ struct smtp_session {
 static uint8_t scratch[64 * 1024 + 2];   /* body output; the loop is single-threaded */
 
 static void session_process(struct smtp_session *s);
+static void session_process_lines(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
 static void session_setup_bev(struct smtp_session *s);
 
 /* ------------------------------------------------------------------ */
 /* replies                                                            */
 
+/*
+ * Replies leave through the cork. While a batch of commands is processed
+ * (session_process) or a multi-line reply is built, they collect there and
+ * go out together; otherwise at once. On a plain connection with nothing
+ * queued before them they are written straight to the socket: through the
+ * bufferevent, each reply would cost enabling and disabling its write
+ * event (two epoll_ctl calls) and would only leave on the next pass of the
+ * loop, after every other session's ready input. What the socket does not
+ * take, and everything on TLS, goes through the bufferevent as before.
+ */
+static void
+reply_flush(struct smtp_session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	size_t len = evbuffer_get_length(s->cork);
+
+	if (len == 0)
+		return;
+	if (!s->tls && evbuffer_get_length(out) == 0) {
+		ssize_t n = send(bufferevent_getfd(s->bev), evbuffer_pullup(s->cork, -1), len,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* EAGAIN or an error: the bufferevent writes it, and reports
+		 * the error, as it would have without us. */
+		if (n > 0)
+			evbuffer_drain(s->cork, (size_t)n);
+	}
+	evbuffer_add_buffer(out, s->cork);
+}
+
 static void
 reply_raw(struct smtp_session *s, const char *line, size_t len)
 {
-	evbuffer_add(bufferevent_get_output(s->bev), line, len);
+	evbuffer_add(s->cork, line, len);
+	if (s->corked == 0)
+		reply_flush(s);
 }
 
 static void
@@ -187,6 +221,13 @@ session_close(struct smtp_session *s, const char *reason)
 	s->closing = true;
 	log_info("event=disconnect session=%016llx reason=%s", (unsigned long long)s->id, reason);
 	bufferevent_disable(s->bev, EV_READ);
+	/* A reply written straight to the socket leaves no write callback to
+	 * close on: look from the loop, once the caller is done with s. With
+	 * work outstanding, its completion does that (or the timeouts). */
+	if (!s->waiting) {
+		struct timeval now = { 0, 0 };
+		evtimer_add(s->delay, &now);
+	}
 }
 
 /* A client error: reply, count it, and give up on clients that keep
@@ -546,7 +587,10 @@ smtp_session_writer_done(evutil_socket_t fd, short what, void *arg)
 		if (s != NULL) {
 			s->pending = NULL;
 			s->waiting = false;
+			s->corked++;            /* the token lines in one write */
 			message_stored(s, m);
+			if (--s->corked == 0)
+				reply_flush(s);
 			writer_msg_free(&m);
 			if (!s->closing && srv->draining) {
 				reply(s, "421 4.3.2 %s Service shutting down", srv->cfg->hostname);
@@ -871,6 +915,7 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 		return;
 	}
 	reply(s, "220 2.0.0 Ready to start TLS");
+	reply_flush(s);         /* in clear, before the TLS filter takes over */
 	/* RFC 3207 4.2 / the STARTTLS injection class: whatever the client
 	 * pipelined after STARTTLS arrived in cleartext and must not be
 	 * executed inside the TLS session. */
@@ -1328,6 +1373,16 @@ line_incomplete(struct smtp_session *s)
 static void
 session_process(struct smtp_session *s)
 {
+	/* Pipelined commands get their replies in one write (RFC 2920). */
+	s->corked++;
+	session_process_lines(s);
+	if (--s->corked == 0)
+		reply_flush(s);
+}
+
+static void
+session_process_lines(struct smtp_session *s)
+{
 	struct config *cfg = s->srv->cfg;
 
 	while (!s->waiting && !s->closing) {
@@ -1586,6 +1641,7 @@ smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *
 	}
 	s->timer = evtimer_new(srv->base, total_timeout, s);
 	s->delay = evtimer_new(srv->base, delay_done, s);
+	s->cork = evbuffer_new();
 	evtimer_add(s->timer, &total);
 
 	s->next = srv->sessions;
@@ -1633,6 +1689,8 @@ session_free(struct smtp_session *s)
 	if (s->delay)
 		event_free(s->delay);
 	free(s->delayed_reply);
+	if (s->cork)
+		evbuffer_free(s->cork);
 	EVP_MD_CTX_free(s->sha);
 	bufferevent_free(s->bev);
 	free(s->helo);
