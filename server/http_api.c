@@ -16,12 +16,11 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <unistd.h>
-
-#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
