@@ -98,7 +98,7 @@ struct smtp_session {
 	bool discard_line;      /* skipping the rest of an over-long line */
 	int flush_polls;        /* closing: checks for the last reply to leave */
 	struct event *timer;    /* total session time, then auth delays */
-	struct event *delay;    /* delayed auth failure reply */
+	struct event *delay;    /* delayed auth failure reply; closing: the close */
 	char *delayed_reply;
 	struct evbuffer *cork;  /* replies not sent yet (reply_flush) */
 	int corked;             /* > 0: hold replies until reply_flush */
@@ -211,9 +211,10 @@ enter_state(struct smtp_session *s, enum smtp_state st)
 	s->state = st;
 }
 
-/* Close after the replies queued so far are written. Callers queue a reply
- * first, so the write callback always comes and frees the session there:
- * never here, in the middle of a handler that still holds s. */
+/* Close after the replies queued so far are written. The session is freed
+ * later, from the loop (the delay timer below, or the write callback once
+ * the output drains): never here, in the middle of a handler that still
+ * holds s. */
 static void
 session_close(struct smtp_session *s, const char *reason)
 {
