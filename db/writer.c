@@ -361,54 +361,37 @@ store_body(struct writer *w, struct writer_msg *m, sqlite3_int64 message_id)
 	return SQLITE_DONE;
 }
 
-/* Sign every token of a message (on the signer thread). All or none: a
- * message without its tokens is stored without them rather than half. */
-static void
-sign_message(struct writer *w, struct writer_msg *m, const struct token_key *key)
+/* The claims of m's tokens that their rows need, before any signature:
+ * a fresh id each and the expiry; the caller names the key. */
+static struct writer_token_meta *
+claim_tokens(const struct writer *w, const struct writer_msg *m)
 {
-	int64_t now = m->received_ms / 1000;
-	char tok[TOKEN_MAX_LEN + 1];
+	struct writer_token_meta *meta = xcalloc(m->nrcpt + 1, sizeof(*meta));
+	int64_t exp = m->received_ms / 1000 + w->o.token_lifetime;
 
-	m->tokens = xcalloc(m->nrcpt + 1, sizeof(char *));
-	m->token_meta = xcalloc(m->nrcpt + 1, sizeof(*m->token_meta));
 	for (size_t i = 0; i <= m->nrcpt; i++) {
-		bool sender = i == m->nrcpt;
-		struct token_claims c;
-		size_t n = token_issue(key, m->public_id, sender ? m->envelope_from : m->rcpts[i],
-		    sender ? TOKEN_ROLE_SENDER : TOKEN_ROLE_RECIPIENT, w->issuer, now,
-		    w->o.token_lifetime, &c, tok, sizeof(tok));
-		if (n == 0) {
-			/* Only a configuration the checks let through could
-			 * get here; say so, store the message anyway. */
-			log_err("event=token_issue_failed msgid=%s", m->public_id);
-			drop_tokens(m);
-			return;
-		}
-		m->tokens[i] = xstrndup(tok, n);
-		memcpy(m->token_meta[i].jti, c.jti, sizeof(c.jti));
-		memcpy(m->token_meta[i].kid, key->kid, sizeof(key->kid));
-		m->token_meta[i].exp = c.exp;
+		token_new_id(meta[i].jti);
+		meta[i].exp = exp;
 	}
+	return meta;
 }
 
-/* The signer's part: sign the tokens writer_submit claimed, with the key
- * it named. Only the strings are the signer's; the claims are read by the
- * writer thread at the same time, so they stay. */
 static void
-sign_claimed(struct writer *w, struct writer_msg *m, const struct token_key *active,
-    const struct token_key *previous)
+name_key(struct writer_token_meta *meta, size_t n, const char *kid)
 {
-	const char *kid = m->token_meta[0].kid;
-	const struct token_key *key = strcmp(kid, active->kid) == 0 ? active
-	    : previous->has_secret && strcmp(kid, previous->kid) == 0 ? previous : NULL;
+	for (size_t i = 0; i < n; i++)
+		memcpy(meta[i].kid, kid, sizeof(meta[i].kid));
+}
+
+/* Sign the tokens m->token_meta claims, with key. All or none: on a
+ * failure (only a configuration the checks let through could cause one)
+ * the message goes without tokens. Only the strings are written; the
+ * claims may be read by the writer thread meanwhile. */
+static void
+sign_tokens(struct writer *w, struct writer_msg *m, const struct token_key *key)
+{
 	char tok[TOKEN_MAX_LEN + 1];
 
-	if (key == NULL || !key->has_secret) {
-		/* Two rotations while one message was on its way: the writer
-		 * signs it again (see commit_batch) or it goes without. */
-		log_warn("event=token_key_gone msgid=%s", m->public_id);
-		return;
-	}
 	m->tokens = xcalloc(m->nrcpt + 1, sizeof(char *));
 	for (size_t i = 0; i <= m->nrcpt; i++) {
 		bool sender = i == m->nrcpt;
@@ -424,6 +407,24 @@ sign_claimed(struct writer *w, struct writer_msg *m, const struct token_key *act
 		}
 		m->tokens[i] = xstrndup(tok, n);
 	}
+}
+
+/* The signer's part: sign with the key writer_submit named. */
+static void
+sign_claimed(struct writer *w, struct writer_msg *m, const struct token_key *active,
+    const struct token_key *previous)
+{
+	const char *kid = m->token_meta[0].kid;
+	const struct token_key *key = strcmp(kid, active->kid) == 0 ? active
+	    : previous->has_secret && strcmp(kid, previous->kid) == 0 ? previous : NULL;
+
+	if (key == NULL || !key->has_secret) {
+		/* Two rotations while one message was on its way: the writer
+		 * signs it again (see commit_batch) or it goes without. */
+		log_warn("event=token_key_gone msgid=%s", m->public_id);
+		return;
+	}
+	sign_tokens(w, m, key);
 }
 
 /* One stage of m is done (signed, or committed). The last one hands it
@@ -561,8 +562,13 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 		if (!match) {
 			wait_signed(w, m);
 			drop_tokens(m);
-			if (key)
-				sign_message(w, m, key);
+			if (key) {
+				m->token_meta = claim_tokens(w, m);
+				name_key(m->token_meta, m->nrcpt + 1, key->kid);
+				sign_tokens(w, m, key);
+				if (m->tokens == NULL)
+					drop_tokens(m);   /* stored without tokens, as before */
+			}
 		}
 	}
 	rc = begin(w, "messages");
@@ -928,26 +934,17 @@ fail:
 void
 writer_submit(struct writer *w, struct writer_msg *m)
 {
-	struct writer_token_meta *meta = NULL;
-	int64_t exp = m->received_ms / 1000 + w->o.token_lifetime;
+	/* The claims of every token, so that the rows can be written while
+	 * the signer signs: ids (random, outside the lock) and expiry here,
+	 * the key below. */
+	struct writer_token_meta *meta = w->signer_started ? claim_tokens(w, m) : NULL;
 
 	m->next = m->s_next = NULL;
 	m->status = WRITER_PENDING;
 	m->submitted_us = mono_us();
-	/* The claims of every token, so that the rows can be written while
-	 * the signer signs: ids (random, outside the lock) and expiry here,
-	 * the key below. */
-	if (w->signer_started) {
-		meta = xcalloc(m->nrcpt + 1, sizeof(*meta));
-		for (size_t i = 0; i <= m->nrcpt; i++) {
-			token_new_id(meta[i].jti);
-			meta[i].exp = exp;
-		}
-	}
 	pthread_mutex_lock(&w->lock);
 	if (meta && w->active.has_secret) {
-		for (size_t i = 0; i <= m->nrcpt; i++)
-			memcpy(meta[i].kid, w->active.kid, sizeof(meta[i].kid));
+		name_key(meta, m->nrcpt + 1, w->active.kid);
 		m->token_meta = meta;
 		meta = NULL;
 		m->pending = 2;
