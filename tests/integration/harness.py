@@ -314,6 +314,21 @@ class TokenLine:
         return "TokenLine(%r, %r, last=%r)" % (self.address, self.token[:24] + "...", self.last)
 
 
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def jti_of(token):
+    """The jti claim: the payload is the JSON before the 64-byte signature."""
+    raw = b64url_decode(token.split(".")[2])
+    return json.loads(raw[:-64])["jti"]
+
+
+def kid_of(token):
+    """The kid in the token's footer."""
+    return json.loads(b64url_decode(token.split(".")[3]))["kid"]
+
+
 def parse_token_reply(reply):
     """Parse the end-of-data reply with tokens. Raises AssertionError with the
     reply when a line does not have the documented shape."""

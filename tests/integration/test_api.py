@@ -11,7 +11,6 @@ Run: SUBMITD_BUILD_DIR=/path/to/build python3 -m unittest -v test_api
 SUBMITD_KEEP=1 keeps each server's temporary directory (its log is submitd.log).
 """
 
-import base64
 import hashlib
 import http.client
 import json
@@ -21,12 +20,13 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import unittest
 import uuid
 
-from harness import (MEMCHECK, RawSMTP, Submitd, dot_stuff, free_port, parse_token_reply, run_as_user,
-                     run_program, which)
+from harness import (MEMCHECK, RawSMTP, Submitd, b64url_decode, dot_stuff, free_port, jti_of, kid_of,
+                     parse_token_reply, run_as_user, run_program, which)
 
 SERVER = None        # the shared server, started in setUpModule
 SENT = 0             # messages SERVER accepted (for the metrics test)
@@ -135,16 +135,6 @@ def token_row(srv, token):
     if len(rows) != 1:
         raise AssertionError("token %s has %d rows" % (jti, len(rows)))
     return rows[0]
-
-
-def b64url_decode(s):
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
-
-
-def jti_of(token):
-    """The jti claim: the payload is the JSON before the 64-byte signature."""
-    raw = b64url_decode(token.split(".")[2])
-    return json.loads(raw[:-64])["jti"]
 
 
 def flip_signature(token):
@@ -289,6 +279,10 @@ class ApiMixin:
         r = curl(srv, "/healthz")
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json(), {"status": "ok"})
+
+    def assertAlive_tls(self, s):
+        r = curl(s, "/healthz", scheme="https", extra=["-k"])
+        self.assertEqual(r.status, 200, r)
 
 
 # ------------------------------------------------------------------ verify
@@ -450,8 +444,7 @@ class Verify(ApiMixin, unittest.TestCase):
 
 def token_row_kid(tokens):
     """The kid in the footer of one of the tokens."""
-    t = next(iter(tokens.values()))
-    return json.loads(b64url_decode(t.split(".")[3]))["kid"]
+    return kid_of(next(iter(tokens.values())))
 
 
 class Expiry(ApiMixin, unittest.TestCase):
@@ -1117,10 +1110,6 @@ class Tls(ApiMixin, unittest.TestCase):
             self.assertIsInstance(p, subprocess.CompletedProcess, "plain HTTP answered on a TLS listener: %r" % p)
             self.assertAlive_tls(s)
 
-    def assertAlive_tls(self, s):
-        r = curl(s, "/healthz", scheme="https", extra=["-k"])
-        self.assertEqual(r.status, 200, r)
-
 
 # --------------------------------------------------------------- keep-alive
 
@@ -1280,7 +1269,6 @@ class Threads(ApiMixin, unittest.TestCase):
     ROUNDS = 20
 
     def test_concurrent_clients_and_reload(self):
-        import threading
         with ApiServer({"http.threads": str(self.THREADS), "http.tls": "true"}) as s:
             tokens, _, _ = submit(s, (RCPT, RCPT2))
             good = [tokens[RCPT], tokens[RCPT2], tokens[SENDER]]
@@ -1339,7 +1327,3 @@ class Threads(ApiMixin, unittest.TestCase):
             self.assertEqual(len(rows), counts["bad_signature"])
             self.assertEqual(len(re.findall(r"event=reloaded what=tls", s.log())), 3)
             self.assertAlive_tls(s)
-
-    def assertAlive_tls(self, s):
-        r = curl(s, "/healthz", scheme="https", extra=["-k"])
-        self.assertEqual(r.status, 200, r)

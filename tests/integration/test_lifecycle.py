@@ -11,10 +11,12 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import unittest
 
-from harness import MEMCHECK, RUN_USER, RawSMTP, Submitd, dot_stuff, parse_token_reply, run_program
+from harness import (MEMCHECK, RUN_USER, RawSMTP, Submitd, dot_stuff, jti_of, kid_of, parse_token_reply,
+                     run_program)
 
 USER = "life@example.org"
 PASSWORD = "correct horse battery"
@@ -217,17 +219,6 @@ class KeyRing(unittest.TestCase):
         while messages are on their way: every token handed out still
         matches its row (id, key) and verifies, and the first message
         sent after each rotation carries the new key."""
-        import base64
-        import json
-        import threading
-
-        def claims(token):
-            parts = token.split(".")     # v4 . public . payload+sig . footer
-            pad = lambda x: x + "=" * (-len(x) % 4)
-            body = base64.urlsafe_b64decode(pad(parts[2]))[:-64]
-            footer = json.loads(base64.urlsafe_b64decode(pad(parts[3])))
-            return json.loads(body)["jti"], footer["kid"]
-
         with Submitd({"smtp.trusted_networks": "127.0.0.0/8"}) as s:
             issued, errors, stop = [], [], threading.Event()
 
@@ -251,7 +242,7 @@ class KeyRing(unittest.TestCase):
                     time.sleep(0.5)
                     s.submitctl("key", "rotate")
                     active = s.sql("SELECT key_id FROM signing_keys WHERE state = 'active'")[0]["key_id"]
-                    self.assertEqual(claims(self.send(s)[0].token)[1], active)
+                    self.assertEqual(kid_of(self.send(s)[0].token), active)
                 time.sleep(0.5)
             finally:
                 stop.set()
@@ -262,7 +253,7 @@ class KeyRing(unittest.TestCase):
             rows = {r["token_id"]: r["key_id"] for r in s.sql("SELECT token_id, key_id FROM tokens")}
             kids = set()
             for t, _ in issued:
-                jti, kid = claims(t)
+                jti, kid = jti_of(t), kid_of(t)
                 self.assertEqual(rows.get(jti), kid, "token %s: row says %r" % (jti, rows.get(jti)))
                 kids.add(kid)
             self.assertGreaterEqual(len(kids), 3, kids)
