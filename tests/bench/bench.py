@@ -331,6 +331,16 @@ class Submitd:
     def cpu(self):
         return proc_cpu(self.proc.pid)
 
+    def loop_cpu(self):
+        """CPU seconds of the main thread alone: the SMTP event loop, which
+        does every session's protocol and TLS work."""
+        try:
+            with open("/proc/%d/task/%d/stat" % (self.proc.pid, self.proc.pid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / TCK
+
     def count(self, table="messages"):
         r = run(["sqlite3", "-cmd", ".timeout 10000", os.path.join(self.data, "submitd.db"),
                  "SELECT count(*) FROM %s" % table], timeout=300)
@@ -552,13 +562,18 @@ def bench_acceptance(b):
     rates = {k: [] for k, _ in targets}
     cpu = {k: [] for k, _ in targets}
     client = {k: [] for k, _ in targets}
+    loop, signs = [], []
     for _ in range(b.rounds):
         for name, srv in targets:
             before = srv.count()
+            l0 = sd.loop_cpu()
             secs, scpu, ccpu = timed(srv, lambda: smtp_source(b, srv.target(), n))
             rates[name].append(counted_rate(srv, secs, before, n))
             cpu[name].append(scpu / n)
             client[name].append(ccpu / n)
+            if srv is sd:
+                loop.append((sd.loop_cpu() - l0) / n)
+        signs.append(ed25519_ref(b, "sign", 1))
     for srv in (sd, pf, sk):
         srv.stop()
     m = {k: median(v) for k, v in rates.items()}
@@ -568,6 +583,16 @@ def bench_acceptance(b):
     out("  rounds (msg/s): " + " | ".join("%s %s" % (k, " ".join(fmt_rate(x) for x in v))
                                          for k, v in rates.items()))
     out(cpu_line("message", cpu, client))
+    # Whether a target fits this machine at all: 1 recipient, so 2 tokens
+    # (the recipient's and the sender's) are signed per message.
+    sign_us = 2e6 / median(signs)
+    scpu, ccpu = median(cpu["submitd"]) * 1e6, median(client["submitd"]) * 1e6
+    out("  submitd's event loop (main thread) %s us per message; one core signs %s Ed25519/s "
+        "(rounds %s)" % (fmt_us(loop), fmt_rate(median(signs)),
+                         " ".join(fmt_rate(x) for x in signs)))
+    out(budget_line("3x postfix", 3 * m["postfix"], ccpu, scpu, sign_us, "its 2 signatures"))
+    out(budget_line("80% of smtp-sink", 0.8 * m["sink"], ccpu, scpu, sign_us, "its 2 signatures"))
+    m["sign_per_s"] = median(signs)
     return m
 
 
@@ -589,9 +614,12 @@ def bench_auth(b):
         runs = {"submitd": [], "postfix": []}
         cpu = {"submitd": [], "postfix": []}
         client = {"submitd": [], "postfix": []}
+        loop = []
         for _ in range(b.rounds):
             before = sd.count()
+            l0 = sd.loop_cpu()
             r, scpu, ccpu = timed(sd, lambda: loadgen(b, sd.target(), n, conc, *auth))
+            loop.append((sd.loop_cpu() - l0) / n)
             if sd.count() - before != n or r["tokens"] != 4 * n:
                 raise RuntimeError("auth: submitd stored %d of %d, %d tokens"
                                    % (sd.count() - before, n, r["tokens"]))
@@ -619,6 +647,16 @@ def bench_auth(b):
             "%s %s" % (k, " ".join(fmt_rate(r["sessions_per_s"]) for r in v))
             for k, v in runs.items()))
         out(cpu_line("session", cpu, client))
+        if conc > 1:
+            # What the CPU allows, whatever the scheduling: the pair of
+            # programs on these cores, submitd with the cores to itself,
+            # and its event loop (one thread, every TLS handshake).
+            scpu, ccpu = median(cpu["submitd"]), median(client["submitd"])
+            lcpu = median(loop)
+            out("  CPU ceilings (sessions/s): submitd + load generator %.0f us on %d cores: %s; "
+                "submitd alone %.0f us on %d cores: %s; its event loop %.0f us on one core: %s"
+                % ((scpu + ccpu) * 1e6, CORES, fmt_rate(CORES / (scpu + ccpu)), scpu * 1e6,
+                   CORES, fmt_rate(CORES / scpu), lcpu * 1e6, fmt_rate(1 / lcpu)))
     # half the peak rate, open loop: the latency target
     peak = res[50]["submitd"]["sessions_per_s"]
     rate = max(1.0, peak / 2)
@@ -823,9 +861,28 @@ def wrk(b, sd, script, seconds, conns):
     return res
 
 
-def ed25519_ref(b, seconds=2):
-    r = run([b.ed25519, str(seconds)], timeout=seconds + 30)
-    return kv(r.stdout)["verify_per_s"]
+def ed25519_ref(b, op="verify", seconds=2):
+    """Raw Ed25519 signatures or verifications per second on one core."""
+    r = run([b.ed25519, op, str(seconds)], timeout=seconds + 30)
+    return kv(r.stdout)["per_s"]
+
+
+CORES = os.cpu_count() or 1
+
+
+def budget_line(goal, rate, client_us, server_us, floor_us, floor_what):
+    """What a rate leaves submitd of this machine's cores, from figures of
+    the same run: at RATE per second the cores give CORES/RATE of CPU per
+    unit, the load generator takes its share, the rest is submitd's."""
+    if rate <= 0:
+        return "  CPU budget for %s: no rate" % goal
+    budget = CORES * 1e6 / rate
+    left = budget - client_us
+    return ("  CPU budget for %s (%s/s): %d cores give %.0f us per unit, the load generator "
+            "takes %.0f, leaving submitd %.0f; %s alone take %.0f; submitd spends %.0f (%s)"
+            % (goal, fmt_rate(rate), CORES, budget, client_us, left, floor_what, floor_us,
+               server_us, "fits" if server_us <= left else "over by %.0f%%"
+               % (100.0 * (server_us - left) / max(left, 1.0))))
 
 
 def bench_api(b):
