@@ -27,6 +27,7 @@
 #include <sodium.h>
 #include <sqlite3.h>
 
+#include "db/checkpoint.h"
 #include "db/store.h"
 #include "server/log.h"
 #include "tokens/token.h"
@@ -78,6 +79,7 @@ struct writer {
 	char *db_path, *issuer;
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
+	struct checkpointer *ckpt;              /* NULL: SQLite's own checkpoints */
 	struct keyring ring;
 	int64_t data_version;
 	uint8_t *chunk;
@@ -897,6 +899,11 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if (w->o.checkpoint_pages > 0) {
+		w->ckpt = checkpoint_start(w->db_path, w->db, w->o.checkpoint_pages, err, errlen);
+		if (w->ckpt == NULL)
+			goto fail;
+	}
 	w->chunk = xmalloc(BODY_CHUNK);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
@@ -920,6 +927,7 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 	}
 	return w;
 fail:
+	checkpoint_stop(&w->ckpt);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(w->st[i]);
 	store_close(&w->db);
@@ -1032,6 +1040,7 @@ writer_stop(struct writer **wp)
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
+	checkpoint_stop(&w->ckpt);
 	while ((m = w->d_head) != NULL) {
 		w->d_head = m->next;
 		writer_msg_free(&m);

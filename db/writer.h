@@ -77,6 +77,7 @@ struct writer_opts {
 	int64_t token_lifetime;        /* seconds */
 	const char *issuer;
 	int batch;                     /* at most this many messages per commit */
+	int checkpoint_pages;          /* > 0: checkpoints on a thread (db/checkpoint.h) */
 	void (*notify)(void *arg);     /* called on the writer thread */
 	void *notify_arg;
 };

@@ -94,6 +94,7 @@ static const struct cfg_entry table[] = {
 	INT("retention", "interval", retention_interval, 1, 86400, "60"),
 	INT("retention", "batch", retention_batch, 1, 100000, "100"),
 	INT("store", "batch", store_batch, 1, 4096, "256"),
+	INT("store", "checkpoint_pages", store_checkpoint_pages, 0, 1000000, "1000"),
 };
 
 static const struct cfg_entry *

@@ -83,6 +83,7 @@ struct config {
 	int64_t retention_batch;
 	/* [store] */
 	int64_t store_batch;            /* max messages committed together */
+	int64_t store_checkpoint_pages; /* WAL frames that start a checkpoint; 0: SQLite's */
 };
 
 /* Fill cfg with the embedded defaults. */

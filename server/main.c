@@ -431,7 +431,8 @@ main(int argc, char **argv)
 		struct writer_opts wo = {
 			.db_path = srv.db_path, .tokens = cfg.tokens_enabled,
 			.token_lifetime = cfg.tokens_lifetime, .issuer = cfg.tokens_issuer,
-			.batch = (int)cfg.store_batch, .notify = wake, .notify_arg = srv.writer_ev,
+			.batch = (int)cfg.store_batch,
+			.checkpoint_pages = (int)cfg.store_checkpoint_pages, .notify = wake, .notify_arg = srv.writer_ev,
 		};
 		srv.writer = writer_start(&wo, err, sizeof(err));
 		if (srv.writer == NULL) {

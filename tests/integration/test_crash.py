@@ -21,7 +21,10 @@ CLIENTS = 8
 
 class CrashSafety(unittest.TestCase):
     def test_kill_9_loses_no_acknowledged_message(self):
-        s = Submitd({"smtp.trusted_networks": "127.0.0.0/8"}, keep=True)
+        # small checkpoints, so that kills also land in the middle of the
+        # checkpoint thread's and the writer's checkpoints
+        s = Submitd({"smtp.trusted_networks": "127.0.0.0/8", "store.checkpoint_pages": "20"},
+                    keep=True)
         acked = {}          # marker -> (sha256, sender token)
         lock = threading.Lock()
         totals = {"acked": 0, "present": 0, "lost": 0}
