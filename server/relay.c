@@ -52,6 +52,9 @@
 #define OUT_HIGH (256 * 1024)
 #define REPLY_MAX 4096
 #define HEADERS_MAX (64 * 1024)
+/* A result whose commit failed is tried again this many seconds later
+ * (the writer itself waits a second for a lock already seen). */
+#define RECORD_RETRY_S 1
 
 enum rcpt_result { R_PENDING = 0, R_ACCEPTED, R_DELIVERED, R_DEFERRED, R_FAILED };
 
@@ -101,6 +104,8 @@ struct conn {
 	struct conn *prev, *next;
 };
 
+struct record;
+
 struct relay {
 	struct server *srv;
 	sqlite3 *db;                  /* reads on the loop thread */
@@ -113,6 +118,8 @@ struct relay {
 	struct task *pending;         /* picked, waiting for a connection */
 	int64_t *inflight;            /* message ids picked and not yet recorded */
 	size_t ninflight, capinflight;
+	struct record *waiting;       /* results whose commit failed, to try again */
+	size_t nwaiting;
 	bool draining;
 	bool purging;
 	struct conn *current;         /* the connection on_reply works for */
@@ -191,6 +198,12 @@ struct record {
 	const char *hostname;
 	int64_t arrival;
 	bool bounced;
+	/* A result that could not be committed (the database locked by
+	 * another process, say) is tried again: dropping it would send the
+	 * message to the next hop a second time. */
+	struct event *retry;
+	unsigned tries;
+	struct record *next_waiting;
 };
 
 /* Equal jitter: half the delay fixed, half random, so that many deferred
@@ -366,16 +379,54 @@ record_run(sqlite3 *db, void *arg)
 }
 
 static void
+record_free(struct record *rec)
+{
+	inflight_del(rec->r, rec->t->message_id);
+	task_free(rec->t);
+	if (rec->retry)
+		event_free(rec->retry);
+	free(rec);
+}
+
+static void
+record_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct record *rec = arg;
+	struct relay *r = rec->r;
+
+	for (struct record **p = &r->waiting; *p; p = &(*p)->next_waiting) {
+		if (*p == rec) {
+			*p = rec->next_waiting;
+			r->nwaiting--;
+			break;
+		}
+	}
+	writer_job_submit(r->srv->writer, &rec->job);
+}
+
+static void
 record_done(struct writer_job *job)
 {
 	struct record *rec = job->arg;
 	struct relay *r = rec->r;
+	struct timeval again = { RECORD_RETRY_S, 0 };
 
-	if (job->rc != SQLITE_OK)
-		log_err("event=relay_record_failed msgid=%s note=will_retry", rec->t->public_id);
-	inflight_del(r, rec->t->message_id);
-	task_free(rec->t);
-	free(rec);
+	if (job->rc != SQLITE_OK) {
+		/* The message stays in flight, so no scan picks it again, until
+		 * its result is on disk or submitd stops (relay_stop). */
+		if (rec->tries++ == 0)
+			log_err("event=relay_record_failed msgid=%s note=retrying", rec->t->public_id);
+		if (rec->retry == NULL)
+			rec->retry = evtimer_new(r->srv->base, record_retry, rec);
+		rec->next_waiting = r->waiting;
+		r->waiting = rec;
+		r->nwaiting++;
+		evtimer_add(rec->retry, &again);
+		return;
+	}
+	if (rec->tries > 0)
+		log_info("event=relay_record_retried msgid=%s tries=%u", rec->t->public_id, rec->tries + 1);
+	record_free(rec);
 	relay_kick(r->srv);
 	server_maybe_exit(r->srv);
 }
@@ -1394,7 +1445,7 @@ relay_busy(struct server *srv)
 		return 0;
 	for (struct conn *c = r->conns; c; c = c->next)
 		n += c->task != NULL;
-	return n + (r->purging ? 1 : 0);
+	return n + r->nwaiting + (r->purging ? 1 : 0);
 }
 
 void
@@ -1415,6 +1466,14 @@ relay_stop(struct server *srv)
 		}
 		conn_free(c);
 	}
+	while (r->waiting) {
+		struct record *rec = r->waiting;
+		r->waiting = rec->next_waiting;
+		log_warn("event=relay_record_lost msgid=%s tries=%u note=delivered_again_after_restart",
+		    rec->t->public_id, rec->tries);
+		record_free(rec);
+	}
+	r->nwaiting = 0;
 	if (r->poll)
 		event_free(r->poll);
 	if (r->purge)

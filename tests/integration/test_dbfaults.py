@@ -35,6 +35,7 @@ import urllib.error
 import urllib.request
 
 from harness import TOKEN_RE, RawSMTP, Submitd, client_tls_context, dot_stuff, run_program
+from nexthop import ScriptedHop
 
 USER = "fault@example.org"
 PASSWORD = "fault tolerant pass"
@@ -327,6 +328,50 @@ def start_fails(srv, expect):
 
 
 @unittest.skipUnless(is_root(), "needs root: mounts a loop-device ext4 and a tmpfs, uses chattr")
+class RelayResultWhileLocked(unittest.TestCase):
+    """A delivery result that cannot be committed (another process holds
+    the write lock past the busy timeout) is kept and tried again; the
+    message is not picked again meanwhile, so the next hop gets it once."""
+
+    def test_result_waits_for_the_lock_and_the_message_goes_once(self):
+        hop = ScriptedHop(eod_delay=2.0)
+        hop.start()
+        self.addCleanup(hop.stop)
+        s = Submitd({"smtp.trusted_networks": "127.0.0.0/8", "relay.host": "127.0.0.1",
+                     "relay.port": str(hop.port), "relay.tls": "none", "relay.retry_base": "1",
+                     "relay.retry_max": "2", "relay.poll_interval": "1"})
+        s.start()
+        self.addCleanup(s.cleanup)
+        with s.raw() as c:
+            c.ehlo("relay.test")
+            r, _ = transaction(c, body_for("relayed once"))
+            self.assertEqual(r.code, 250, r)
+        # the relay is sending it; the hop holds its answer for 2 s
+        deadline = time.monotonic() + 10
+        while not hop.all_sessions() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(hop.all_sessions(), "the relay did not connect")
+        time.sleep(0.5)
+        holder = LockHolder(s.db_path)
+        self.addCleanup(holder.release)
+        # the answer comes, its commit waits the busy timeout (10 s) and fails
+        self.assertTrue(wait_log(s, "event=relay_record_failed", timeout=30), s.log()[-2000:])
+        # a message whose result was dropped would be picked and sent again
+        # within the next poll (1 s) and reach the hop 2 s later
+        time.sleep(4.0)
+        self.assertEqual(s.sql("SELECT state FROM recipients"), [{"state": "queued"}])
+        held = holder.release()
+        self.assertTrue(wait_log(s, "event=relay_record_retried", timeout=30), s.log()[-2000:])
+        self.assertEqual(s.sql("SELECT state, attempts FROM recipients"),
+                         [{"state": "delivered", "attempts": 1}])
+        time.sleep(3.0)     # the scans after the record find nothing to send
+        self.assertEqual(len(hop.messages()), 1, [m.data[:60] for m in hop.messages()])
+        self.assertIn("Subject: relayed once", hop.messages()[0].data.decode())
+        self.assertIsNone(s.proc.poll(), "submitd died")
+        s.stop()
+        print("\nlock held %.1f s over a delivery result: recorded after it, delivered once" % held)
+
+
 class ReadOnlyStorage(unittest.TestCase):
     def mount_ext4(self):
         """A small ext4 on a loop device that turns read-only on an error,
