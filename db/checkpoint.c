@@ -13,11 +13,13 @@
 #include "server/log.h"
 #include "server/util.h"
 
-/* From twice the threshold the thread copies every eighth of it, and the
- * writer finishes a checkpoint when at most that is left; at eight times,
- * it checkpoints whatever is left. */
+/* From twice the threshold the thread copies every eighth of it (at least
+ * CHASE_MIN frames, more than one commit writes), and the writer finishes
+ * a checkpoint when at most that is left; at eight times, the thread
+ * stops starting passes and the writer checkpoints whatever is left. */
 #define CHASE_FACTOR 2
 #define CHASE_SHARE 8
+#define CHASE_MIN 64
 #define WRITER_FACTOR 8
 
 struct checkpointer {
@@ -40,8 +42,10 @@ static int
 wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
 	struct checkpointer *c = arg;
-	int log_frames = 0, ckpt_frames = 0, rc, left, chase = c->pages / CHASE_SHARE + 1;
-	bool chasing = frames >= CHASE_FACTOR * c->pages, finish;
+	int log_frames = 0, ckpt_frames = 0, rc, left;
+	int chase = c->pages / CHASE_SHARE > CHASE_MIN ? c->pages / CHASE_SHARE : CHASE_MIN;
+	bool chasing = frames >= CHASE_FACTOR * c->pages, over = frames >= WRITER_FACTOR * c->pages;
+	bool finish;
 	uint64_t start;
 
 	pthread_mutex_lock(&c->lock);
@@ -49,11 +53,13 @@ wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 		c->copied = 0;      /* the WAL started over */
 	c->seen = frames;
 	left = frames - c->copied;
-	if (!c->running && !c->wanted && left >= (chasing ? chase : c->pages)) {
+	if (!over && !c->running && !c->wanted && left >= (chasing ? chase : c->pages)) {
 		c->wanted = true;
 		pthread_cond_signal(&c->cond);
 	}
-	finish = (chasing && !c->running && left <= chase) || frames >= WRITER_FACTOR * c->pages;
+	/* over: a pass of the thread under way makes this one SQLITE_BUSY,
+	 * and no new one starts, so the next commit's gets through */
+	finish = (chasing && !c->running && left <= chase) || over;
 	pthread_mutex_unlock(&c->lock);
 	if (!finish)
 		return SQLITE_OK;

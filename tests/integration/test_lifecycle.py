@@ -305,6 +305,9 @@ class Checkpoints(unittest.TestCase):
         # more frames went through the WAL than the bound holds
         frames = sum(f for by, f, rc in passes)
         self.assertGreater(frames * self.FRAME, bound, passes)
+        print("\n%d messages: largest WAL %d frames (bound %d), %d checkpoints by the thread, %d by "
+              "the writer" % (len(sent), (largest[0] - 32) // self.FRAME, (bound - 32) // self.FRAME,
+                              len(thread_ok), sum(1 for by, _, _ in passes if by == "writer")))
 
     def test_zero_leaves_checkpoints_to_sqlite(self):
         with Submitd({"smtp.trusted_networks": "127.0.0.0/8", "log.level": "debug",
