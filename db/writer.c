@@ -34,6 +34,11 @@
 
 #define BODY_CHUNK (256 * 1024)
 #define BUSY_RETRY_MS 1000
+/* Audit rows whose commit failed (the database locked by another
+ * process, the disk full) are kept, at most this many, and tried again
+ * at least this often. */
+#define AUDIT_KEEP_MAX 10000
+#define AUDIT_RETRY_S 1
 
 enum {
 	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_DATA_VERSION, ST_AUDIT,
@@ -114,6 +119,8 @@ struct writer {
 	bool busy;                              /* work taken, results not yet posted */
 
 	/* writer thread only */
+	struct audit_entry *a_retry;            /* rows whose commit failed, oldest first */
+	size_t a_retry_n;
 	bool locked;                            /* the last BEGIN found the database locked */
 	uint64_t locked_since_us;
 	unsigned locked_refusals;               /* BEGINs refused since */
@@ -636,14 +643,17 @@ bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
 }
 
 /* Audit rows are not worth a 250 to anyone: one transaction for all that
- * are waiting, and a failure is logged, not retried. */
+ * are waiting, after the messages. A commit that fails for a reason that
+ * passes (a lock, a full disk, an I/O error) keeps the rows for the next
+ * pass, up to AUDIT_KEEP_MAX, so that an audit trail has no hole for a
+ * lock; on the last pass (stopping) they are dropped, and logged. */
 static void
-insert_audits(struct writer *w, struct audit_entry *list)
+insert_audits(struct writer *w, struct audit_entry *list, bool last_try)
 {
 	sqlite3_stmt *st = w->st[ST_AUDIT];
 	struct audit_entry *a;
 	char why[512];
-	int rc = begin(w, "audit"), n = 0;
+	int rc = begin(w, "audit"), n = 0, primary;
 
 	for (a = list; a; a = a->next)
 		n++;
@@ -654,14 +664,39 @@ insert_audits(struct writer *w, struct audit_entry *list)
 		bind_text_or_null(st, 4, a->service);
 		bind_text_or_null(st, 5, a->token_id);
 		sqlite3_bind_text(st, 6, a->client, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			rc = SQLITE_OK;
 		sqlite3_reset(st);
 	}
 	if (rc == SQLITE_OK)
 		rc = tx(w, ST_COMMIT);
-	if (rc != SQLITE_OK) {
-		log_err("event=audit_write_failed rows=%d %s", n, db_error(w, why, sizeof(why)));
+	if (rc == SQLITE_OK) {
+		if (w->a_retry_n > 0)
+			log_info("event=audit_write_resumed rows=%d", n);
+		w->a_retry_n = 0;
+	} else {
+		db_error(w, why, sizeof(why));
 		tx(w, ST_ROLLBACK);
+		primary = rc & 0xff;
+		if (!last_try && (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_FULL ||
+		    primary == SQLITE_IOERR || primary == SQLITE_READONLY)) {
+			if (w->a_retry_n == 0)
+				log_err("event=audit_write_deferred rows=%d %s note=retrying", n, why);
+			if (n > AUDIT_KEEP_MAX)
+				log_err("event=audit_write_failed rows=%d note=too_many_waiting keep=%d",
+				    n - AUDIT_KEEP_MAX, AUDIT_KEEP_MAX);
+			for (; n > AUDIT_KEEP_MAX; n--) {   /* the oldest go */
+				a = list;
+				list = a->next;
+				audit_free(a);
+			}
+			w->a_retry = list;
+			w->a_retry_n = (size_t)n;
+			return;
+		}
+		log_err("event=audit_write_failed rows=%d %s", n, why);
+		w->a_retry_n = 0;
 	}
 	while ((a = list) != NULL) {
 		list = a->next;
@@ -764,14 +799,35 @@ writer_main(void *arg)
 		struct writer_job *jobs;
 		int n = 0;
 
+		bool last_try;
+
 		pthread_mutex_lock(&w->lock);
-		while (w->q_head == NULL && w->a_head == NULL && w->j_head == NULL && !w->stopping)
-			pthread_cond_wait(&w->cond, &w->lock);
-		if (w->q_head == NULL && w->a_head == NULL && w->j_head == NULL) {
+		while (w->q_head == NULL && w->a_head == NULL && w->j_head == NULL && !w->stopping) {
+			struct timespec until;
+			if (w->a_retry == NULL) {
+				pthread_cond_wait(&w->cond, &w->lock);
+				continue;
+			}
+			/* audit rows to try again: not later than AUDIT_RETRY_S */
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += AUDIT_RETRY_S;
+			if (pthread_cond_timedwait(&w->cond, &w->lock, &until) == ETIMEDOUT)
+				break;
+		}
+		if (w->q_head == NULL && w->a_head == NULL && w->j_head == NULL && w->a_retry == NULL) {
 			pthread_mutex_unlock(&w->lock);
 			break;          /* stopping, and nothing left */
 		}
-		audits = w->a_head;
+		last_try = w->stopping;
+		/* the rows kept from a failed commit are older: they go first */
+		audits = w->a_retry ? w->a_retry : w->a_head;
+		if (w->a_retry) {
+			struct audit_entry *tail = w->a_retry;
+			while (tail->next)
+				tail = tail->next;
+			tail->next = w->a_head;
+			w->a_retry = NULL;
+		}
 		w->a_head = w->a_tail = NULL;
 		jobs = w->j_head;
 		w->j_head = w->j_tail = NULL;
@@ -817,7 +873,7 @@ writer_main(void *arg)
 		if (jobs)
 			run_jobs(w, jobs);
 		if (audits)
-			insert_audits(w, audits);
+			insert_audits(w, audits, last_try);
 
 		pthread_mutex_lock(&w->lock);
 		w->busy = false;

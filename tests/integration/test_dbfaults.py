@@ -251,15 +251,26 @@ class DatabaseLocked(unittest.TestCase):
             self.assertEqual(s.sql("SELECT count(*) AS n FROM message_bodies WHERE instr(content, X'%s') > 0"
                                    % marker.encode().hex())[0]["n"], 0, "%s refused but stored" % marker)
         self.assertEqual(s.sql("PRAGMA integrity_check"), [{"integrity_check": "ok"}])
+        # the refused API calls' audit rows were kept while the lock was
+        # held and are written now: one per call (no verification passed)
+        deadline = time.monotonic() + 15
+        while True:
+            audited = s.sql("SELECT count(*) AS n FROM audit_log WHERE action = 'verify'")[0]["n"]
+            if audited >= api_calls[0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertGreaterEqual(audited, api_calls[0], "audit rows lost during the lock")
         log = s.log()
+        self.assertIn("event=audit_write_deferred", log)
+        self.assertIn("event=audit_write_resumed", log)
         self.assertRegex(log, r"event=store_locked what=\w+ waited_ms=\d+ error=\"database is locked\"")
         self.assertRegex(log, r"event=store_unlocked locked_ms=\d+ refused=\d+")
         self.assertIn("reason=storage storage=locked", log)
         waits = sorted(r[3] for r in results)
         print("\nlock held %.1f s: %d messages refused 451 4.3.0, waits %.1f-%.1f s (bound %.0f s), "
-              "%d API calls meanwhile, reads answered in %.2f s; accepted %.2f s after release; "
-              "%d acknowledged, 0 lost" % (held, len(results), waits[0], waits[-1], REPLY_BOUND,
-                                          api_calls[0], read_secs, after_secs, len(acked)))
+              "%d API calls meanwhile (%d audit rows), reads answered in %.2f s; accepted %.2f s after "
+              "release; %d acknowledged, 0 lost" % (held, len(results), waits[0], waits[-1], REPLY_BOUND,
+                                                    api_calls[0], audited, read_secs, after_secs, len(acked)))
 
     def test_sigterm_while_locked_stops_in_time(self):
         # systemd allows 60 s (TimeoutStopSec) before SIGKILL: a message
