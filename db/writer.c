@@ -798,7 +798,6 @@ writer_main(void *arg)
 		struct audit_entry *audits;
 		struct writer_job *jobs;
 		int n = 0;
-
 		bool last_try;
 
 		pthread_mutex_lock(&w->lock);

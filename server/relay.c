@@ -414,8 +414,9 @@ record_done(struct writer_job *job)
 	if (job->rc != SQLITE_OK) {
 		/* The message stays in flight, so no scan picks it again, until
 		 * its result is on disk or submitd stops (relay_stop). */
-		if (rec->tries++ == 0)
-			log_err("event=relay_record_failed msgid=%s note=retrying", rec->t->public_id);
+		if (rec->tries++ % 60 == 0)     /* at the first try, then once a minute */
+			log_err("event=relay_record_failed msgid=%s tries=%u note=retrying", rec->t->public_id,
+			    rec->tries);
 		if (rec->retry == NULL)
 			rec->retry = evtimer_new(r->srv->base, record_retry, rec);
 		rec->next_waiting = r->waiting;
