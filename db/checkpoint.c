@@ -13,12 +13,12 @@
 #include "server/log.h"
 #include "server/util.h"
 
-/* From twice the threshold the thread copies every eighth of it (at least
+/* From twice the threshold the thread copies every sixteenth of it (at least
  * CHASE_MIN frames, more than one commit writes), and the writer finishes
  * a checkpoint when at most that is left; at eight times, the thread
  * stops starting passes and the writer checkpoints whatever is left. */
 #define CHASE_FACTOR 2
-#define CHASE_SHARE 8
+#define CHASE_SHARE 16
 #define CHASE_MIN 64
 #define WRITER_FACTOR 8
 

@@ -13,7 +13,7 @@
  * The WAL file only starts over at a write transaction that finds every
  * frame copied, which a pass on another thread rarely leaves while the
  * writer keeps appending. So once the WAL is twice the threshold, the
- * thread copies whenever an eighth of it is new, and the writer, right
+ * thread copies whenever a sixteenth of it is new, and the writer, right
  * after a commit that leaves at most that much uncopied, finishes the
  * checkpoint itself (a few frames and one fsync of the database file);
  * nothing is appended meanwhile, so it completes and the next transaction
