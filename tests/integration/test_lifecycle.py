@@ -173,13 +173,12 @@ class Memory(unittest.TestCase):
             self.assertEqual(row["sha256"], hashlib.sha256(body).hexdigest())
             c.close()
 
-
     @unittest.skipIf(MEMCHECK or os.environ.get("SUBMITD_SANITIZE", "none") not in ("", "none"),
                      "RSS is valgrind's or the sanitizer's there")
     def test_idle_tls_sessions_bounded_rss(self):
         """An idle session after STARTTLS holds no full-size read buffer
         (server/smtp_session.c, TLS_COMMAND_READ): 29-31 KB of RSS each
-        before, about 21 KB now, 2.7 KB without TLS (docs/performance.md)."""
+        before, about 20 KB now, 2.7 KB without TLS (docs/performance.md)."""
         n = 300
         with Submitd({"server.max_connections": "1000", "server.max_connections_per_ip": "1000"}) as s:
             pid = s.proc.pid
@@ -296,18 +295,17 @@ class Checkpoints(unittest.TestCase):
             r"event=checkpoint by=(\w+) wal_frames=(\d+) copied=\d+ rc=(\d+)", log)]
         thread_ok = [f for by, f, rc in passes if by == "thread" and rc == 0]
         self.assertGreaterEqual(len(thread_ok), 3, passes)
-        # the WAL started over: a pass saw fewer frames than an earlier one
-        self.assertTrue(any(b < a for a, b in zip(thread_ok, thread_ok[1:])), thread_ok)
+        # the WAL started over, again and again (a pass saw fewer frames
+        # than the one before): the load was more than the bound holds
+        restarts = sum(1 for a, b in zip(thread_ok, thread_ok[1:]) if b < a)
+        self.assertGreaterEqual(restarts, 2, thread_ok)
         # a commit here writes at most a few dozen frames (4 clients, 5 KB)
         bound = (self.WRITER_FACTOR * self.PAGES + 200) * self.FRAME + 32
         self.assertLessEqual(largest[0], bound, "largest WAL %d bytes, bound %d" % (largest[0], bound))
-        # and the load was large enough for the bound to mean something:
-        # more frames went through the WAL than the bound holds
-        frames = sum(f for by, f, rc in passes)
-        self.assertGreater(frames * self.FRAME, bound, passes)
-        print("\n%d messages: largest WAL %d frames (bound %d), %d checkpoints by the thread, %d by "
-              "the writer" % (len(sent), (largest[0] - 32) // self.FRAME, (bound - 32) // self.FRAME,
-                              len(thread_ok), sum(1 for by, _, _ in passes if by == "writer")))
+        print("\n%d messages: largest WAL %d frames (bound %d), started over %d times; %d checkpoints "
+              "by the thread, %d by the writer" % (len(sent), (largest[0] - 32) // self.FRAME,
+                                                    (bound - 32) // self.FRAME, restarts, len(thread_ok),
+                                                    sum(1 for by, _, _ in passes if by == "writer")))
 
     def test_zero_leaves_checkpoints_to_sqlite(self):
         with Submitd({"smtp.trusted_networks": "127.0.0.0/8", "log.level": "debug",
