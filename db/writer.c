@@ -120,7 +120,7 @@ struct writer {
 
 	/* writer thread only */
 	struct audit_entry *a_retry;            /* rows whose commit failed, oldest first */
-	size_t a_retry_n;
+	bool audit_deferred;                    /* the last audit commit failed, rows kept */
 	bool locked;                            /* the last BEGIN found the database locked */
 	uint64_t locked_since_us;
 	unsigned locked_refusals;               /* BEGINs refused since */
@@ -672,16 +672,16 @@ insert_audits(struct writer *w, struct audit_entry *list, bool last_try)
 	if (rc == SQLITE_OK)
 		rc = tx(w, ST_COMMIT);
 	if (rc == SQLITE_OK) {
-		if (w->a_retry_n > 0)
+		if (w->audit_deferred)
 			log_info("event=audit_write_resumed rows=%d", n);
-		w->a_retry_n = 0;
+		w->audit_deferred = false;
 	} else {
 		db_error(w, why, sizeof(why));
 		tx(w, ST_ROLLBACK);
 		primary = rc & 0xff;
 		if (!last_try && (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_FULL ||
 		    primary == SQLITE_IOERR || primary == SQLITE_READONLY)) {
-			if (w->a_retry_n == 0)
+			if (!w->audit_deferred)
 				log_err("event=audit_write_deferred rows=%d %s note=retrying", n, why);
 			if (n > AUDIT_KEEP_MAX)
 				log_err("event=audit_write_failed rows=%d note=too_many_waiting keep=%d",
@@ -692,11 +692,11 @@ insert_audits(struct writer *w, struct audit_entry *list, bool last_try)
 				audit_free(a);
 			}
 			w->a_retry = list;
-			w->a_retry_n = (size_t)n;
+			w->audit_deferred = true;
 			return;
 		}
 		log_err("event=audit_write_failed rows=%d %s", n, why);
-		w->a_retry_n = 0;
+		w->audit_deferred = false;
 	}
 	while ((a = list) != NULL) {
 		list = a->next;

@@ -119,7 +119,6 @@ struct relay {
 	int64_t *inflight;            /* message ids picked and not yet recorded */
 	size_t ninflight, capinflight;
 	struct record *waiting;       /* results whose commit failed, to try again */
-	size_t nwaiting;
 	bool draining;
 	bool purging;
 	struct conn *current;         /* the connection on_reply works for */
@@ -397,7 +396,6 @@ record_retry(evutil_socket_t fd, short what, void *arg)
 	for (struct record **p = &r->waiting; *p; p = &(*p)->next_waiting) {
 		if (*p == rec) {
 			*p = rec->next_waiting;
-			r->nwaiting--;
 			break;
 		}
 	}
@@ -421,7 +419,6 @@ record_done(struct writer_job *job)
 			rec->retry = evtimer_new(r->srv->base, record_retry, rec);
 		rec->next_waiting = r->waiting;
 		r->waiting = rec;
-		r->nwaiting++;
 		evtimer_add(rec->retry, &again);
 		return;
 	}
@@ -1446,7 +1443,9 @@ relay_busy(struct server *srv)
 		return 0;
 	for (struct conn *c = r->conns; c; c = c->next)
 		n += c->task != NULL;
-	return n + r->nwaiting + (r->purging ? 1 : 0);
+	for (struct record *rec = r->waiting; rec; rec = rec->next_waiting)
+		n++;
+	return n + (r->purging ? 1 : 0);
 }
 
 void
@@ -1474,7 +1473,6 @@ relay_stop(struct server *srv)
 		    rec->t->public_id, rec->tries);
 		record_free(rec);
 	}
-	r->nwaiting = 0;
 	if (r->poll)
 		event_free(r->poll);
 	if (r->purge)

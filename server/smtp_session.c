@@ -209,16 +209,21 @@ reply(struct smtp_session *s, const char *fmt, ...)
 	reply_raw(s, line, (size_t)n);
 }
 
+/* How much a TLS session decrypts per read in state st. */
+static size_t
+tls_read_size(enum smtp_state st)
+{
+	return st == SMTP_DATA || st == SMTP_BDAT ? TLS_BODY_READ : TLS_COMMAND_READ;
+}
+
 static void
 enter_state(struct smtp_session *s, enum smtp_state st)
 {
-	bool body = st == SMTP_DATA || st == SMTP_BDAT;
-
 	if (s->state != st)
 		log_debug("event=state session=%016llx from=%s to=%s", (unsigned long long)s->id,
 		    state_names[s->state], state_names[st]);
-	if (s->tls && body != (s->state == SMTP_DATA || s->state == SMTP_BDAT))
-		bufferevent_set_max_single_read(s->bev, body ? TLS_BODY_READ : TLS_COMMAND_READ);
+	if (s->tls && tls_read_size(st) != tls_read_size(s->state))
+		bufferevent_set_max_single_read(s->bev, tls_read_size(st));
 	s->state = st;
 }
 
@@ -1586,8 +1591,7 @@ session_setup_bev(struct smtp_session *s)
 	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH);
 	if (s->tls) {
 		bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-		bufferevent_set_max_single_read(s->bev, s->state == SMTP_DATA || s->state == SMTP_BDAT ?
-		    TLS_BODY_READ : TLS_COMMAND_READ);
+		bufferevent_set_max_single_read(s->bev, tls_read_size(s->state));
 	}
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }

@@ -82,10 +82,12 @@ def proc_kb(pid, key):
 TCK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_stat(pid):
-    """Fields of /proc/PID/stat after the command name (state first); None if gone."""
+def proc_stat(pid, tid=None):
+    """Fields of /proc/PID/stat (or of thread TID's task/TID/stat) after the
+    command name (state first); None if gone."""
+    path = "/proc/%d/stat" % pid if tid is None else "/proc/%d/task/%d/stat" % (pid, tid)
     try:
-        with open("/proc/%d/stat" % pid) as f:
+        with open(path) as f:
             return f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
@@ -334,12 +336,8 @@ class Submitd:
     def loop_cpu(self):
         """CPU seconds of the main thread alone: the SMTP event loop, which
         does every session's protocol and TLS work."""
-        try:
-            with open("/proc/%d/task/%d/stat" % (self.proc.pid, self.proc.pid)) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / TCK
+        f = proc_stat(self.proc.pid, self.proc.pid)
+        return 0.0 if f is None else (int(f[11]) + int(f[12])) / TCK
 
     def count(self, table="messages"):
         r = run(["sqlite3", "-cmd", ".timeout 10000", os.path.join(self.data, "submitd.db"),
