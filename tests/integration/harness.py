@@ -493,6 +493,9 @@ class Submitd:
         self.proc = None
         self.log_file = None
         self.memcheck_logs = None
+        # argv put before submitd's own, e.g. strace's (then proc is the
+        # wrapper, and the test reaches submitd through it)
+        self.wrapper = []
 
     # -- options shared by submitd and submitctl, so that both see one config
     def option_args(self):
@@ -516,7 +519,7 @@ class Submitd:
         self.log_file = open(self.log_path, "ab")
         seen = len(self.log())   # a restart appends: look only at the new run
         argv, self.memcheck_logs = command("submitd")
-        cmd = argv + self.option_args()
+        cmd = self.wrapper + argv + self.option_args()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=self.log_file, cwd=self.tmp)
         deadline = time.monotonic() + READY_TIMEOUT

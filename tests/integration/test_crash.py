@@ -3,17 +3,25 @@ concurrently while submitd is killed with SIGKILL, again and again; after
 each restart every message whose 250 a client received must be there,
 byte-exact (SHA-256), with tokens that verify, and the database must pass
 PRAGMA integrity_check. Prints acknowledged / present / lost per round.
+
+A killed process loses nothing the kernel already has, so SIGKILL cannot
+tell written from flushed. FlushBeforeReply checks that at the level of
+system calls instead: under strace, each 250 at the end of DATA goes out
+only after an fdatasync of the WAL that began once the message's frames
+were written.
 """
 
 import hashlib
 import os
+import re
 import signal
 import smtplib
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import Submitd, TOKEN_RE
+from harness import Submitd, TOKEN_RE, which
 
 ROUNDS = 4
 CLIENTS = 8
@@ -90,6 +98,99 @@ class CrashSafety(unittest.TestCase):
             print("total: acknowledged %d, lost 0 over %d kill -9 rounds" % (totals["acked"], ROUNDS))
         finally:
             s.keep = False
+            s.cleanup()
+
+
+_STRACE_LINE = re.compile(r"^(\d+)\s+(\d+\.\d+) (.*)$")
+_STRACE_END = re.compile(r"\) += (-?\d+|\?)(?: [^<]*)? <(\d+\.\d+)>$")
+
+
+def strace_calls(path):
+    """The finished system calls of an `strace -f -ttt -T -y` log, by start
+    time: dicts of start, end, tid, call, fd (the path -y printed for the
+    first argument), text and ret. A call another thread interrupted in the
+    log ("<unfinished ...>" ... "<... resumed>") is joined into one."""
+    pending, calls = {}, []
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = _STRACE_LINE.match(line.rstrip("\n"))
+            if not m:
+                continue
+            tid, t, rest = int(m.group(1)), float(m.group(2)), m.group(3)
+            if rest.endswith("<unfinished ...>"):
+                pending[tid] = (t, rest[:-len("<unfinished ...>")])
+                continue
+            r = re.match(r"<\.\.\. \w+ resumed>(.*)$", rest)
+            if r:
+                if tid not in pending:
+                    continue
+                start, head = pending.pop(tid)
+                rest = head + r.group(1)
+            else:
+                start = t
+            e = _STRACE_END.search(rest)
+            c = re.match(r"(\w+)\((?:\d+<([^>]*)>)?", rest)
+            if not e or not c:
+                continue        # signals, exits
+            calls.append({"start": start, "end": start + float(e.group(2)), "tid": tid,
+                          "call": c.group(1), "fd": c.group(2) or "", "text": rest, "ret": e.group(1)})
+    calls.sort(key=lambda x: x["start"])
+    return calls
+
+
+class FlushBeforeReply(unittest.TestCase):
+    MESSAGES = 8
+
+    def setUp(self):
+        if not which("strace"):
+            self.skipTest("strace is not installed (scripts/deps test installs it)")
+        p = subprocess.run(["strace", "-f", "-o", os.devnull, "true"], capture_output=True, text=True)
+        if p.returncode != 0:
+            self.skipTest("strace cannot trace here: %s" % p.stderr.strip())
+
+    def test_250_only_after_the_wal_is_flushed(self):
+        s = Submitd({"smtp.trusted_networks": "127.0.0.0/8"})
+        trace = os.path.join(s.tmp, "strace.log")
+        # LeakSanitizer cannot run under ptrace; the other tests check leaks
+        asan = (os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
+        s.wrapper = ["env", "ASAN_OPTIONS=" + asan, "strace", "-f", "-qq", "-ttt", "-T", "-y", "-s", "200", "-o", trace,
+                     "-e", "trace=pwrite64,pwritev,write,writev,fdatasync,fsync,sendto,sendmsg"]
+        try:
+            s.start()
+            # one message at a time, so that the writes before each reply are its own
+            for i in range(self.MESSAGES):
+                c = smtplib.SMTP("127.0.0.1", s.port, timeout=30)
+                c.ehlo("flush.test")
+                c.sendmail("a@example.org", ["b@example.net"], "Subject: flush %d\r\n\r\nbody %d\r\n" % (i, i))
+                c.quit()
+            with open("/proc/%d/task/%d/children" % (s.proc.pid, s.proc.pid)) as f:
+                server_pid = int(f.read().split()[0])
+            os.kill(server_pid, signal.SIGTERM)
+            s.proc.wait(60)
+            s.stop()
+
+            calls = strace_calls(trace)
+            replies = [c for c in calls if c["call"] in ("sendto", "sendmsg", "write", "writev")
+                       and c["fd"].startswith("socket:") and '"250-2.1.13 ' in c["text"]]
+            self.assertEqual(len(replies), self.MESSAGES, "final replies found in the trace")
+            wal = lambda c: c["fd"].endswith("/submitd.db-wal")
+            since = 0.0
+            for n, r in enumerate(replies):
+                writes = [c for c in calls if c["call"] in ("pwrite64", "pwritev", "write", "writev")
+                          and wal(c) and since < c["start"] < r["start"]]
+                self.assertTrue(writes, "message %d: no write to the WAL before its 250" % n)
+                written = max(c["end"] for c in writes)
+                flushes = [c for c in calls if c["call"] in ("fdatasync", "fsync") and wal(c)
+                           and c["ret"] == "0" and c["start"] >= written and c["end"] <= r["start"]]
+                self.assertTrue(flushes, "message %d: its 250 went out at %.6f, but no fdatasync of the "
+                                "WAL began after its last write (%.6f) and ended before"
+                                % (n, r["start"], written))
+                since = r["start"]
+            print("\n%d messages: each 250 came after an fdatasync of the WAL that followed its writes"
+                  % len(replies))
+        finally:
+            if s.proc is not None and s.proc.poll() is None:
+                s.proc.kill()
             s.cleanup()
 
 
