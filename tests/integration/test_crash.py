@@ -153,20 +153,24 @@ class FlushBeforeReply(unittest.TestCase):
         trace = os.path.join(s.tmp, "strace.log")
         # LeakSanitizer cannot run under ptrace; the other tests check leaks
         asan = (os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
-        s.wrapper = ["env", "ASAN_OPTIONS=" + asan, "strace", "-f", "-qq", "-ttt", "-T", "-y", "-s", "200", "-o", trace,
+        s.wrapper = ["env", "ASAN_OPTIONS=" + asan,
+                     "strace", "-f", "-qq", "-ttt", "-T", "-y", "-s", "200", "-o", trace,
                      "-e", "trace=pwrite64,pwritev,write,writev,fdatasync,fsync,sendto,sendmsg"]
+        server_pid = None
         try:
             s.start()
+            # s.proc is strace (env execs it); submitd is its child
+            with open("/proc/%d/task/%d/children" % (s.proc.pid, s.proc.pid)) as f:
+                server_pid = int(f.read().split()[0])
             # one message at a time, so that the writes before each reply are its own
             for i in range(self.MESSAGES):
                 c = smtplib.SMTP("127.0.0.1", s.port, timeout=30)
                 c.ehlo("flush.test")
                 c.sendmail("a@example.org", ["b@example.net"], "Subject: flush %d\r\n\r\nbody %d\r\n" % (i, i))
                 c.quit()
-            with open("/proc/%d/task/%d/children" % (s.proc.pid, s.proc.pid)) as f:
-                server_pid = int(f.read().split()[0])
             os.kill(server_pid, signal.SIGTERM)
             s.proc.wait(60)
+            server_pid = None
             s.stop()
 
             calls = strace_calls(trace)
@@ -189,8 +193,11 @@ class FlushBeforeReply(unittest.TestCase):
             print("\n%d messages: each 250 came after an fdatasync of the WAL that followed its writes"
                   % len(replies))
         finally:
-            if s.proc is not None and s.proc.poll() is None:
-                s.proc.kill()
+            if server_pid is not None:      # a failure before the stop: no orphan
+                try:
+                    os.kill(server_pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             s.cleanup()
 
 
