@@ -166,7 +166,8 @@ class FlushBeforeReply(unittest.TestCase):
             for i in range(self.MESSAGES):
                 c = smtplib.SMTP("127.0.0.1", s.port, timeout=30)
                 c.ehlo("flush.test")
-                c.sendmail("a@example.org", ["b@example.net"], "Subject: flush %d\r\n\r\nbody %d\r\n" % (i, i))
+                c.sendmail("a@example.org", ["b@example.net"],
+                           "Subject: flush %d\r\n\r\nbody %d\r\n" % (i, i))
                 c.quit()
             os.kill(server_pid, signal.SIGTERM)
             s.proc.wait(60)
