@@ -10,8 +10,8 @@
 #include <stdlib.h>
 
 #include "db/store.h"
-#include "server/log.h"
-#include "server/util.h"
+#include "server/base/log.h"
+#include "server/base/util.h"
 
 /* From twice the threshold the thread copies every sixteenth of it (at least
  * CHASE_MIN frames, more than one commit writes), and the writer finishes

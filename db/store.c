@@ -17,7 +17,7 @@
 
 #include <sodium.h>
 
-#include "server/util.h"
+#include "server/base/util.h"
 
 void
 store_time(int64_t ms, char out[24])

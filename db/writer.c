@@ -29,7 +29,7 @@
 
 #include "db/checkpoint.h"
 #include "db/store.h"
-#include "server/log.h"
+#include "server/base/log.h"
 #include "tokens/token.h"
 
 #define BODY_CHUNK (256 * 1024)

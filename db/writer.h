@@ -24,7 +24,7 @@
 
 #include <sqlite3.h>
 
-#include "server/util.h"
+#include "server/base/util.h"
 
 enum writer_status {
 	WRITER_PENDING = 0,

@@ -62,7 +62,7 @@ const char *token_status_name(enum token_status s)
  * prefix and so land on the same few index pages, where random ids would
  * dirty a page of their own each (more written per commit, and at a
  * million rows more cache misses). 48 random bits per millisecond keep
- * them unique. server/util.c's public_id_new makes message ids alike. */
+ * them unique. server/base/util.c's public_id_new makes message ids alike. */
 void token_new_id(char jti[TOKEN_ID_LEN + 1])
 {
 	uint8_t raw[TOKEN_ID_BYTES];

@@ -1,5 +1,5 @@
 /*
- * fuzz_config.c: the configuration reader (server/config.h). The input is
+ * fuzz_config.c: the configuration reader (server/base/config.h). The input is
  * an INI file: it is written to a temporary file (unlinked at once and
  * reached again through /dev/fd, so a crash leaves nothing behind) and
  * loaded over the defaults with config_load_file; every line of the input
@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "fuzz.h"
-#include "server/config.h"
+#include "server/base/config.h"
 
 static int fd = -1;
 static char path[64];

@@ -1,5 +1,5 @@
 /*
- * fuzz_dsn.c: delivery status notifications (server/dsn.h).
+ * fuzz_dsn.c: delivery status notifications (server/relay/dsn.h).
  *
  * Input: NUL-separated fields, then the original message:
  *   byte 0          number of failed recipients (0..4, modulo 5)
@@ -24,8 +24,8 @@
 
 #include "fuzz.h"
 #include "fuzz_keys.h"
-#include "server/dsn.h"
-#include "server/smtp_parse.h"
+#include "server/relay/dsn.h"
+#include "server/protocol/smtp_parse.h"
 
 #define MAX_FAILURES 4
 

@@ -1,5 +1,5 @@
 /*
- * fuzz_sasl.c: AUTH PLAIN and AUTH LOGIN decoding (server/sasl.h).
+ * fuzz_sasl.c: AUTH PLAIN and AUTH LOGIN decoding (server/protocol/sasl.h).
  *
  * Each input is used twice: as the base64 text a client sends, and as the
  * raw octets that a client would encode (so that the field rules of PLAIN
@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "server/sasl.h"
+#include "server/protocol/sasl.h"
 
 static char *
 encode(const uint8_t *in, size_t n, size_t *len_r)

@@ -1,5 +1,5 @@
 /*
- * fuzz_smtp_body.c: the DATA/BDAT body machine (server/smtp_body.h).
+ * fuzz_smtp_body.c: the DATA/BDAT body machine (server/protocol/smtp_body.h).
  *
  * Input: one control octet, then the body octets. The control octet picks
  * the mode (DATA, BDAT, BINARY), the line limit (998, or a small one so
@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "server/smtp_body.h"
+#include "server/protocol/smtp_body.h"
 
 struct result {
 	uint8_t *out;

@@ -15,7 +15,7 @@
 
 #include "fuzz.h"
 #include "smtp_checks.h"
-#include "server/smtp_parse.h"
+#include "server/protocol/smtp_parse.h"
 
 #define LINE_MAX_REAL  512   /* RFC 5321 4.5.3.1.4, the default max_line_length */
 #define LINE_MAX_SMALL 24

@@ -1,5 +1,5 @@
 /*
- * smtp_checks.h: the invariants of server/smtp_parse.h, shared by the
+ * smtp_checks.h: the invariants of server/protocol/smtp_parse.h, shared by the
  * smtp_* fuzz targets. Each check_* runs one parser on a heap copy of
  * exactly the given octets and then states what the header promises about
  * the result, cross-checking the parsers against each other: an address that
@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "server/smtp_parse.h"
+#include "server/protocol/smtp_parse.h"
 
 static inline unsigned char
 fz_lower(unsigned char c)

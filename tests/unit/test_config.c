@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/config.h"
+#include "server/base/config.h"
 
 static char *
 write_ini(const char *text)

@@ -1,6 +1,6 @@
 /*
  * test_sasl.c: base64 and the AUTH PLAIN / LOGIN response decoders
- * (server/sasl.c). Tables of {input, bound, expected}; PLAIN rows are given
+ * (server/protocol/sasl.c). Tables of {input, bound, expected}; PLAIN rows are given
  * as the decoded message (NULs and all) and encoded by the code under test,
  * which also checks that encoder and decoder agree. Inputs are exact-size
  * heap copies so valgrind catches any over-read.
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "server/sasl.h"
+#include "server/protocol/sasl.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define S(x) x, sizeof(x) - 1

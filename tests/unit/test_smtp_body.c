@@ -1,5 +1,5 @@
 /*
- * test_smtp_body.c: the DATA/BDAT body machine (server/smtp_body.c) against
+ * test_smtp_body.c: the DATA/BDAT body machine (server/protocol/smtp_body.c) against
  * a table of {mode, max_line, input, expected output, flags, done, consumed}.
  * Every row is fed whole, one byte at a time, split at every point into two
  * chunks, and (for short rows) at every pair of points into three: all must
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "server/smtp_body.h"
+#include "server/protocol/smtp_body.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define S(x) x, sizeof(x) - 1

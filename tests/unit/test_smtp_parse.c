@@ -1,6 +1,6 @@
 /*
  * test_smtp_parse.c: table-driven tests of the command-side parsers
- * (server/smtp_parse.c). Each row is {input, limits, expected}. Inputs are
+ * (server/protocol/smtp_parse.c). Each row is {input, limits, expected}. Inputs are
  * copied into heap buffers of exactly their length, without a terminating
  * NUL, so that an over-read shows up under valgrind. The line finder is also
  * fed one byte at a time, as a session would rescan a growing buffer, and
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "server/smtp_parse.h"
+#include "server/protocol/smtp_parse.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 /* A string literal and its length, so rows can hold NUL octets. */

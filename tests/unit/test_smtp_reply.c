@@ -17,8 +17,8 @@
 
 #include <sodium.h>
 
-#include "server/smtp_parse.h"
-#include "server/smtp_reply.h"
+#include "server/protocol/smtp_parse.h"
+#include "server/protocol/smtp_reply.h"
 #include "tokens/token.h"
 
 static void

@@ -1,7 +1,7 @@
 /*
  * smtp_reply.c: see smtp_reply.h. docs/tokens.md gives the grammar.
  */
-#include "server/smtp_reply.h"
+#include "server/protocol/smtp_reply.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -4,7 +4,7 @@
  * declared in exactly one place (the Redis createIntConfig habit). The INI
  * reader is inih; unknown keys and bad values are errors with file and line.
  */
-#include "server/config.h"
+#include "server/base/config.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -16,7 +16,7 @@
 
 #include <ini.h>
 
-#include "server/util.h"
+#include "server/base/util.h"
 
 enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL };
 

@@ -6,7 +6,7 @@
  * without us sending its body back. Every line is CRLF-terminated and
  * short; reply texts from the next hop are flattened to one line.
  */
-#include "server/dsn.h"
+#include "server/relay/dsn.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -17,7 +17,7 @@
 
 #include <sodium.h>
 
-#include "server/util.h"
+#include "server/base/util.h"
 
 struct out {
 	char *p;

@@ -5,7 +5,7 @@
  * value is accepted (see sasl_base64_decode) and the rules are visible
  * here. Buffers that held a password are wiped before returning.
  */
-#include "server/sasl.h"
+#include "server/protocol/sasl.h"
 
 #include <sodium.h>
 #include <string.h>

@@ -18,11 +18,11 @@
 #include <sodium.h>
 
 #include "db/store.h"
-#include "server/auth.h"
-#include "server/config.h"
-#include "server/sasl.h"
-#include "server/smtp_parse.h"
-#include "server/util.h"
+#include "server/auth/auth.h"
+#include "server/base/config.h"
+#include "server/protocol/sasl.h"
+#include "server/protocol/smtp_parse.h"
+#include "server/base/util.h"
 #include "tokens/token.h"
 
 static void

@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "server/server.h"
+#include "server/runtime/server.h"
 
 /* Bind every address of cfg->listen and cfg->listen_tls. 0 or -1 (err). */
 int listeners_open(struct server *srv, char *err, size_t errlen);

@@ -4,7 +4,7 @@
  * direct-mapped table: a slot holds one 32-byte keyed hash and an expiry,
  * so its memory is fixed and a collision only costs a re-verification.
  */
-#include "server/auth.h"
+#include "server/auth/auth.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -14,8 +14,8 @@
 #include <sodium.h>
 
 #include "db/store.h"
-#include "server/log.h"
-#include "server/util.h"
+#include "server/base/log.h"
+#include "server/base/util.h"
 
 struct cache_slot {
 	unsigned char h[32];

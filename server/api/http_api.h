@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "server/server.h"
+#include "server/runtime/server.h"
 
 /* Bind cfg->http_listen (nothing when empty). 0 or -1 with err. */
 int http_api_start(struct server *srv, char *err, size_t errlen);

@@ -8,7 +8,7 @@
  * "SMTP smuggling" attacks (a message that another server would have split
  * in two is refused whole instead).
  */
-#include "server/smtp_body.h"
+#include "server/protocol/smtp_body.h"
 
 #include <assert.h>
 #include <string.h>

@@ -17,8 +17,8 @@
 #include <event2/listener.h>
 #include <openssl/ssl.h>
 
-#include "server/config.h"
-#include "server/netaddr.h"
+#include "server/base/config.h"
+#include "server/base/netaddr.h"
 
 struct smtp_session;
 struct writer;

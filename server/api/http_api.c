@@ -11,7 +11,7 @@
  * evhttp, and reads the next when that chunk has been written to the
  * socket, so memory per fetch is one chunk whatever the message size.
  */
-#include "server/http_api.h"
+#include "server/api/http_api.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -35,9 +35,9 @@
 
 #include "db/store.h"
 #include "db/writer.h"
-#include "server/log.h"
-#include "server/netaddr.h"
-#include "server/util.h"
+#include "server/base/log.h"
+#include "server/base/netaddr.h"
+#include "server/base/util.h"
 #include "tokens/token.h"
 
 #define FETCH_CHUNK (64 * 1024)

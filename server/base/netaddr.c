@@ -2,7 +2,7 @@
  * netaddr.c: see netaddr.h. IPv4-mapped IPv6 addresses (::ffff:a.b.c.d)
  * are matched as IPv4, since a dual-stack listener reports them that way.
  */
-#include "server/netaddr.h"
+#include "server/base/netaddr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/util.h"
+#include "server/base/util.h"
 
 int
 netaddr_parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len_r)

@@ -2,7 +2,7 @@
  * log.c: see log.h. Lines are "submitd[pid]: level=info event=... k=v" on
  * stderr (systemd's journal adds the time) or plain key=value to syslog.
  */
-#include "server/log.h"
+#include "server/base/log.h"
 
 #include <stdio.h>
 #include <string.h>

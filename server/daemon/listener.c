@@ -3,7 +3,7 @@
  * session exists: a refused client gets one 421 line written straight to
  * the socket (best effort, non-blocking) and is closed.
  */
-#include "server/listener.h"
+#include "server/daemon/listener.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -17,10 +17,10 @@
 #include <event2/listener.h>
 #include <event2/util.h>
 
-#include "server/log.h"
-#include "server/smtp_session.h"
-#include "server/throttle.h"
-#include "server/util.h"
+#include "server/base/log.h"
+#include "server/smtp/smtp_session.h"
+#include "server/base/throttle.h"
+#include "server/base/util.h"
 
 /* A TLS client cannot read a cleartext 421: on an implicit TLS listener
  * the refusal is the close alone. */

@@ -1,7 +1,7 @@
 /*
  * tls.c: see tls.h.
  */
-#include "server/tls.h"
+#include "server/net/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>

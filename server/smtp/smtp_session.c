@@ -18,7 +18,7 @@
  * the greeting, the EHLO/HELO answer and the intermediate 334/354, which
  * RFC 2034 3 exempts.
  */
-#include "server/smtp_session.h"
+#include "server/smtp/smtp_session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,17 +40,17 @@
 #include <sodium.h>
 
 #include "db/writer.h"
-#include "server/auth.h"
-#include "server/log.h"
-#include "server/netaddr.h"
-#include "server/relay.h"
-#include "server/sasl.h"
-#include "server/server.h"
-#include "server/smtp_body.h"
-#include "server/smtp_parse.h"
-#include "server/smtp_reply.h"
-#include "server/throttle.h"
-#include "server/util.h"
+#include "server/auth/auth.h"
+#include "server/base/log.h"
+#include "server/base/netaddr.h"
+#include "server/relay/relay.h"
+#include "server/protocol/sasl.h"
+#include "server/runtime/server.h"
+#include "server/protocol/smtp_body.h"
+#include "server/protocol/smtp_parse.h"
+#include "server/protocol/smtp_reply.h"
+#include "server/base/throttle.h"
+#include "server/base/util.h"
 #include "tokens/token.h"
 
 /* RFC 4954 4: a SASL response line may be longer than a command line. */

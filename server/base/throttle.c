@@ -3,7 +3,7 @@
  * tombstone-free deletion (backward shift). Entries older than the window
  * count as absent; a window of 0 means counts never age (connection counts).
  */
-#include "server/throttle.h"
+#include "server/base/throttle.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 
 #include <sodium.h>
 
-#include "server/util.h"
+#include "server/base/util.h"
 
 struct entry {
 	char key[THROTTLE_KEY_MAX];

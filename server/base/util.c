@@ -2,7 +2,7 @@
  * util.c: see util.h. Allocation failure is not something a mail server can
  * recover from half-way through a transaction, so it aborts here, loudly.
  */
-#include "server/util.h"
+#include "server/base/util.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -11,7 +11,7 @@
 
 #include <stddef.h>
 
-#include "server/server.h"
+#include "server/runtime/server.h"
 
 int relay_start(struct server *srv, char *err, size_t errlen);
 /* Look for due work soon (a message was just committed). */

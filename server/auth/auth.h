@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server/sasl.h"
+#include "server/protocol/sasl.h"
 
 enum auth_result {
 	AUTH_PENDING = 0,

@@ -21,17 +21,17 @@
 
 #include "db/store.h"
 #include "db/writer.h"
-#include "server/auth.h"
-#include "server/config.h"
-#include "server/http_api.h"
-#include "server/listener.h"
-#include "server/log.h"
-#include "server/relay.h"
-#include "server/server.h"
-#include "server/smtp_session.h"
-#include "server/throttle.h"
-#include "server/tls.h"
-#include "server/util.h"
+#include "server/auth/auth.h"
+#include "server/base/config.h"
+#include "server/api/http_api.h"
+#include "server/daemon/listener.h"
+#include "server/base/log.h"
+#include "server/relay/relay.h"
+#include "server/runtime/server.h"
+#include "server/smtp/smtp_session.h"
+#include "server/base/throttle.h"
+#include "server/net/tls.h"
+#include "server/base/util.h"
 
 #define THROTTLE_CAPACITY 65536
 

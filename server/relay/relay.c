@@ -20,7 +20,7 @@
  * next hop's 250 and that commit sends the message again on restart
  * (at least once, never lost).
  */
-#include "server/relay.h"
+#include "server/relay/relay.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -42,11 +42,11 @@
 
 #include "db/store.h"
 #include "db/writer.h"
-#include "server/dsn.h"
-#include "server/log.h"
-#include "server/sasl.h"
-#include "server/smtp_session.h"
-#include "server/util.h"
+#include "server/relay/dsn.h"
+#include "server/base/log.h"
+#include "server/protocol/sasl.h"
+#include "server/smtp/smtp_session.h"
+#include "server/base/util.h"
 
 #define BODY_CHUNK (64 * 1024)
 #define OUT_HIGH (256 * 1024)

@@ -7,7 +7,7 @@
  * NUL-terminated, nothing is allocated, and every loop is bounded by the
  * length it was given, so any byte string is safe to pass in.
  */
-#include "server/smtp_parse.h"
+#include "server/protocol/smtp_parse.h"
 
 #include <assert.h>
 #include <string.h>
