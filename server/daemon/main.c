@@ -54,19 +54,27 @@ wake(void *arg)
 	event_active(arg, EV_READ, 0);
 }
 
-void
-server_maybe_exit(struct server *srv)
+/* server_maybe_exit's event: while draining, leave the loop once no
+ * session and no delivery is left. */
+static void
+on_maybe_idle(evutil_socket_t fd, short what, void *arg)
 {
+	struct server *srv = arg;
+
 	if (srv->draining && srv->nsessions == 0 && relay_busy(srv) == 0)
 		event_base_loopexit(srv->base, NULL);
 }
 
-/* The writer finished something: answer sessions, then the relay's jobs. */
+/* The writer finished something: answer sessions, then the relay's jobs;
+ * new messages on disk are the relay's to look at. */
 static void
 on_writer_wake(evutil_socket_t fd, short what, void *arg)
 {
-	smtp_session_writer_done(fd, what, arg);
-	relay_jobs_done(arg);
+	struct server *srv = arg;
+
+	if (smtp_session_writer_done(srv) > 0)
+		relay_kick(srv);
+	relay_jobs_done(srv);
 }
 
 static void
@@ -426,6 +434,7 @@ main(int argc, char **argv)
 	}
 
 	srv.writer_ev = event_new(srv.base, -1, 0, on_writer_wake, &srv);
+	srv.idle_ev = event_new(srv.base, -1, 0, on_maybe_idle, &srv);
 	srv.auth_ev = event_new(srv.base, -1, 0, smtp_session_auth_done, &srv);
 	{
 		struct writer_opts wo = {
@@ -489,6 +498,7 @@ main(int argc, char **argv)
 	auth_pool_stop(&srv.auth);
 	/* Drain what the threads finished after the loop stopped. */
 	event_free(srv.writer_ev);
+	event_free(srv.idle_ev);
 	event_free(srv.auth_ev);
 	event_free(sig_term);
 	event_free(sig_int);

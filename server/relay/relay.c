@@ -43,6 +43,7 @@
 #include "db/store.h"
 #include "db/writer.h"
 #include "server/relay/dsn.h"
+#include "server/base/line.h"
 #include "server/base/log.h"
 #include "server/protocol/sasl.h"
 #include "server/smtp/smtp_session.h"
@@ -487,16 +488,12 @@ send_line(struct conn *c, const char *fmt, ...)
 {
 	char line[1100];
 	va_list ap;
-	int n;
+	size_t n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	n = line_vformat(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n > sizeof(line) - 3)
-		n = (int)(sizeof(line) - 3);
-	line[n++] = '\r';
-	line[n++] = '\n';
-	bufferevent_write(c->bev, line, (size_t)n);
+	bufferevent_write(c->bev, line, n);
 }
 
 static void

@@ -19,6 +19,7 @@
 
 #include "server/base/config.h"
 #include "server/base/netaddr.h"
+#include "server/runtime/metrics.h"
 
 struct smtp_session;
 struct writer;
@@ -26,40 +27,6 @@ struct auth_pool;
 struct throttle;
 struct http_api;
 struct relay;
-
-enum refuse_reason {
-	REFUSE_TOO_BIG = 0, REFUSE_BARE_CR_LF, REFUSE_NUL, REFUSE_LONG_LINE, REFUSE_STORAGE,
-	REFUSE_COUNT
-};
-
-/* Upper bounds (seconds) of the commit latency histogram's buckets. */
-#define COMMIT_BUCKETS 12
-extern const double commit_bucket_le[COMMIT_BUCKETS];
-
-/* Counters for /metrics. The SMTP loop and the API's threads bump them and
- * /metrics reads them on an API thread: every access goes through
- * STAT_ADD / STAT_GET (relaxed atomics; a counter needs no ordering). */
-#define STAT_ADD(field, n) ((void)__atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED))
-#define STAT_SUB(field, n) ((void)__atomic_fetch_sub(&(field), (n), __ATOMIC_RELAXED))
-#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
-
-struct server_stats {
-	uint64_t sessions_total;
-	uint64_t messages_accepted;
-	uint64_t messages_refused[REFUSE_COUNT];
-	uint64_t bytes_accepted;
-	uint64_t tokens_issued;
-	uint64_t tokens_verified;
-	uint64_t tokens_refused[8];        /* by enum token_status */
-	uint64_t fetches;
-	uint64_t auth_ok, auth_failed;
-	uint64_t commit_bucket[COMMIT_BUCKETS];   /* cumulative at render time */
-	uint64_t commit_count;
-	uint64_t commit_sum_us;
-};
-
-const char *refuse_reason_name(enum refuse_reason r);
-void stats_commit_latency(struct server_stats *st, uint64_t us);
 
 struct listener {
 	struct server *srv;
@@ -90,13 +57,16 @@ struct server {
 	size_t nsessions;                  /* written on the loop only; STAT_ADD */
 	bool draining;
 	struct event *drain_timer;
+	struct event *idle_ev;             /* the daemon's "may we exit now?" check */
 	struct server_stats stats;
 };
 
 /* Stop accepting (draining) or start again; used by SIGTERM. */
 void server_listeners_enable(struct server *srv, bool on);
-/* While draining: leave the event loop once no session and no delivery
- * is left (main.c). */
+/* A session or a delivery has ended: while draining, ask the daemon (through
+ * idle_ev, on the loop) whether nothing is left and the loop may end. The
+ * modules below the daemon signal; only the daemon knows what "nothing
+ * left" takes, so none of them calls up into it. */
 void server_maybe_exit(struct server *srv);
 
 #endif

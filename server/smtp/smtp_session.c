@@ -41,9 +41,9 @@
 
 #include "db/writer.h"
 #include "server/auth/auth.h"
+#include "server/base/line.h"
 #include "server/base/log.h"
 #include "server/base/netaddr.h"
-#include "server/relay/relay.h"
 #include "server/protocol/sasl.h"
 #include "server/runtime/server.h"
 #include "server/protocol/smtp_body.h"
@@ -195,18 +195,13 @@ reply(struct smtp_session *s, const char *fmt, ...)
 {
 	char line[SMTP_REPLY_LINE_MAX + 1];
 	va_list ap;
-	int n;
+	size_t n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	n = line_vformat(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 3)
-		n = (int)(sizeof(line) - 3);
-	line[n++] = '\r';
-	line[n++] = '\n';
-	reply_raw(s, line, (size_t)n);
+	if (n > 0)
+		reply_raw(s, line, n);
 }
 
 /* How much a TLS session decrypts per read in state st. */
@@ -540,7 +535,6 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 	STAT_ADD(srv->stats.messages_accepted, 1);
 	STAT_ADD(srv->stats.bytes_accepted, m->size);
 	stats_commit_latency(&srv->stats, m->commit_us);
-	relay_kick(srv);
 	log_info("event=message_accepted session=%016llx msgid=%s user=%s size=%llu rcpts=%zu "
 	    "sha256=%.16s commit_us=%llu", (unsigned long long)s->id, m->public_id,
 	    m->auth_login ? m->auth_login : "-", (unsigned long long)m->size, m->nrcpt, m->sha256_hex,
@@ -568,40 +562,16 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 	STAT_ADD(srv->stats.tokens_issued, m->nrcpt + 1);
 }
 
-const double commit_bucket_le[COMMIT_BUCKETS] = {
-	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-};
-
-const char *
-refuse_reason_name(enum refuse_reason r)
+size_t
+smtp_session_writer_done(struct server *srv)
 {
-	static const char *const names[REFUSE_COUNT] = { "too_big", "bare_cr_lf", "nul", "long_line", "storage" };
-	return r < REFUSE_COUNT ? names[r] : "unknown";
-}
-
-void
-stats_commit_latency(struct server_stats *st, uint64_t us)
-{
-	double sec = (double)us / 1e6;
-
-	STAT_ADD(st->commit_count, 1);
-	STAT_ADD(st->commit_sum_us, us);
-	for (int i = 0; i < COMMIT_BUCKETS; i++)
-		if (sec <= commit_bucket_le[i]) {
-			STAT_ADD(st->commit_bucket[i], 1);
-			break;
-		}
-}
-
-void
-smtp_session_writer_done(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *srv = arg;
 	struct writer_msg *list = writer_collect(srv->writer), *m;
+	size_t committed = 0;
 
 	while ((m = list) != NULL) {
 		struct smtp_session *s = m->owner;
 		list = m->next;
+		committed += m->status == WRITER_OK;
 		if (s != NULL) {
 			s->pending = NULL;
 			s->waiting = false;
@@ -622,6 +592,7 @@ smtp_session_writer_done(evutil_socket_t fd, short what, void *arg)
 			writer_msg_free(&m);
 		}
 	}
+	return committed;
 }
 
 /* ------------------------------------------------------------------ */

@@ -8,6 +8,7 @@
 #define SUBMITD_SMTP_SESSION_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 #include <event2/util.h>
@@ -19,9 +20,10 @@ struct smtp_session;
 void smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     int salen, bool implicit_tls);
 
-/* Collect finished writer and auth work and answer the sessions waiting
- * for it (event callbacks, on the loop thread). */
-void smtp_session_writer_done(evutil_socket_t fd, short what, void *arg);
+/* Collect the messages the writer finished and answer the sessions
+ * waiting for them (on the loop thread). Returns how many committed. */
+size_t smtp_session_writer_done(struct server *srv);
+/* Collect finished auth work and answer its sessions (event callback). */
 void smtp_session_auth_done(evutil_socket_t fd, short what, void *arg);
 
 /* SIGTERM: sessions idle between transactions get 421 and are closed; a

@@ -1,0 +1,45 @@
+/*
+ * metrics.h: the counters and the commit-latency histogram that /metrics
+ * renders. The SMTP loop, the relay and the API's threads bump them; every
+ * access goes through STAT_ADD / STAT_GET (relaxed atomics: a counter needs
+ * no ordering). One instance lives in struct server.
+ */
+#ifndef SUBMITD_METRICS_H
+#define SUBMITD_METRICS_H
+
+#include <stdint.h>
+
+enum refuse_reason {
+	REFUSE_TOO_BIG = 0, REFUSE_BARE_CR_LF, REFUSE_NUL, REFUSE_LONG_LINE, REFUSE_STORAGE,
+	REFUSE_COUNT
+};
+
+/* Upper bounds (seconds) of the commit latency histogram's buckets. */
+#define COMMIT_BUCKETS 12
+extern const double commit_bucket_le[COMMIT_BUCKETS];
+
+#define STAT_ADD(field, n) ((void)__atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED))
+#define STAT_SUB(field, n) ((void)__atomic_fetch_sub(&(field), (n), __ATOMIC_RELAXED))
+#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+struct server_stats {
+	uint64_t sessions_total;
+	uint64_t messages_accepted;
+	uint64_t messages_refused[REFUSE_COUNT];
+	uint64_t bytes_accepted;
+	uint64_t tokens_issued;
+	uint64_t tokens_verified;
+	uint64_t tokens_refused[8];        /* by enum token_status */
+	uint64_t fetches;
+	uint64_t auth_ok, auth_failed;
+	uint64_t commit_bucket[COMMIT_BUCKETS];   /* cumulative at render time */
+	uint64_t commit_count;
+	uint64_t commit_sum_us;
+};
+
+/* "too_big", "bare_cr_lf", ...: the label of a refusal in /metrics. */
+const char *refuse_reason_name(enum refuse_reason r);
+/* Count one commit that took us microseconds from submit to commit. */
+void stats_commit_latency(struct server_stats *st, uint64_t us);
+
+#endif
