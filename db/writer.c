@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@
 #include "db/checkpoint.h"
 #include "db/store.h"
 #include "server/base/log.h"
+#include "server/base/workq.h"
 #include "tokens/token.h"
 
 #define BODY_CHUNK (256 * 1024)
@@ -90,9 +92,9 @@ struct writer {
 	uint8_t *chunk;
 
 	pthread_t thread;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct writer_msg *q_head, *q_tail;     /* waiting to be committed */
+	pthread_mutex_t lock;                   /* of every queue, and of the fields below */
+	pthread_cond_t cond;                    /* work for the writer thread */
+	struct workq msgs;                      /* waiting to be committed (next) */
 
 	/* The signer thread: when tokens are on, a message goes to it and to
 	 * the writer's queue at once. writer_submit names the key (the active
@@ -104,16 +106,15 @@ struct writer {
 	bool signer_started;
 	pthread_cond_t sign_cond;
 	pthread_cond_t signed_cond;             /* a list of messages was signed */
-	struct writer_msg *s_head, *s_tail;     /* waiting to be signed (s_next) */
+	struct workq to_sign;                   /* waiting to be signed (s_next) */
 	struct token_key active;                /* has_secret false: no signing key */
 	struct token_key previous;
 	bool signing;                           /* the signer holds messages */
-	bool sign_stopping;
 
-	struct writer_msg *d_head, *d_tail;     /* done, to collect */
-	struct audit_entry *a_head, *a_tail;    /* audit rows to insert */
-	struct writer_job *j_head, *j_tail;     /* jobs to run */
-	struct writer_job *jd_head, *jd_tail;   /* jobs run, to collect */
+	struct workq done;                      /* messages done, to collect */
+	struct workq audits;                    /* audit rows to insert */
+	struct workq jobs;                      /* jobs to run */
+	struct workq jobs_done;                 /* jobs run, to collect */
 	size_t depth;
 	bool stopping;
 	bool busy;                              /* work taken, results not yet posted */
@@ -443,12 +444,7 @@ stage_done_locked(struct writer *w, struct writer_msg *m)
 {
 	if (--m->pending > 0)
 		return false;
-	m->next = NULL;
-	if (w->d_tail)
-		w->d_tail->next = m;
-	else
-		w->d_head = m;
-	w->d_tail = m;
+	workq_push_locked(&w->done, m);
 	return true;
 }
 
@@ -726,39 +722,19 @@ run_jobs(struct writer *w, struct writer_job *jobs)
 			tx(w, ST_ROLLBACK);
 		}
 	}
-	pthread_mutex_lock(&w->lock);
-	if (w->jd_tail)
-		w->jd_tail->next = jobs;
-	else
-		w->jd_head = jobs;
-	w->jd_tail = last;
-	pthread_mutex_unlock(&w->lock);
+	workq_push_list(&w->jobs_done, jobs, last);
 }
 
 void
 writer_job_submit(struct writer *w, struct writer_job *job)
 {
-	job->next = NULL;
-	pthread_mutex_lock(&w->lock);
-	if (w->j_tail)
-		w->j_tail->next = job;
-	else
-		w->j_head = job;
-	w->j_tail = job;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
+	workq_push(&w->jobs, job);
 }
 
 struct writer_job *
 writer_collect_jobs(struct writer *w)
 {
-	struct writer_job *list;
-
-	pthread_mutex_lock(&w->lock);
-	list = w->jd_head;
-	w->jd_head = w->jd_tail = NULL;
-	pthread_mutex_unlock(&w->lock);
-	return list;
+	return workq_take_all(&w->jobs_done);
 }
 
 void
@@ -773,14 +749,15 @@ writer_audit(struct writer *w, const char *action, const char *result, const cha
 	a->service = service ? xstrdup(service) : NULL;
 	a->token_id = token_id ? xstrdup(token_id) : NULL;
 	a->client = xstrdup(client_address);
-	pthread_mutex_lock(&w->lock);
-	if (w->a_tail)
-		w->a_tail->next = a;
-	else
-		w->a_head = a;
-	w->a_tail = a;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
+	workq_push(&w->audits, a);
+}
+
+/* Work for the writer thread is waiting (the rows to retry aside). */
+static bool
+has_work_locked(const struct writer *w)
+{
+	return !workq_empty_locked(&w->msgs) || !workq_empty_locked(&w->audits) ||
+	    !workq_empty_locked(&w->jobs);
 }
 
 /* Each pass takes what is waiting of every kind (one batch of messages,
@@ -794,14 +771,14 @@ writer_main(void *arg)
 	struct writer *w = arg;
 
 	for (;;) {
-		struct writer_msg *batch, *last = NULL;
-		struct audit_entry *audits;
+		struct writer_msg *batch;
+		struct audit_entry *audits, *fresh;
 		struct writer_job *jobs;
-		int n = 0;
+		size_t n;
 		bool last_try;
 
 		pthread_mutex_lock(&w->lock);
-		while (w->q_head == NULL && w->a_head == NULL && w->j_head == NULL && !w->stopping) {
+		while (!has_work_locked(w) && !w->stopping) {
 			struct timespec until;
 			if (w->a_retry == NULL) {
 				pthread_cond_wait(&w->cond, &w->lock);
@@ -813,36 +790,23 @@ writer_main(void *arg)
 			if (pthread_cond_timedwait(&w->cond, &w->lock, &until) == ETIMEDOUT)
 				break;
 		}
-		if (w->q_head == NULL && w->a_head == NULL && w->j_head == NULL && w->a_retry == NULL) {
+		if (!has_work_locked(w) && w->a_retry == NULL) {
 			pthread_mutex_unlock(&w->lock);
 			break;          /* stopping, and nothing left */
 		}
 		last_try = w->stopping;
 		/* the rows kept from a failed commit are older: they go first */
-		audits = w->a_retry ? w->a_retry : w->a_head;
+		fresh = workq_take_all_locked(&w->audits);
+		audits = w->a_retry ? w->a_retry : fresh;
 		if (w->a_retry) {
 			struct audit_entry *tail = w->a_retry;
 			while (tail->next)
 				tail = tail->next;
-			tail->next = w->a_head;
+			tail->next = fresh;
 			w->a_retry = NULL;
 		}
-		w->a_head = w->a_tail = NULL;
-		jobs = w->j_head;
-		w->j_head = w->j_tail = NULL;
-		batch = w->q_head;
-		if (batch) {
-			last = batch;
-			n = 1;
-			while (last->next && n < w->o.batch) {
-				last = last->next;
-				n++;
-			}
-			w->q_head = last->next;
-			if (w->q_head == NULL)
-				w->q_tail = NULL;
-			last->next = NULL;
-		}
+		jobs = workq_take_all_locked(&w->jobs);
+		batch = workq_take_locked(&w->msgs, (size_t)w->o.batch, &n);
 		w->busy = true;
 		pthread_mutex_unlock(&w->lock);
 
@@ -863,7 +827,7 @@ writer_main(void *arg)
 				next = m->next;
 				posted |= stage_done_locked(w, m);
 			}
-			w->depth -= (size_t)n;
+			w->depth -= n;
 			pthread_mutex_unlock(&w->lock);
 			/* answer the clients before running the other work */
 			if (posted && w->o.notify)
@@ -897,14 +861,12 @@ signer_main(void *arg)
 		bool posted = false;
 
 		pthread_mutex_lock(&w->lock);
-		while (w->s_head == NULL && !w->sign_stopping)
-			pthread_cond_wait(&w->sign_cond, &w->lock);
-		if (w->s_head == NULL) {
+		workq_wait_locked(&w->to_sign);
+		list = workq_take_all_locked(&w->to_sign);
+		if (list == NULL) {
 			pthread_mutex_unlock(&w->lock);
-			break;
+			break;          /* stopping, and nothing left */
 		}
-		list = w->s_head;
-		w->s_head = w->s_tail = NULL;
 		active = w->active;
 		previous = w->previous;
 		w->signing = true;
@@ -964,6 +926,12 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 	pthread_cond_init(&w->cond, NULL);
 	pthread_cond_init(&w->sign_cond, NULL);
 	pthread_cond_init(&w->signed_cond, NULL);
+	workq_init(&w->msgs, offsetof(struct writer_msg, next), &w->lock, &w->cond);
+	workq_init(&w->jobs, offsetof(struct writer_job, next), &w->lock, &w->cond);
+	workq_init(&w->audits, offsetof(struct audit_entry, next), &w->lock, &w->cond);
+	workq_init(&w->to_sign, offsetof(struct writer_msg, s_next), &w->lock, &w->sign_cond);
+	workq_init(&w->done, offsetof(struct writer_msg, next), &w->lock, NULL);
+	workq_init(&w->jobs_done, offsetof(struct writer_job, next), &w->lock, NULL);
 	refresh_keys(w);
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		snprintf(err, errlen, "cannot start the writer thread");
@@ -1002,7 +970,6 @@ writer_submit(struct writer *w, struct writer_msg *m)
 	 * the key below. */
 	struct writer_token_meta *meta = w->signer_started ? claim_tokens(w, m) : NULL;
 
-	m->next = m->s_next = NULL;
 	m->status = WRITER_PENDING;
 	m->submitted_us = mono_us();
 	pthread_mutex_lock(&w->lock);
@@ -1012,22 +979,12 @@ writer_submit(struct writer *w, struct writer_msg *m)
 		meta = NULL;
 		m->pending = 2;
 		m->signed_done = false;
-		if (w->s_tail)
-			w->s_tail->s_next = m;
-		else
-			w->s_head = m;
-		w->s_tail = m;
-		pthread_cond_signal(&w->sign_cond);
+		workq_push_locked(&w->to_sign, m);
 	} else {
 		m->pending = 1;
 		m->signed_done = true;
 	}
-	if (w->q_tail)
-		w->q_tail->next = m;
-	else
-		w->q_head = m;
-	w->q_tail = m;
-	pthread_cond_signal(&w->cond);
+	workq_push_locked(&w->msgs, m);
 	w->depth++;
 	pthread_mutex_unlock(&w->lock);
 	free(meta);             /* no signing key: no tokens */
@@ -1036,13 +993,7 @@ writer_submit(struct writer *w, struct writer_msg *m)
 struct writer_msg *
 writer_collect(struct writer *w)
 {
-	struct writer_msg *list;
-
-	pthread_mutex_lock(&w->lock);
-	list = w->d_head;
-	w->d_head = w->d_tail = NULL;
-	pthread_mutex_unlock(&w->lock);
-	return list;
+	return workq_take_all(&w->done);
 }
 
 void
@@ -1053,8 +1004,7 @@ writer_flush(struct writer *w)
 	for (;;) {
 		bool idle;
 		pthread_mutex_lock(&w->lock);
-		idle = w->s_head == NULL && !w->signing && w->q_head == NULL && w->a_head == NULL &&
-		    w->j_head == NULL && !w->busy;
+		idle = workq_empty_locked(&w->to_sign) && !w->signing && !has_work_locked(w) && !w->busy;
 		pthread_mutex_unlock(&w->lock);
 		if (idle)
 			return;
@@ -1077,17 +1027,14 @@ void
 writer_stop(struct writer **wp)
 {
 	struct writer *w = *wp;
-	struct writer_msg *m;
+	struct writer_msg *m, *list;
 
 	if (w == NULL)
 		return;
 	/* The signer first: it signs all it was given before it leaves, and
 	 * the writer thread may wait for it (a key rotated meanwhile). */
 	if (w->signer_started) {
-		pthread_mutex_lock(&w->lock);
-		w->sign_stopping = true;
-		pthread_cond_signal(&w->sign_cond);
-		pthread_mutex_unlock(&w->lock);
+		workq_close(&w->to_sign);
 		pthread_join(w->signer, NULL);
 	}
 	pthread_mutex_lock(&w->lock);
@@ -1096,8 +1043,8 @@ writer_stop(struct writer **wp)
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
 	checkpoint_stop(&w->ckpt);
-	while ((m = w->d_head) != NULL) {
-		w->d_head = m->next;
+	for (list = workq_take_all(&w->done); (m = list) != NULL; ) {
+		list = m->next;
 		writer_msg_free(&m);
 	}
 	for (int i = 0; i < ST_COUNT; i++)
