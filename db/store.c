@@ -362,6 +362,48 @@ store_keys_load(sqlite3 *db, struct keyring *ring)
 }
 
 int
+store_keys_init(sqlite3 *db, struct store_keys *k, char *err, size_t errlen)
+{
+	keyring_init(&k->ring);
+	k->seen_version = -1;
+	if (sqlite3_prepare_v3(db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT, &k->data_version,
+	    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+/* An empty ring is always worth another look: a failed load may have left
+ * it so, and a key may have been made since by this very connection (its
+ * own commits do not change data_version). */
+int
+store_keys_refresh(sqlite3 *db, struct store_keys *k)
+{
+	int64_t v = -1;
+
+	if (sqlite3_step(k->data_version) == SQLITE_ROW)
+		v = sqlite3_column_int64(k->data_version, 0);
+	sqlite3_reset(k->data_version);
+	if (v == k->seen_version && k->ring.n > 0)
+		return 0;
+	if (store_keys_load(db, &k->ring) == -1) {
+		k->seen_version = -1;
+		return -1;
+	}
+	k->seen_version = v;
+	return 1;
+}
+
+void
+store_keys_free(struct store_keys *k)
+{
+	sqlite3_finalize(k->data_version);
+	k->data_version = NULL;
+	keyring_free(&k->ring);
+}
+
+int
 store_key_insert(sqlite3 *db, const struct token_key *k, char *err, size_t errlen)
 {
 	sqlite3_stmt *st;

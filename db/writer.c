@@ -43,7 +43,7 @@
 #define AUDIT_RETRY_S 1
 
 enum {
-	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_DATA_VERSION, ST_AUDIT,
+	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_AUDIT,
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
 	ST_COUNT
 };
@@ -70,7 +70,6 @@ static const char *const sql[ST_COUNT] = {
 	[ST_RCPT] = "INSERT INTO recipients (message_id, position, address, updated_at) VALUES (?1, ?2, ?3, ?4)",
 	[ST_TOKEN] = "INSERT INTO tokens (token_id, message_id, recipient_id, role, address, key_id, "
 	    "issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[ST_DATA_VERSION] = "PRAGMA data_version",
 	[ST_AUDIT] = "INSERT INTO audit_log (at, action, result, service, token_id, client_address) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -87,8 +86,7 @@ struct writer {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
 	struct checkpointer *ckpt;              /* NULL: SQLite's own checkpoints */
-	struct keyring ring;
-	int64_t data_version;
+	struct store_keys keys;                 /* the ring, reloaded when submitctl changes it */
 	uint8_t *chunk;
 
 	pthread_t thread;
@@ -276,7 +274,7 @@ begin(struct writer *w, const char *what)
 static void
 publish_active_key(struct writer *w)
 {
-	const struct token_key *key = w->o.tokens ? keyring_active(&w->ring) : NULL;
+	const struct token_key *key = w->o.tokens ? keyring_active(&w->keys.ring) : NULL;
 
 	pthread_mutex_lock(&w->lock);
 	if (w->active.has_secret && (key == NULL || strcmp(key->kid, w->active.kid) != 0))
@@ -293,27 +291,22 @@ publish_active_key(struct writer *w)
 static void
 refresh_keys(struct writer *w)
 {
-	sqlite3_stmt *st = w->st[ST_DATA_VERSION];
-	int64_t v = -1;
 	char err[256] = "";
+	int rc = store_keys_refresh(w->db, &w->keys);
 
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	if (v == w->data_version && w->ring.n > 0)
+	if (rc == 0)
 		return;
-	w->data_version = v;
-	if (store_keys_load(w->db, &w->ring) == -1)
+	if (rc == -1)
 		log_err("event=keyring_load_failed error=\"%s\"", sqlite3_errmsg(w->db));
 	/* Making a key takes a write transaction: only when there is no
 	 * active key (`submitctl key retire`). Run after every change made by
 	 * another connection (a `submitctl user add`), it took the write lock
 	 * each time, and while another process held that lock the next batch
 	 * waited the busy timeout twice, here and at its BEGIN. */
-	if (w->o.tokens && keyring_active(&w->ring) == NULL &&
+	if (w->o.tokens && keyring_active(&w->keys.ring) == NULL &&
 	    store_key_ensure(w->db, now_unix(), err, sizeof(err)) == 1) {
 		log_info("event=key_generated reason=no_active_key");
-		if (store_keys_load(w->db, &w->ring) == -1)
+		if (store_keys_load(w->db, &w->keys.ring) == -1)
 			log_err("event=keyring_load_failed error=\"%s\"", sqlite3_errmsg(w->db));
 	}
 	publish_active_key(w);
@@ -554,7 +547,7 @@ commit_batch(struct writer *w, struct writer_msg *batch)
 	int rc, count = 0, stored = 0;
 
 	refresh_keys(w);
-	key = w->o.tokens ? keyring_active(&w->ring) : NULL;
+	key = w->o.tokens ? keyring_active(&w->keys.ring) : NULL;
 	if (key && !key->has_secret)
 		key = NULL;
 	/* writer_submit named the key of the last refresh; a key rotated
@@ -905,10 +898,11 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 	w->o.issuer = w->issuer;
 	if (w->o.batch < 1)
 		w->o.batch = 1;
-	w->data_version = -1;
-	keyring_init(&w->ring);
+	keyring_init(&w->keys.ring);
 	w->db = store_open(w->db_path, err, errlen);
 	if (w->db == NULL)
+		goto fail;
+	if (store_keys_init(w->db, &w->keys, err, errlen) == -1)
 		goto fail;
 	for (int i = 0; i < ST_COUNT; i++) {
 		if (sqlite3_prepare_v3(w->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &w->st[i], NULL) != SQLITE_OK) {
@@ -953,8 +947,8 @@ fail:
 	checkpoint_stop(&w->ckpt);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(w->st[i]);
+	store_keys_free(&w->keys);
 	store_close(&w->db);
-	keyring_free(&w->ring);
 	free(w->db_path);
 	free(w->issuer);
 	free(w->chunk);
@@ -1049,8 +1043,8 @@ writer_stop(struct writer **wp)
 	}
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(w->st[i]);
+	store_keys_free(&w->keys);
 	store_close(&w->db);
-	keyring_free(&w->ring);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
 	pthread_cond_destroy(&w->sign_cond);

@@ -62,9 +62,7 @@ struct api_worker {
 	struct event_base *base;
 	struct evhttp *http;
 	sqlite3 *db;                     /* reads */
-	sqlite3_stmt *data_version;
-	int64_t seen_version;
-	struct keyring ring;
+	struct store_keys keys;          /* the ring, reloaded when the database changed */
 	sqlite3_stmt *token_stmt;        /* store_token_check's query, prepared once */
 };
 
@@ -128,26 +126,6 @@ peer_of(struct evhttp_request *req, char *buf, size_t len)
 			snprintf(buf, len, "%s", addr);
 	}
 	return buf;
-}
-
-/* The keyring follows the database: reload it when anything was committed
- * by another connection since we last looked. Keys are only ever added or
- * retired (a retired key still verifies), so a verification needs this
- * only for a key it does not know yet; audit rows commit all the time. */
-static bool
-refresh_keys(struct api_worker *w)
-{
-	int64_t v = -1;
-
-	if (sqlite3_step(w->data_version) == SQLITE_ROW)
-		v = sqlite3_column_int64(w->data_version, 0);
-	sqlite3_reset(w->data_version);
-	if (v == w->seen_version)
-		return false;
-	if (store_keys_load(w->db, &w->ring) == -1)
-		return false;
-	w->seen_version = v;
-	return true;
 }
 
 /* "Authorization: Bearer <secret>" -> service name. true when the request
@@ -295,10 +273,14 @@ token_gate(struct api_worker *w, struct evhttp_request *req, const char *action,
 		return false;
 	}
 	memset(c, 0, sizeof(*c));
-	st = token_verify(token, strlen(token), &w->ring, now_unix(), addr[0] ? addr : NULL,
+	st = token_verify(token, strlen(token), &w->keys.ring, now_unix(), addr[0] ? addr : NULL,
 	    store_token_check_revoked, &k, c);
-	if (st == TOKEN_UNKNOWN_KEY && refresh_keys(w))   /* a key added since */
-		st = token_verify(token, strlen(token), &w->ring, now_unix(), addr[0] ? addr : NULL,
+	/* The ring follows the database, but keys are only ever added or
+	 * retired (a retired key still verifies), so a verification reloads
+	 * it only for a key it does not know yet: audit rows commit all the
+	 * time. */
+	if (st == TOKEN_UNKNOWN_KEY && store_keys_refresh(w->db, &w->keys) == 1)
+		st = token_verify(token, strlen(token), &w->keys.ring, now_unix(), addr[0] ? addr : NULL,
 		    store_token_check_revoked, &k, c);
 	signed_valid = st == TOKEN_VALID;
 	st = store_token_check_finish(&k, st, c->jti);
@@ -484,10 +466,10 @@ handle_keys(struct api_worker *w, struct evhttp_request *req)
 
 	if (!check_credential(w, req, w->api->srv->cfg->http_auth_keys, service, sizeof(service)))
 		return;
-	refresh_keys(w);
+	store_keys_refresh(w->db, &w->keys);
 	arr = json_array();
-	for (size_t i = 0; i < w->ring.n; i++) {
-		const struct token_key *k = &w->ring.keys[i];
+	for (size_t i = 0; i < w->keys.ring.n; i++) {
+		const struct token_key *k = &w->keys.ring.keys[i];
 		char paserk[PASERK_K4_PUBLIC_LEN + 1], hex[65], created[21], retired[21];
 		paserk_k4_public(k->pk, paserk);
 		hex_encode(k->pk, PASETO_PK_BYTES, hex);
@@ -670,15 +652,12 @@ worker_init(struct api_worker *w, struct http_api *api, unsigned index, char *er
 
 	w->api = api;
 	w->index = index;
-	w->seen_version = -1;
-	keyring_init(&w->ring);
+	keyring_init(&w->keys.ring);
 	w->db = store_open(srv->db_path, err, errlen);
 	if (w->db == NULL)
 		return -1;
-	if (sqlite3_prepare_v2(w->db, "PRAGMA data_version", -1, &w->data_version, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(w->db));
+	if (store_keys_init(w->db, &w->keys, err, errlen) == -1)
 		return -1;
-	}
 	w->base = event_base_new();
 	if (w->base == NULL) {
 		snprintf(err, errlen, "cannot create the API's event loop");
@@ -704,10 +683,9 @@ worker_free(struct api_worker *w)
 		evhttp_free(w->http);
 	if (w->base)
 		event_base_free(w->base);
-	sqlite3_finalize(w->data_version);
 	sqlite3_finalize(w->token_stmt);
+	store_keys_free(&w->keys);
 	store_close(&w->db);
-	keyring_free(&w->ring);
 }
 
 static void *
