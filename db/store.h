@@ -21,7 +21,7 @@
 /* How long a statement waits for a lock held by another connection (say
  * submitctl, or a backup holding a write transaction) before it fails
  * with SQLITE_BUSY. The writer shortens it while a lock persists
- * (db/writer.c), so that clients are not kept waiting this long each. */
+ * (db/writer_store.c), so that clients are not kept waiting this long each. */
 #define STORE_BUSY_TIMEOUT_MS 10000
 
 /* Open (creating 0600 if needed) and migrate the database at path. WAL,
