@@ -174,6 +174,26 @@ exec_change(sqlite3 *db, const char *sql, int nparams, const char *const *params
 	return 0;
 }
 
+/* Run an INSERT whose key may be taken: 0 when it ran, 1 when a row with
+ * that key exists (err is set to `exists`), -1 on error (err from
+ * SQLite). *changes_r (may be NULL): rows inserted. */
+static int
+exec_insert(sqlite3 *db, const char *sql, int nparams, const char *const *params, const char *exists,
+    int *changes_r, char *err, size_t errlen)
+{
+	int rc = exec_text(db, sql, nparams, params, changes_r);
+
+	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
+		snprintf(err, errlen, "%s", exists);
+		return 1;
+	}
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
 static void
 now_text(char out[24])
 {
@@ -238,22 +258,13 @@ store_user_get(sqlite3 *db, const char *login, struct store_user *u)
 int
 store_user_add(sqlite3 *db, const char *login, const char *hash, char *err, size_t errlen)
 {
-	char now[24];
-	int rc;
+	char now[24], exists[400];
 
 	now_text(now);
+	snprintf(exists, sizeof(exists), "user %s already exists", login);
 	const char *p[] = { login, hash, now };
-	rc = exec_text(db, "INSERT INTO users (login, password_hash, created_at, updated_at) "
-	    "VALUES (?1, ?2, ?3, ?3)", 3, p, NULL);
-	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-		snprintf(err, errlen, "user %s already exists", login);
-		return 1;
-	}
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
-	return 0;
+	return exec_insert(db, "INSERT INTO users (login, password_hash, created_at, updated_at) "
+	    "VALUES (?1, ?2, ?3, ?3)", 3, p, exists, NULL, err, errlen);
 }
 
 int
@@ -281,19 +292,15 @@ store_user_del(sqlite3 *db, const char *login, char *err, size_t errlen)
 int
 store_address_add(sqlite3 *db, const char *login, const char *address, char *err, size_t errlen)
 {
+	char exists[800];
 	int rc, n = 0;
 	const char *p[] = { login, address };
 
-	rc = exec_text(db, "INSERT INTO user_addresses (address, user_id) "
-	    "SELECT ?2, user_id FROM users WHERE login = ?1", 2, p, &n);
-	if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE) {
-		snprintf(err, errlen, "address %s already belongs to a user", address);
-		return 1;
-	}
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
+	snprintf(exists, sizeof(exists), "address %s already belongs to a user", address);
+	rc = exec_insert(db, "INSERT INTO user_addresses (address, user_id) "
+	    "SELECT ?2, user_id FROM users WHERE login = ?1", 2, p, exists, &n, err, errlen);
+	if (rc != 0)
+		return rc;
 	if (n == 0) {
 		snprintf(err, errlen, "no user %s", login);
 		return 1;
@@ -359,6 +366,48 @@ store_keys_load(sqlite3 *db, struct keyring *ring)
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int
+store_keys_init(sqlite3 *db, struct store_keys *k, char *err, size_t errlen)
+{
+	keyring_init(&k->ring);
+	k->seen_version = -1;
+	if (sqlite3_prepare_v3(db, "PRAGMA data_version", -1, SQLITE_PREPARE_PERSISTENT, &k->data_version,
+	    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
+/* An empty ring is always worth another look: a failed load may have left
+ * it so, and a key may have been made since by this very connection (its
+ * own commits do not change data_version). */
+int
+store_keys_refresh(sqlite3 *db, struct store_keys *k)
+{
+	int64_t v = -1;
+
+	if (sqlite3_step(k->data_version) == SQLITE_ROW)
+		v = sqlite3_column_int64(k->data_version, 0);
+	sqlite3_reset(k->data_version);
+	if (v == k->seen_version && k->ring.n > 0)
+		return 0;
+	if (store_keys_load(db, &k->ring) == -1) {
+		k->seen_version = -1;
+		return -1;
+	}
+	k->seen_version = v;
+	return 1;
+}
+
+void
+store_keys_free(struct store_keys *k)
+{
+	sqlite3_finalize(k->data_version);
+	k->data_version = NULL;
+	keyring_free(&k->ring);
 }
 
 int
@@ -560,21 +609,13 @@ store_token_info_free(struct store_token_info *i)
 int
 store_service_add(sqlite3 *db, const char *name, const char *secret_sha256, char *err, size_t errlen)
 {
-	char now[24];
-	int rc;
+	char now[24], exists[200];
 
 	now_text(now);
+	snprintf(exists, sizeof(exists), "service %s already exists", name);
 	const char *p[] = { name, secret_sha256, now };
-	rc = exec_text(db, "INSERT INTO services (name, secret_sha256, created_at) VALUES (?1, ?2, ?3)", 3, p, NULL);
-	if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-		snprintf(err, errlen, "service %s already exists", name);
-		return 1;
-	}
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
-	return 0;
+	return exec_insert(db, "INSERT INTO services (name, secret_sha256, created_at) VALUES (?1, ?2, ?3)", 3, p,
+	    exists, NULL, err, errlen);
 }
 
 int

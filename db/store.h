@@ -21,7 +21,7 @@
 /* How long a statement waits for a lock held by another connection (say
  * submitctl, or a backup holding a write transaction) before it fails
  * with SQLITE_BUSY. The writer shortens it while a lock persists
- * (db/writer.c), so that clients are not kept waiting this long each. */
+ * (db/writer_store.c), so that clients are not kept waiting this long each. */
 #define STORE_BUSY_TIMEOUT_MS 10000
 
 /* Open (creating 0600 if needed) and migrate the database at path. WAL,
@@ -62,6 +62,24 @@ int store_address_del(sqlite3 *db, const char *login, const char *address, char 
 /* --- signing keys ----------------------------------------------------- */
 /* Load every key into ring (cleared first). 0 or -1. */
 int store_keys_load(sqlite3 *db, struct keyring *ring);
+/*
+ * The key ring of one connection, kept in step with the database: the
+ * writer (to sign) and each API thread (to verify) hold one. PRAGMA
+ * data_version changes when another connection commits, so asking it
+ * costs no read of the keys table and may be done once per batch.
+ */
+struct store_keys {
+	struct keyring ring;
+	sqlite3_stmt *data_version;  /* prepared by store_keys_init */
+	int64_t seen_version;        /* at the last load that worked; -1 none */
+};
+/* An empty ring for connection db. 0, or -1 with err. */
+int store_keys_init(sqlite3 *db, struct store_keys *k, char *err, size_t errlen);
+/* Reload the ring when another connection committed since the last load,
+ * or when the ring is empty. 1 reloaded, 0 nothing to do, -1 the load
+ * failed (sqlite3_errmsg(db) says why; the next call tries again). */
+int store_keys_refresh(sqlite3 *db, struct store_keys *k);
+void store_keys_free(struct store_keys *k);
 /* Insert a key. 0 or -1. */
 int store_key_insert(sqlite3 *db, const struct token_key *k, char *err, size_t errlen);
 /* Make a new active key, retiring the current one, in one transaction. */

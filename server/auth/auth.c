@@ -7,6 +7,7 @@
 #include "server/auth/auth.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "db/store.h"
 #include "server/base/log.h"
 #include "server/base/util.h"
+#include "server/base/workq.h"
 
 struct cache_slot {
 	unsigned char h[32];
@@ -27,10 +29,10 @@ struct auth_pool {
 	char *db_path;
 	pthread_t *threads;
 	int nthreads;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct auth_request *q_head, *q_tail, *d_head, *d_tail;
-	bool stopping;
+	pthread_mutex_t lock;               /* of both queues */
+	pthread_cond_t cond;                /* a request is waiting */
+	struct workq requests;              /* to the workers */
+	struct workq answers;               /* back to the event loop */
 
 	pthread_mutex_t cache_lock;
 	struct cache_slot *cache;
@@ -168,32 +170,13 @@ worker_main(void *arg)
 	sqlite3 *db = NULL;
 
 	for (;;) {
-		struct auth_request *r;
+		struct auth_request *r = workq_pop_wait(&p->requests);
 
-		pthread_mutex_lock(&p->lock);
-		while (p->q_head == NULL && !p->stopping)
-			pthread_cond_wait(&p->cond, &p->lock);
-		if (p->q_head == NULL) {
-			pthread_mutex_unlock(&p->lock);
-			break;
-		}
-		r = p->q_head;
-		p->q_head = r->next;
-		if (p->q_head == NULL)
-			p->q_tail = NULL;
-		r->next = NULL;
-		pthread_mutex_unlock(&p->lock);
-
+		if (r == NULL)
+			break;          /* stopping, and nothing left */
 		verify(p, &db, r);
 		sodium_memzero(r->password, sizeof(r->password));
-
-		pthread_mutex_lock(&p->lock);
-		if (p->d_tail)
-			p->d_tail->next = r;
-		else
-			p->d_head = r;
-		p->d_tail = r;
-		pthread_mutex_unlock(&p->lock);
+		workq_push(&p->answers, r);
 		if (p->o.notify)
 			p->o.notify(p->o.notify_arg);
 	}
@@ -214,6 +197,8 @@ auth_pool_start(const struct auth_pool_opts *o, char *err, size_t errlen)
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_mutex_init(&p->cache_lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
+	workq_init(&p->requests, offsetof(struct auth_request, next), &p->lock, &p->cond);
+	workq_init(&p->answers, offsetof(struct auth_request, next), &p->lock, NULL);
 	p->threads = xcalloc((size_t)o->workers, sizeof(pthread_t));
 	for (int i = 0; i < o->workers; i++) {
 		if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) {
@@ -230,28 +215,14 @@ auth_pool_start(const struct auth_pool_opts *o, char *err, size_t errlen)
 void
 auth_pool_submit(struct auth_pool *p, struct auth_request *r)
 {
-	r->next = NULL;
 	r->result = AUTH_PENDING;
-	pthread_mutex_lock(&p->lock);
-	if (p->q_tail)
-		p->q_tail->next = r;
-	else
-		p->q_head = r;
-	p->q_tail = r;
-	pthread_cond_signal(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	workq_push(&p->requests, r);
 }
 
 struct auth_request *
 auth_pool_collect(struct auth_pool *p)
 {
-	struct auth_request *list;
-
-	pthread_mutex_lock(&p->lock);
-	list = p->d_head;
-	p->d_head = p->d_tail = NULL;
-	pthread_mutex_unlock(&p->lock);
-	return list;
+	return workq_take_all(&p->answers);
 }
 
 void
@@ -262,14 +233,11 @@ auth_pool_stop(struct auth_pool **pp)
 
 	if (p == NULL)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->stopping = true;
-	pthread_cond_broadcast(&p->cond);
-	pthread_mutex_unlock(&p->lock);
+	workq_close(&p->requests);
 	for (int i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
-	while ((r = p->d_head) != NULL) {
-		p->d_head = r->next;
+	for (struct auth_request *list = workq_take_all(&p->answers); (r = list) != NULL; ) {
+		list = r->next;
 		auth_request_free(&r);
 	}
 	sodium_memzero(p->cache, (p->cache_size ? p->cache_size : 1) * sizeof(*p->cache));

@@ -1,0 +1,80 @@
+/*
+ * http_api_internal.h: what the files of the verification API share
+ * (server/api/http_api.h says what it does). http_api.c holds the threads,
+ * the listeners, the routing table, service credentials and the JSON
+ * replies; each endpoint's handler lives in the file of its job:
+ * api_tokens.c what a token refers to (verify, fetch), api_status.c the
+ * server's own state (keys, health, metrics).
+ *
+ * A new endpoint: its handler in the file of its job (or a new
+ * api_<job>.c listed in meson.build), declared below, and one line in
+ * routes[] in http_api.c with its path and methods.
+ */
+#ifndef SUBMITD_HTTP_API_INTERNAL_H
+#define SUBMITD_HTTP_API_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "db/store.h"
+#include "server/api/http_api.h"
+
+#define SERVICE_NAME_MAX 128
+
+/*
+ * The API runs on http.threads threads of its own, each an event loop with
+ * its own evhttp, database connection, prepared statements and key ring:
+ * nothing of a request is shared, so a verification (mostly Ed25519 and
+ * one SQLite read) runs on as many cores as there are threads, and the
+ * SMTP loop never waits for it. Each has its own listening sockets on the
+ * same addresses (SO_REUSEPORT; see listen_on).
+ * What they share with the SMTP loop: the writer's audit queue (locked),
+ * the counters (atomic), the TLS context (srv->ssl_lock) and the log.
+ */
+struct api_worker {
+	struct http_api *api;
+	unsigned index;
+	pthread_t thread;
+	bool started;
+	struct event_base *base;
+	struct evhttp *http;
+	sqlite3 *db;                     /* reads */
+	struct store_keys keys;          /* the ring, reloaded when the database changed */
+	sqlite3_stmt *token_stmt;        /* store_token_check's query, prepared once */
+};
+
+struct http_api {
+	struct server *srv;
+	size_t nworkers;
+	struct api_worker *workers;
+};
+
+/* http_api.c */
+/* Send body (consumed) as the JSON reply. */
+void api_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body);
+/* {"result": result (omitted when NULL), "error": text} */
+void api_reply_error(struct evhttp_request *req, int code, const char *reason, const char *result,
+    const char *text);
+/* The client's address as text, in buf. */
+const char *api_peer_of(struct evhttp_request *req, char *buf, size_t len);
+/* "Authorization: Bearer <secret>" -> service name (empty without one).
+ * true when the request may go on; otherwise a 401 has been sent. */
+bool api_check_credential(struct api_worker *w, struct evhttp_request *req, bool required, char *service,
+    size_t len);
+
+/* The handlers, one per route. */
+/* api_tokens.c */
+void api_handle_verify(struct api_worker *w, struct evhttp_request *req);
+void api_handle_fetch(struct api_worker *w, struct evhttp_request *req);
+/* api_status.c */
+void api_handle_keys(struct api_worker *w, struct evhttp_request *req);
+void api_handle_health(struct api_worker *w, struct evhttp_request *req);
+void api_handle_metrics(struct api_worker *w, struct evhttp_request *req);
+
+#endif
