@@ -640,26 +640,24 @@ int
 main(int argc, char **argv)
 {
 	char err[1024], *db_path;
-	const char *conf_file = NULL;
+	const char *conf_file = NULL, **overrides;
+	size_t noverrides = 0;
 	int ch, rc;
 
 	config_defaults(&cfg);
 	atexit(at_exit);
+	overrides = xcalloc((size_t)argc, sizeof(*overrides));
 	while ((ch = getopt(argc, argv, "+c:o:h")) != -1) {
 		switch (ch) {
 		case 'c': conf_file = optarg; break;
-		case 'o': break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'o': overrides[noverrides++] = optarg; break;
+		case 'h': free(overrides); usage(stdout); return 0;
+		default: free(overrides); usage(stderr); return 2;
 		}
 	}
-	if (conf_file && config_load_file(&cfg, conf_file, err, sizeof(err)) == -1)
-		return fail("%s", err);
-	optind = 1;
-	while ((ch = getopt(argc, argv, "+c:o:h")) != -1)
-		if (ch == 'o' && config_override(&cfg, optarg, err, sizeof(err)) == -1)
-			return fail("%s", err);
-	if (config_finish(&cfg, err, sizeof(err)) == -1)
+	rc = config_load(&cfg, conf_file, overrides, noverrides, err, sizeof(err));
+	free(overrides);
+	if (rc == -1)
 		return fail("%s", err);
 	argc -= optind;
 	argv += optind;
