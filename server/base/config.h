@@ -35,9 +35,9 @@ struct config {
 	int64_t max_connections_per_ip;
 	int64_t drain_timeout;      /* seconds SIGTERM waits for sessions in DATA */
 	/* [log] */
-	enum config_log_target log_output;
+	enum config_log_target log_output;  /* log.target */
 	const char *log_target;
-	enum log_level log_max_level;
+	enum log_level log_max_level;       /* log.level: the least severe written */
 	const char *log_level;
 	/* [smtp] */
 	char *listen;               /* plain + STARTTLS listeners */
@@ -85,7 +85,7 @@ struct config {
 	/* [relay] the next hop */
 	char *relay_host;
 	int64_t relay_port;
-	enum config_relay_tls relay_tls_mode;
+	enum config_relay_tls relay_tls_mode;   /* relay.tls */
 	const char *relay_tls;
 	bool relay_tls_verify;
 	char *relay_tls_ca_file;
