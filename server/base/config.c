@@ -1,8 +1,9 @@
 /*
  * config.c: the settings table. Each row names a key, where it lives in
- * struct config, its type, its bounds and its default, so that a limit is
- * declared in exactly one place (the Redis createIntConfig habit). The INI
- * reader is inih; unknown keys and bad values are errors with file and line.
+ * struct config, its type, its bounds (or allowed values, or the kind of
+ * list) and its default, so that a limit is declared in exactly one place
+ * (the Redis createIntConfig habit). The INI reader is inih; unknown keys
+ * and bad values are errors with file and line.
  */
 #include "server/base/config.h"
 
@@ -18,19 +19,40 @@
 
 #include "server/base/util.h"
 
-enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL };
+enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_ENUM, CFG_LIST };
+
+/* What the items of a list are. */
+enum cfg_list_kind { LIST_LISTEN, LIST_CIDR };
 
 struct cfg_entry {
 	const char *section, *key;
 	enum cfg_type type;
-	size_t offset;
+	size_t offset;              /* ENUM: the value; LIST: the text */
+	size_t aux;                 /* ENUM: the name; LIST: the parsed items */
 	int64_t min, max;
+	const char *const *names;   /* ENUM: the allowed values; the index is the value */
+	enum cfg_list_kind kind;    /* LIST */
 	const char *def;
 };
 
-#define STR(s, k, f, d)        { s, k, CFG_STR, offsetof(struct config, f), 0, 0, d }
-#define INT(s, k, f, lo, hi, d) { s, k, CFG_INT, offsetof(struct config, f), lo, hi, d }
-#define BOOL(s, k, f, d)       { s, k, CFG_BOOL, offsetof(struct config, f), 0, 1, d }
+#define F(f) offsetof(struct config, f)
+#define STR(s, k, f, d)         { s, k, CFG_STR, F(f), 0, 0, 0, NULL, 0, d }
+#define INT(s, k, f, lo, hi, d) { s, k, CFG_INT, F(f), 0, lo, hi, NULL, 0, d }
+#define BOOL(s, k, f, d)        { s, k, CFG_BOOL, F(f), 0, 0, 1, NULL, 0, d }
+#define ENUM(s, k, f, name, names, d) { s, k, CFG_ENUM, F(f), F(name), 0, 0, names, 0, d }
+#define LIST(s, k, f, parsed, kind, d) { s, k, CFG_LIST, F(f), F(parsed), 0, 0, NULL, kind, d }
+
+/* Enum values are stored through an int: the enums must be int-sized. */
+_Static_assert(sizeof(enum config_log_target) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_relay_tls) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
+
+/* Allowed values, in the order of their enum. */
+static const char *const log_targets[] = { "stderr", "syslog", NULL };
+static const char *const log_levels[] = { "err", "warn", "info", "debug", NULL };
+static const char *const relay_tls_modes[] = { "required", "opportunistic", "none", NULL };
+_Static_assert(LOG_LVL_ERR == 0 && LOG_LVL_DEBUG == 3, "log_levels follows enum log_level");
+_Static_assert(CONFIG_RELAY_TLS_NONE == 2, "relay_tls_modes follows enum config_relay_tls");
 
 static const struct cfg_entry table[] = {
 	STR("server", "data_dir", data_dir, "./var"),
@@ -39,11 +61,11 @@ static const struct cfg_entry table[] = {
 	INT("server", "max_connections", max_connections, 1, 1000000, "1000"),
 	INT("server", "max_connections_per_ip", max_connections_per_ip, 1, 1000000, "20"),
 	INT("server", "drain_timeout", drain_timeout, 0, 3600, "30"),
-	STR("log", "target", log_target, "stderr"),
-	STR("log", "level", log_level, "info"),
-	STR("smtp", "listen", listen, "127.0.0.1:2587"),
-	STR("smtp", "listen_tls", listen_tls, "127.0.0.1:2465"),
-	STR("smtp", "trusted_networks", trusted_networks, ""),
+	ENUM("log", "target", log_output, log_target, log_targets, "stderr"),
+	ENUM("log", "level", log_max_level, log_level, log_levels, "info"),
+	LIST("smtp", "listen", listen, listen_addrs, LIST_LISTEN, "127.0.0.1:2587"),
+	LIST("smtp", "listen_tls", listen_tls, listen_tls_addrs, LIST_LISTEN, "127.0.0.1:2465"),
+	LIST("smtp", "trusted_networks", trusted_networks, trusted_nets, LIST_CIDR, ""),
 	BOOL("smtp", "auth_cleartext_loopback", auth_cleartext_loopback, "false"),
 	INT("smtp", "max_line_length", max_line_length, 512, 12288, "512"),  /* the session's line buffer */
 	INT("smtp", "max_message_size", max_message_size, 1024, 1000000000, "52428800"),  /* SQLite blob limit */
@@ -65,7 +87,7 @@ static const struct cfg_entry table[] = {
 	BOOL("tokens", "enabled", tokens_enabled, "true"),
 	INT("tokens", "lifetime", tokens_lifetime, 1, 366 * 86400, "604800"),
 	STR("tokens", "issuer", tokens_issuer, ""),
-	STR("http", "listen", http_listen, "127.0.0.1:8025"),
+	LIST("http", "listen", http_listen, http_listen_addrs, LIST_LISTEN, "127.0.0.1:8025"),
 	BOOL("http", "tls", http_tls, "false"),
 	INT("http", "threads", http_threads, 1, 64, "2"),
 	INT("http", "max_header_size", http_max_header_size, 1024, 1024 * 1024, "8192"),
@@ -77,7 +99,7 @@ static const struct cfg_entry table[] = {
 	BOOL("http", "auth_metrics", http_auth_metrics, "false"),
 	STR("relay", "host", relay_host, ""),
 	INT("relay", "port", relay_port, 1, 65535, "25"),
-	STR("relay", "tls", relay_tls, "required"),
+	ENUM("relay", "tls", relay_tls_mode, relay_tls, relay_tls_modes, "required"),
 	BOOL("relay", "tls_verify", relay_tls_verify, "true"),
 	STR("relay", "tls_ca_file", relay_tls_ca_file, ""),
 	STR("relay", "auth_user", relay_auth_user, ""),
@@ -133,6 +155,74 @@ parse_int(const char *v, int64_t *out)
 	return 0;
 }
 
+/* "a, b or c": the allowed values of an enum, for its error message. */
+static void
+names_text(const char *const *names, char *out, size_t outlen)
+{
+	size_t used = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; names[i] != NULL && used < outlen; i++)
+		used += (size_t)snprintf(out + used, outlen - used, "%s%s",
+		    i == 0 ? "" : names[i + 1] == NULL ? " or " : ", ", names[i]);
+}
+
+static int
+set_enum(char *base, const struct cfg_entry *e, const char *value, char *err, size_t errlen)
+{
+	char allowed[128];
+
+	for (size_t i = 0; e->names[i] != NULL; i++) {
+		if (strcmp(value, e->names[i]) == 0) {
+			*(int *)(base + e->offset) = (int)i;
+			*(const char **)(base + e->aux) = e->names[i];
+			return 0;
+		}
+	}
+	names_text(e->names, allowed, sizeof(allowed));
+	snprintf(err, errlen, "%s.%s: must be %s, not \"%s\"", e->section, e->key, allowed, value);
+	return -1;
+}
+
+static void
+free_list(char *base, const struct cfg_entry *e)
+{
+	if (e->kind == LIST_LISTEN)
+		netaddr_listen_list_free((struct netaddr_listen_list *)(base + e->aux));
+	else
+		cidr_list_free((struct cidr_list *)(base + e->aux));
+}
+
+/* Parse first, so that a refused list leaves the previous one in place. */
+static int
+set_list(char *base, const struct cfg_entry *e, const char *value, char *err, size_t errlen)
+{
+	struct netaddr_listen_list addrs;
+	struct cidr_list nets;
+	char bad[128];
+	size_t pos;
+	int rc;
+
+	if (e->kind == LIST_LISTEN)
+		rc = netaddr_listen_list_parse(value, &addrs, &pos, bad, sizeof(bad));
+	else
+		rc = cidr_list_parse(value, &nets, &pos, bad, sizeof(bad));
+	if (rc == -1) {
+		snprintf(err, errlen, "%s.%s: item %zu is %s: \"%s\"", e->section, e->key, pos,
+		    e->kind == LIST_LISTEN ? "not an address:port (IPv6 as [addr]:port)" : "not an address or CIDR",
+		    bad);
+		return -1;
+	}
+	free_list(base, e);
+	if (e->kind == LIST_LISTEN)
+		*(struct netaddr_listen_list *)(base + e->aux) = addrs;
+	else
+		*(struct cidr_list *)(base + e->aux) = nets;
+	free(*(char **)(base + e->offset));
+	*(char **)(base + e->offset) = xstrdup(value);
+	return 0;
+}
+
 static int
 set_entry(struct config *cfg, const struct cfg_entry *e, const char *value, char *err, size_t errlen)
 {
@@ -172,6 +262,10 @@ set_entry(struct config *cfg, const struct cfg_entry *e, const char *value, char
 		}
 		return 0;
 	}
+	case CFG_ENUM:
+		return set_enum(base, e, value, err, errlen);
+	case CFG_LIST:
+		return set_list(base, e, value, err, errlen);
 	}
 	return -1;
 }
@@ -257,6 +351,24 @@ config_override(struct config *cfg, const char *assignment, char *err, size_t er
 	return 0;
 }
 
+int
+config_load(struct config *cfg, const char *path, const char *const *overrides, size_t n,
+    char *err, size_t errlen)
+{
+	char why[512];
+
+	if (path != NULL && config_load_file(cfg, path, err, errlen) == -1)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (config_override(cfg, overrides[i], err, errlen) == -1)
+			return -1;
+	if (config_finish(cfg, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s%s%s", path ? path : "", path ? ": " : "", why);
+		return -1;
+	}
+	return 0;
+}
+
 static bool
 issuer_ok(const char *s)
 {
@@ -287,22 +399,8 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "tokens.issuer: must be 1 to 64 printable characters without spaces or quotes");
 		return -1;
 	}
-	if (strcmp(cfg->log_target, "stderr") != 0 && strcmp(cfg->log_target, "syslog") != 0) {
-		snprintf(err, errlen, "log.target: must be stderr or syslog, not \"%s\"", cfg->log_target);
-		return -1;
-	}
-	if (strcmp(cfg->log_level, "err") != 0 && strcmp(cfg->log_level, "warn") != 0 &&
-	    strcmp(cfg->log_level, "info") != 0 && strcmp(cfg->log_level, "debug") != 0) {
-		snprintf(err, errlen, "log.level: must be err, warn, info or debug, not \"%s\"", cfg->log_level);
-		return -1;
-	}
 	if ((cfg->tls_certificate[0] == '\0') != (cfg->tls_key[0] == '\0')) {
 		snprintf(err, errlen, "tls.certificate and tls.key must be set together");
-		return -1;
-	}
-	if (strcmp(cfg->relay_tls, "required") != 0 && strcmp(cfg->relay_tls, "opportunistic") != 0 &&
-	    strcmp(cfg->relay_tls, "none") != 0) {
-		snprintf(err, errlen, "relay.tls: must be required, opportunistic or none, not \"%s\"", cfg->relay_tls);
 		return -1;
 	}
 	if (cfg->relay_auth_user[0] != '\0' && cfg->relay_auth_password_file[0] == '\0') {
@@ -318,7 +416,7 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "server.data_dir: must not be empty");
 		return -1;
 	}
-	if (cfg->listen[0] == '\0' && cfg->listen_tls[0] == '\0') {
+	if (cfg->listen_addrs.n == 0 && cfg->listen_tls_addrs.n == 0) {
 		snprintf(err, errlen, "smtp.listen and smtp.listen_tls are both empty: nothing to serve");
 		return -1;
 	}
@@ -337,6 +435,8 @@ config_dump(const struct config *cfg)
 		case CFG_STR: printf("%s\n", *(char *const *)(base + e->offset)); break;
 		case CFG_INT: printf("%lld\n", (long long)*(const int64_t *)(base + e->offset)); break;
 		case CFG_BOOL: printf("%s\n", *(const bool *)(base + e->offset) ? "true" : "false"); break;
+		case CFG_ENUM: printf("%s\n", *(const char *const *)(base + e->aux)); break;
+		case CFG_LIST: printf("%s\n", *(char *const *)(base + e->offset)); break;
 		}
 	}
 }
@@ -346,7 +446,10 @@ config_free(struct config *cfg)
 {
 	char *base = (char *)cfg;
 
-	for (size_t i = 0; i < ARRAY_SIZE(table); i++)
-		if (table[i].type == CFG_STR)
+	for (size_t i = 0; i < ARRAY_SIZE(table); i++) {
+		if (table[i].type == CFG_LIST)
+			free_list(base, &table[i]);
+		if (table[i].type == CFG_STR || table[i].type == CFG_LIST)
 			xfreep(base + table[i].offset);
+	}
 }

@@ -1,7 +1,10 @@
 /*
  * config.h: every setting of submitd, declared once in a table (config.c)
  * with its type, bounds and default. Sources, in order: the embedded
- * defaults, an INI file (-c), then -o section.key=value overrides.
+ * defaults, an INI file (-c), then -o section.key=value overrides; submitd
+ * and submitctl both read them through config_load. Choices (enums) and
+ * address lists are checked and parsed as they are read, so their users get
+ * values, never text to compare or split again.
  * docs/config.md documents each key; `submitd -n` checks and exits.
  */
 #ifndef SUBMITD_CONFIG_H
@@ -11,6 +14,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "server/base/log.h"
+#include "server/base/netaddr.h"
+
+enum config_log_target { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
+enum config_relay_tls { CONFIG_RELAY_TLS_REQUIRED, CONFIG_RELAY_TLS_OPPORTUNISTIC, CONFIG_RELAY_TLS_NONE };
+
+/*
+ * An enum key K has its value in a field of an enum type and, for code not
+ * yet switched to it, its name (one of the table's allowed values, never
+ * freed) in the const char * field K. A list key K keeps its text as
+ * written in K (what -p prints) and the parsed items next to it.
+ */
 struct config {
 	/* [server] */
 	char *data_dir;             /* database, generated certificate, spool */
@@ -20,12 +35,17 @@ struct config {
 	int64_t max_connections_per_ip;
 	int64_t drain_timeout;      /* seconds SIGTERM waits for sessions in DATA */
 	/* [log] */
-	char *log_target;
-	char *log_level;
+	enum config_log_target log_output;  /* log.target */
+	const char *log_target;
+	enum log_level log_max_level;       /* log.level: the least severe written */
+	const char *log_level;
 	/* [smtp] */
-	char *listen;               /* plain + STARTTLS listeners, comma list */
+	char *listen;               /* plain + STARTTLS listeners */
+	struct netaddr_listen_list listen_addrs;
 	char *listen_tls;           /* implicit TLS listeners */
-	char *trusted_networks;     /* CIDR list that may submit without AUTH */
+	struct netaddr_listen_list listen_tls_addrs;
+	char *trusted_networks;     /* may submit without AUTH */
+	struct cidr_list trusted_nets;
 	bool auth_cleartext_loopback;
 	int64_t max_line_length;
 	int64_t max_message_size;
@@ -52,6 +72,7 @@ struct config {
 	char *tokens_issuer;            /* "" = hostname */
 	/* [http] the verification API */
 	char *http_listen;
+	struct netaddr_listen_list http_listen_addrs;
 	bool http_tls;
 	int64_t http_threads;
 	int64_t http_max_header_size;
@@ -64,7 +85,8 @@ struct config {
 	/* [relay] the next hop */
 	char *relay_host;
 	int64_t relay_port;
-	char *relay_tls;                /* required, opportunistic, none */
+	enum config_relay_tls relay_tls_mode;   /* relay.tls */
+	const char *relay_tls;
 	bool relay_tls_verify;
 	char *relay_tls_ca_file;
 	char *relay_auth_user;
@@ -88,6 +110,16 @@ struct config {
 
 /* Fill cfg with the embedded defaults. */
 void config_defaults(struct config *cfg);
+
+/*
+ * What both programs do after config_defaults: the INI file at path (none
+ * when NULL), then each of the n "section.key=value" overrides in order
+ * (so -o wins over the file wherever it stands), then config_finish. 0, or
+ * -1 with the message of config_load_file, config_override or
+ * config_finish in err; a config_finish message is prefixed "FILE: ".
+ */
+int config_load(struct config *cfg, const char *path, const char *const *overrides, size_t n,
+    char *err, size_t errlen);
 
 /* Load an INI file over cfg. Returns 0, or -1 with a message
  * "FILE:LINE: reason" in err (errlen). */

@@ -92,25 +92,92 @@ cidr_parse_one(const char *item, struct cidr *c)
 	return 0;
 }
 
-int
-cidr_list_parse(const char *s, struct cidr_list *l, char *bad, size_t badlen)
-{
-	char *copy = xstrdup(s), *save = NULL, *tok;
+/* What separates the items of every address list. */
+#define LIST_SEP ", \t"
 
+/*
+ * Call parse on each item of a list, in order. Items longer than any
+ * address are refused without a call. 0, or -1 with the item's 1-based
+ * position and its text, as the list parsers promise.
+ */
+static int
+list_each(const char *s, int (*parse)(const char *item, void *arg), void *arg, size_t *pos_r,
+    char *bad, size_t badlen)
+{
+	char item[128];
+	size_t pos = 0, n;
+
+	for (s += strspn(s, LIST_SEP); *s != '\0'; s += n, s += strspn(s, LIST_SEP)) {
+		n = strcspn(s, LIST_SEP);
+		pos++;
+		if (n < sizeof(item)) {
+			memcpy(item, s, n);
+			item[n] = '\0';
+			if (parse(item, arg) == 0)
+				continue;
+		}
+		*pos_r = pos;
+		snprintf(bad, badlen, "%.*s", (int)n, s);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+listen_add(const char *item, void *arg)
+{
+	struct netaddr_listen_list *l = arg;
+	struct netaddr_listen a;
+
+	if (strlen(item) >= sizeof(a.text) || netaddr_parse_listen(item, &a.ss, &a.len) == -1)
+		return -1;
+	strcpy(a.text, item);
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+	l->v[l->n++] = a;
+	return 0;
+}
+
+int
+netaddr_listen_list_parse(const char *s, struct netaddr_listen_list *l, size_t *pos_r, char *bad, size_t badlen)
+{
 	l->v = NULL;
 	l->n = 0;
-	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-		struct cidr c;
-		if (cidr_parse_one(tok, &c) == -1) {
-			snprintf(bad, badlen, "%s", tok);
-			free(copy);
-			cidr_list_free(l);
-			return -1;
-		}
-		l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
-		l->v[l->n++] = c;
+	if (list_each(s, listen_add, l, pos_r, bad, badlen) == -1) {
+		netaddr_listen_list_free(l);
+		return -1;
 	}
-	free(copy);
+	return 0;
+}
+
+void
+netaddr_listen_list_free(struct netaddr_listen_list *l)
+{
+	xfreep(&l->v);
+	l->n = 0;
+}
+
+static int
+cidr_add(const char *item, void *arg)
+{
+	struct cidr_list *l = arg;
+	struct cidr c;
+
+	if (cidr_parse_one(item, &c) == -1)
+		return -1;
+	l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+	l->v[l->n++] = c;
+	return 0;
+}
+
+int
+cidr_list_parse(const char *s, struct cidr_list *l, size_t *pos_r, char *bad, size_t badlen)
+{
+	l->v = NULL;
+	l->n = 0;
+	if (list_each(s, cidr_add, l, pos_r, bad, badlen) == -1) {
+		cidr_list_free(l);
+		return -1;
+	}
 	return 0;
 }
 

@@ -72,51 +72,41 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 	log_err("event=accept_failed listener=%s error=\"%s\"", li->name, evutil_socket_error_to_string(e));
 }
 
+/* The addresses were parsed and checked with the configuration. */
 static int
-open_list(struct server *srv, const char *list, bool implicit_tls, char *err, size_t errlen)
+open_list(struct server *srv, const struct netaddr_listen_list *addrs, bool implicit_tls, char *err, size_t errlen)
 {
-	char *copy = xstrdup(list), *save = NULL, *tok;
-	int rc = 0;
-
-	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-		struct sockaddr_storage ss;
-		socklen_t sl;
+	for (size_t i = 0; i < addrs->n; i++) {
+		const struct netaddr_listen *a = &addrs->v[i];
 		struct listener *li;
 		unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
 
-		if (netaddr_parse_listen(tok, &ss, &sl) == -1) {
-			snprintf(err, errlen, "%s: not an address:port (IPv6 as [addr]:port)", tok);
-			rc = -1;
-			break;
-		}
 		li = xcalloc(1, sizeof(*li));
 		li->srv = srv;
 		li->implicit_tls = implicit_tls;
-		snprintf(li->name, sizeof(li->name), "%s%s", tok, implicit_tls ? "/tls" : "");
-		if (ss.ss_family == AF_INET6)
+		snprintf(li->name, sizeof(li->name), "%s%s", a->text, implicit_tls ? "/tls" : "");
+		if (a->ss.ss_family == AF_INET6)
 			flags |= LEV_OPT_BIND_IPV6ONLY;
 		li->l = evconnlistener_new_bind(srv->base, accept_cb, li, flags, 511,
-		    (struct sockaddr *)&ss, (int)sl);
+		    (const struct sockaddr *)&a->ss, (int)a->len);
 		if (li->l == NULL) {
-			snprintf(err, errlen, "%s: cannot listen: %s", tok, strerror(errno));
+			snprintf(err, errlen, "%s: cannot listen: %s", a->text, strerror(errno));
 			free(li);
-			rc = -1;
-			break;
+			return -1;
 		}
 		evconnlistener_set_error_cb(li->l, accept_error_cb);
 		li->next = srv->listeners;
 		srv->listeners = li;
-		log_info("event=listening address=%s tls=%s", tok, implicit_tls ? "implicit" : "starttls");
+		log_info("event=listening address=%s tls=%s", a->text, implicit_tls ? "implicit" : "starttls");
 	}
-	free(copy);
-	return rc;
+	return 0;
 }
 
 int
 listeners_open(struct server *srv, char *err, size_t errlen)
 {
-	if (open_list(srv, srv->cfg->listen, false, err, errlen) == -1 ||
-	    open_list(srv, srv->cfg->listen_tls, true, err, errlen) == -1)
+	if (open_list(srv, &srv->cfg->listen_addrs, false, err, errlen) == -1 ||
+	    open_list(srv, &srv->cfg->listen_tls_addrs, true, err, errlen) == -1)
 		return -1;
 	return 0;
 }

@@ -245,7 +245,6 @@ static struct server srv = { .ssl_lock = PTHREAD_MUTEX_INITIALIZER };
 static void
 free_server(void)
 {
-	cidr_list_free(&srv.trusted);
 	SSL_CTX_free(srv.ssl_ctx);
 	srv.ssl_ctx = NULL;
 	xfreep(&srv.db_path);
@@ -257,8 +256,9 @@ free_server(void)
 int
 main(int argc, char **argv)
 {
-	char err[1024], bad[128];
-	const char *conf_file = NULL;
+	char err[1024];
+	const char *conf_file = NULL, **overrides;
+	size_t noverrides = 0;
 	bool check_only = false, print_only = false;
 	struct event *sig_term, *sig_int, *sig_hup;
 	sqlite3 *db;
@@ -266,57 +266,33 @@ main(int argc, char **argv)
 
 	config_defaults(&cfg);
 	atexit(free_config);
-	/* Two passes: -c first, so that -o always wins over the file. */
+	overrides = xcalloc((size_t)argc, sizeof(*overrides));
 	while ((ch = getopt(argc, argv, "c:o:nph")) != -1) {
 		switch (ch) {
 		case 'c': conf_file = optarg; break;
-		case 'o': break;
+		case 'o': overrides[noverrides++] = optarg; break;
 		case 'n': check_only = true; break;
 		case 'p': print_only = true; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'h': free(overrides); usage(stdout); return 0;
+		default: free(overrides); usage(stderr); return 2;
 		}
 	}
 	if (optind != argc) {
+		free(overrides);
 		usage(stderr);
 		return 2;
 	}
-	if (conf_file && config_load_file(&cfg, conf_file, err, sizeof(err)) == -1) {
+	rc = config_load(&cfg, conf_file, overrides, noverrides, err, sizeof(err));
+	free(overrides);
+	if (rc == -1) {
 		fprintf(stderr, "submitd: %s\n", err);
-		return 1;
-	}
-	optind = 1;
-	while ((ch = getopt(argc, argv, "c:o:nph")) != -1) {
-		if (ch == 'o' && config_override(&cfg, optarg, err, sizeof(err)) == -1) {
-			fprintf(stderr, "submitd: %s\n", err);
-			return 1;
-		}
-	}
-	if (config_finish(&cfg, err, sizeof(err)) == -1) {
-		fprintf(stderr, "submitd: %s%s%s\n", conf_file ? conf_file : "", conf_file ? ": " : "", err);
 		return 1;
 	}
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = &cfg;
 	atexit(free_server);
-	if (cidr_list_parse(cfg.trusted_networks, &srv.trusted, bad, sizeof(bad)) == -1) {
-		fprintf(stderr, "submitd: smtp.trusted_networks: not an address or CIDR: \"%s\"\n", bad);
-		return 1;
-	}
-	for (int pass = 0; pass < 2; pass++) {
-		char *copy = xstrdup(pass ? cfg.listen_tls : cfg.listen), *save = NULL, *tok;
-		for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-			struct sockaddr_storage ss;
-			socklen_t sl;
-			if (netaddr_parse_listen(tok, &ss, &sl) == -1) {
-				fprintf(stderr, "submitd: smtp.%s: not an address:port (IPv6 as [addr]:port): \"%s\"\n",
-				    pass ? "listen_tls" : "listen", tok);
-				free(copy);
-				return 1;
-			}
-		}
-		free(copy);
-	}
+	/* The configuration owns the parsed list; srv.trusted only borrows it. */
+	srv.trusted = cfg.trusted_nets;
 	if (check_identity(cfg.user, err, sizeof(err)) == -1) {
 		fprintf(stderr, "submitd: %s\n", err);
 		return 1;

@@ -11,7 +11,9 @@
  * Checks: never a crash or leak; an error comes with a message that names
  * the file; after a successful load and finish the cross-field rules that
  * config_finish promises hold, every integer setting that the tests rely on
- * is within its declared bounds, and no string setting is NULL.
+ * is within its declared bounds, no string setting is NULL, every enum
+ * value is one of its enum and agrees with its name, and every parsed list
+ * is empty exactly when its text holds no item.
  */
 #include <stdio.h>
 #include <string.h>
@@ -68,6 +70,22 @@ check_config(const struct config *c)
 	FUZZ_CHECK(c->tokens_lifetime >= 1 && c->tokens_lifetime <= 366 * 86400);
 	FUZZ_CHECK(c->store_batch >= 1 && c->store_batch <= 4096);
 	FUZZ_CHECK(c->auth_workers >= 1 && c->auth_workers <= 64);
+	{
+		static const char *const targets[] = { "stderr", "syslog" };
+		static const char *const levels[] = { "err", "warn", "info", "debug" };
+		static const char *const modes[] = { "required", "opportunistic", "none" };
+		FUZZ_CHECK((int)c->log_output >= 0 && (int)c->log_output <= 1);
+		FUZZ_CHECK(strcmp(c->log_target, targets[c->log_output]) == 0);
+		FUZZ_CHECK((int)c->log_max_level >= 0 && (int)c->log_max_level <= 3);
+		FUZZ_CHECK(strcmp(c->log_level, levels[c->log_max_level]) == 0);
+		FUZZ_CHECK((int)c->relay_tls_mode >= 0 && (int)c->relay_tls_mode <= 2);
+		FUZZ_CHECK(strcmp(c->relay_tls, modes[c->relay_tls_mode]) == 0);
+	}
+	FUZZ_CHECK((c->listen_addrs.n == 0) == (c->listen[strspn(c->listen, ", \t")] == '\0'));
+	FUZZ_CHECK((c->listen_tls_addrs.n == 0) == (c->listen_tls[strspn(c->listen_tls, ", \t")] == '\0'));
+	FUZZ_CHECK((c->http_listen_addrs.n == 0) == (c->http_listen[strspn(c->http_listen, ", \t")] == '\0'));
+	FUZZ_CHECK((c->trusted_nets.n == 0) ==
+	    (c->trusted_networks[strspn(c->trusted_networks, ", \t")] == '\0'));
 }
 
 static void
@@ -86,7 +104,7 @@ check_finished(const struct config *c)
 	FUZZ_CHECK((c->tls_certificate[0] == '\0') == (c->tls_key[0] == '\0'));
 	FUZZ_CHECK(c->relay_retry_max >= c->relay_retry_base);
 	FUZZ_CHECK(c->data_dir[0] != '\0' && c->hostname[0] != '\0');
-	FUZZ_CHECK(c->listen[0] != '\0' || c->listen_tls[0] != '\0');
+	FUZZ_CHECK(c->listen_addrs.n > 0 || c->listen_tls_addrs.n > 0);
 }
 
 int

@@ -1,7 +1,8 @@
 /*
  * test_config.c: the settings table: defaults, the INI reader's errors
- * (file:line: reason), ranges, booleans, size suffixes, -o overrides, and
- * the cross-field checks of config_finish.
+ * (file:line: reason), ranges, booleans, size suffixes, enums and address
+ * lists, -o overrides, the cross-field checks of config_finish, and
+ * config_load, which puts them together for both programs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <netinet/in.h>
 
 #include "server/base/config.h"
 
@@ -47,6 +50,14 @@ test_defaults(void **state)
 	assert_int_equal(c.max_recipients, 100);
 	assert_true(c.tokens_enabled);
 	assert_int_equal(c.tokens_lifetime, 7 * 86400);
+	assert_int_equal(c.listen_addrs.n, 1);
+	assert_string_equal(c.listen_addrs.v[0].text, "127.0.0.1:2587");
+	assert_int_equal(c.trusted_nets.n, 0);
+	assert_int_equal(c.log_output, CONFIG_LOG_STDERR);
+	assert_string_equal(c.log_target, "stderr");
+	assert_int_equal(c.log_max_level, LOG_LVL_INFO);
+	assert_int_equal(c.relay_tls_mode, CONFIG_RELAY_TLS_REQUIRED);
+	assert_string_equal(c.relay_tls, "required");
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	assert_true(c.hostname[0] != '\0');
 	assert_true(c.tokens_issuer[0] != '\0');
@@ -98,6 +109,8 @@ test_file_errors(void **state)
 		{ "[smtp\nfoo\n", ":1:" },
 		{ "[smtp]\nmax_message_size = 99999999999999999999\n", "not an integer" },
 		{ "[smtp]\nmax_message_size = 2G\n", "out of range" },
+		{ "[relay]\n\ntls = maybe\n", ":3: relay.tls: must be required, opportunistic or none, not \"maybe\"" },
+		{ "[smtp]\nlisten = 127.0.0.1:25 localhost:25\n", ":2: smtp.listen: item 2 is not an address:port" },
 	};
 	char err[256];
 
@@ -146,6 +159,176 @@ test_overrides(void **state)
 	config_free(&c);
 }
 
+struct enum_case {
+	const char *assignment;
+	const char *expect_err;     /* substring of the error; NULL: accepted */
+	size_t offset;              /* the enum field in struct config */
+	int value;                  /* when accepted */
+};
+
+static void
+test_enums(void **state)
+{
+	static const struct enum_case cases[] = {
+		{ "relay.tls=none", NULL, offsetof(struct config, relay_tls_mode), CONFIG_RELAY_TLS_NONE },
+		{ "relay.tls=opportunistic", NULL, offsetof(struct config, relay_tls_mode), CONFIG_RELAY_TLS_OPPORTUNISTIC },
+		{ "relay.tls=required", NULL, offsetof(struct config, relay_tls_mode), CONFIG_RELAY_TLS_REQUIRED },
+		{ "log.target=syslog", NULL, offsetof(struct config, log_output), CONFIG_LOG_SYSLOG },
+		{ "log.level=debug", NULL, offsetof(struct config, log_max_level), LOG_LVL_DEBUG },
+		{ "log.level=err", NULL, offsetof(struct config, log_max_level), LOG_LVL_ERR },
+		{ "relay.tls=Required", "-o: relay.tls: must be required, opportunistic or none, not \"Required\"", 0, 0 },
+		{ "relay.tls=", "relay.tls: must be required, opportunistic or none, not \"\"", 0, 0 },
+		{ "log.target=file", "-o: log.target: must be stderr or syslog, not \"file\"", 0, 0 },
+		{ "log.level=loud", "-o: log.level: must be err, warn, info or debug, not \"loud\"", 0, 0 },
+	};
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config c;
+		config_defaults(&c);
+		err[0] = '\0';
+		if (cases[i].expect_err == NULL) {
+			if (config_override(&c, cases[i].assignment, err, sizeof(err)) != 0)
+				fail_msg("case %zu: refused: %s", i, err);
+			assert_int_equal(*(const int *)((const char *)&c + cases[i].offset), cases[i].value);
+		} else {
+			assert_int_equal(config_override(&c, cases[i].assignment, err, sizeof(err)), -1);
+			if (strstr(err, cases[i].expect_err) == NULL)
+				fail_msg("case %zu: error \"%s\" lacks \"%s\"", i, err, cases[i].expect_err);
+			/* a refused value leaves the previous one */
+			assert_int_equal(c.relay_tls_mode, CONFIG_RELAY_TLS_REQUIRED);
+			assert_string_equal(c.relay_tls, "required");
+			assert_string_equal(c.log_level, "info");
+		}
+		config_free(&c);
+	}
+}
+
+struct list_case {
+	const char *assignment;
+	const char *expect_err;     /* substring of the error; NULL: accepted */
+	size_t n;                   /* items, when accepted */
+	const char *last;           /* the last listen item's text, when accepted */
+};
+
+static void
+test_lists(void **state)
+{
+	static const struct list_case cases[] = {
+		{ "smtp.listen=127.0.0.1:587", NULL, 1, "127.0.0.1:587" },
+		{ "smtp.listen=0.0.0.0:587, [::]:587", NULL, 2, "[::]:587" },
+		{ "smtp.listen= ,\t127.0.0.1:1,,127.0.0.2:2 , ", NULL, 2, "127.0.0.2:2" },
+		{ "smtp.listen=", NULL, 0, NULL },
+		{ "smtp.listen_tls=[::1]:465", NULL, 1, "[::1]:465" },
+		{ "http.listen=127.0.0.1:8025,[::1]:8025", NULL, 2, "[::1]:8025" },
+		{ "smtp.listen=foo", "-o: smtp.listen: item 1 is not an address:port (IPv6 as [addr]:port): \"foo\"", 0, NULL },
+		{ "smtp.listen=127.0.0.1:1, 127.0.0.1:2 ::1:3", "smtp.listen: item 3 is not an address:port", 0, NULL },
+		{ "smtp.listen=127.0.0.1:70000", "item 1 is not an address:port", 0, NULL },
+		{ "smtp.listen_tls=127.0.0.1", "smtp.listen_tls: item 1 is not", 0, NULL },
+		{ "http.listen=127.0.0.1:1,localhost:2", "http.listen: item 2 is not an address:port", 0, NULL },
+		{ "smtp.trusted_networks=10.0.0.0/8 ::1 192.168.0.0/33",
+		  "-o: smtp.trusted_networks: item 3 is not an address or CIDR: \"192.168.0.0/33\"", 0, NULL },
+	};
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config c;
+		const struct netaddr_listen_list *l;
+		config_defaults(&c);
+		err[0] = '\0';
+		l = strncmp(cases[i].assignment, "smtp.listen_tls", 15) == 0 ? &c.listen_tls_addrs :
+		    strncmp(cases[i].assignment, "http.", 5) == 0 ? &c.http_listen_addrs : &c.listen_addrs;
+		if (cases[i].expect_err == NULL) {
+			if (config_override(&c, cases[i].assignment, err, sizeof(err)) != 0)
+				fail_msg("case %zu: refused: %s", i, err);
+			assert_int_equal(l->n, cases[i].n);
+			if (cases[i].last != NULL)
+				assert_string_equal(l->v[l->n - 1].text, cases[i].last);
+			/* the text stays as written, for -p */
+			assert_string_equal(strchr(cases[i].assignment, '=') + 1,
+			    l == &c.listen_tls_addrs ? c.listen_tls : l == &c.http_listen_addrs ? c.http_listen : c.listen);
+		} else {
+			assert_int_equal(config_override(&c, cases[i].assignment, err, sizeof(err)), -1);
+			if (strstr(err, cases[i].expect_err) == NULL)
+				fail_msg("case %zu: error \"%s\" lacks \"%s\"", i, err, cases[i].expect_err);
+			/* a refused list leaves the previous one */
+			assert_int_equal(c.listen_addrs.n, 1);
+			assert_string_equal(c.listen, "127.0.0.1:2587");
+			assert_int_equal(c.trusted_nets.n, 0);
+		}
+		config_free(&c);
+	}
+}
+
+static void
+test_parsed_addresses(void **state)
+{
+	struct config c;
+	char err[256];
+	const struct sockaddr_in *sin;
+
+	config_defaults(&c);
+	assert_int_equal(config_override(&c, "smtp.listen=192.0.2.1:587 [2001:db8::1]:25", err, sizeof(err)), 0);
+	assert_int_equal(c.listen_addrs.v[0].ss.ss_family, AF_INET);
+	sin = (const struct sockaddr_in *)&c.listen_addrs.v[0].ss;
+	assert_int_equal(ntohs(sin->sin_port), 587);
+	assert_int_equal(c.listen_addrs.v[1].ss.ss_family, AF_INET6);
+	assert_int_equal(c.listen_addrs.v[1].len, sizeof(struct sockaddr_in6));
+	assert_int_equal(config_override(&c, "smtp.trusted_networks=127.0.0.0/8, ::1", err, sizeof(err)), 0);
+	assert_int_equal(c.trusted_nets.n, 2);
+	assert_int_equal(c.trusted_nets.v[0].prefix, 8);
+	assert_int_equal(c.trusted_nets.v[1].prefix, 128);
+	config_free(&c);
+}
+
+static void
+test_load(void **state)
+{
+	struct config c;
+	char err[256];
+	char *p = write_ini("[smtp]\nmax_recipients = 5\nlisten = 127.0.0.1:1\n[relay]\ntls = none\n");
+	const char *ov[] = { "smtp.max_recipients=6", "relay.tls=opportunistic" };
+	const char *bad_ov[] = { "smtp.max_recipients=7", "smtp.nosuch=1" };
+	const char *half[] = { "tls.key=/k.pem" };
+
+	/* the file, then the overrides in order, then config_finish */
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, p, ov, 2, err, sizeof(err)), 0);
+	assert_int_equal(c.max_recipients, 6);
+	assert_int_equal(c.relay_tls_mode, CONFIG_RELAY_TLS_OPPORTUNISTIC);
+	assert_string_equal(c.listen_addrs.v[0].text, "127.0.0.1:1");
+	assert_true(c.tokens_issuer[0] != '\0');
+	config_free(&c);
+
+	/* no file: the overrides alone */
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, NULL, ov, 1, err, sizeof(err)), 0);
+	assert_int_equal(c.max_recipients, 6);
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, p, bad_ov, 2, err, sizeof(err)), -1);
+	assert_string_equal(err, "-o smtp.nosuch=1: unknown key \"smtp.nosuch\"");
+	config_free(&c);
+
+	/* a cross-field error names the file, but no line */
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, p, half, 1, err, sizeof(err)), -1);
+	assert_true(strncmp(err, p, strlen(p)) == 0);
+	assert_string_equal(err + strlen(p), ": tls.certificate and tls.key must be set together");
+	config_free(&c);
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, NULL, half, 1, err, sizeof(err)), -1);
+	assert_string_equal(err, "tls.certificate and tls.key must be set together");
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, "/nonexistent/submitd.conf", ov, 2, err, sizeof(err)), -1);
+	assert_string_equal(err, "/nonexistent/submitd.conf: cannot open: No such file or directory");
+	config_free(&c);
+	unlink(p);
+}
+
 static void
 test_finish_checks(void **state)
 {
@@ -165,11 +348,6 @@ test_finish_checks(void **state)
 	config_free(&c);
 
 	config_defaults(&c);
-	config_override(&c, "log.level=loud", err, sizeof(err));
-	assert_int_equal(config_finish(&c, err, sizeof(err)), -1);
-	config_free(&c);
-
-	config_defaults(&c);
 	config_override(&c, "smtp.listen=", err, sizeof(err));
 	config_override(&c, "smtp.listen_tls=", err, sizeof(err));
 	assert_int_equal(config_finish(&c, err, sizeof(err)), -1);
@@ -186,6 +364,10 @@ main(void)
 		cmocka_unit_test(test_file_errors),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_overrides),
+		cmocka_unit_test(test_enums),
+		cmocka_unit_test(test_lists),
+		cmocka_unit_test(test_parsed_addresses),
+		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_finish_checks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,183 @@
+/*
+ * submitctl_mail.c: the mail submitd holds: messages (list, show, fetch
+ * the stored copy with a token, checked as the API checks it), the relay
+ * queue (list, show, retry, drop) and an online backup of the database.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/admin.h"
+#include "db/overview.h"
+#include "db/store.h"
+#include "server/admin/submitctl_internal.h"
+#include "server/base/util.h"
+#include "tokens/token.h"
+
+static void
+print_message_line(const struct overview_message *m, void *arg)
+{
+	printf("%s\t%s\t%s\t%s\t%lld\t%lld\n", m->public_id, m->received_at, m->login ? m->login : "-",
+	    m->envelope_from, (long long)m->size, (long long)m->recipients);
+}
+
+static void
+print_message(const struct overview_message *m, void *arg)
+{
+	printf("id=%s\nreceived_at=%s\nuser=%s\nclient=%s\nfrom=%s\nsize=%lld\nsha256=%s\nbody=%s\n",
+	    m->public_id, m->received_at, m->login ? m->login : "", m->client_address, m->envelope_from,
+	    (long long)m->size, m->sha256, m->has_body ? "stored" : "purged");
+}
+
+static void
+print_recipient(const struct overview_recipient *r, void *arg)
+{
+	printf("rcpt=%d\t%s\t%s\n", r->position, r->address, r->state);
+}
+
+static void
+print_token(const struct overview_token *t, void *arg)
+{
+	printf("token=%s\t%s\t%s\t%s\texpires=%s\n", t->token_id, t->role, t->address, t->status, t->expires_at);
+}
+
+static int
+message_show(sqlite3 *db, const char *id)
+{
+	char err[512];
+	int n = overview_message(db, id, print_message, NULL, err, sizeof(err));
+
+	if (n == -1)
+		return submitctl_fail("%s", err);
+	if (n == 0)
+		return submitctl_fail("no message %s", id);
+	/* The message was there: a listing that fails now only shortens the
+	 * output. */
+	overview_recipients(db, id, print_recipient, NULL, err, sizeof(err));
+	overview_tokens(db, id, print_token, NULL, err, sizeof(err));
+	return 0;
+}
+
+/* The same checks as the API's fetch, then the stored bytes to stdout. */
+static int
+message_fetch(sqlite3 *db, const char *arg, const char *address)
+{
+	struct token_claims c;
+	struct store_token_info info;
+	enum token_status st;
+	char tok[4096], err[512];
+	int rc;
+
+	if (submitctl_read_token(arg, tok, sizeof(tok)))
+		return 1;
+	if (admin_token_verify(db, tok, address, now_unix(), &st, &c, &info, err, sizeof(err)) == -1)
+		return submitctl_fail("%s", err);
+	if (st != TOKEN_VALID) {
+		store_token_info_free(&info);
+		fprintf(stderr, "result=%s\n", token_status_name(st));
+		return 1;
+	}
+	if (!info.has_body) {
+		store_token_info_free(&info);
+		fprintf(stderr, "result=purged\n");
+		return 1;
+	}
+	rc = admin_body_write(db, info.message_id, info.size, stdout, err, sizeof(err));
+	store_token_info_free(&info);
+	if (rc == -1)
+		return submitctl_fail("%s", err);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int
+submitctl_message(sqlite3 *db, int argc, char **argv)
+{
+	char err[512];
+
+	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
+		long limit = 50;
+		if (argc == 3 && strcmp(argv[1], "--limit") == 0)
+			limit = strtol(argv[2], NULL, 10);
+		else if (argc != 1) {
+			submitctl_usage(stderr);
+			return 2;
+		}
+		if (limit <= 0)
+			return submitctl_fail("%s", "--limit takes a positive number");
+		if (overview_messages(db, limit, print_message_line, NULL, err, sizeof(err)) == -1)
+			return submitctl_fail("%s", err);
+		return 0;
+	}
+	if (argc == 2 && strcmp(argv[0], "show") == 0)
+		return message_show(db, argv[1]);
+	if (argc == 2 && strcmp(argv[0], "fetch") == 0)
+		return message_fetch(db, argv[1], NULL);
+	if (argc == 4 && strcmp(argv[0], "fetch") == 0 && strcmp(argv[2], "--address") == 0)
+		return message_fetch(db, argv[1], argv[3]);
+	submitctl_usage(stderr);
+	return 2;
+}
+
+/* The header goes out once the query runs, even with no row. */
+static void
+queue_header(bool *done)
+{
+	if (!*done)
+		printf("public_id\tposition\taddress\tstate\tattempts\tnext_attempt_at\tlast_reply\n");
+	*done = true;
+}
+
+static void
+print_queue_row(const struct overview_queue *q, void *arg)
+{
+	queue_header(arg);
+	printf("%s\t%d\t%s\t%s\t%d\t%s\t%s\n", q->public_id, q->position, q->address, q->state, q->attempts,
+	    q->next_attempt_at, q->last_reply);
+}
+
+static int
+queue_print(sqlite3 *db, const char *public_id)
+{
+	char err[512];
+	bool header_done = false;
+
+	if (overview_queue(db, public_id, print_queue_row, &header_done, err, sizeof(err)) == -1)
+		return submitctl_fail("%s", err);
+	queue_header(&header_done);
+	return 0;
+}
+
+int
+submitctl_queue(sqlite3 *db, int argc, char **argv)
+{
+	char err[512];
+	int n;
+
+	if (argc == 1 && strcmp(argv[0], "list") == 0)
+		return queue_print(db, NULL);
+	if (argc == 2 && strcmp(argv[0], "show") == 0)
+		return queue_print(db, argv[1]);
+	if (argc == 2 && (strcmp(argv[0], "retry") == 0 || strcmp(argv[0], "drop") == 0)) {
+		bool retry = strcmp(argv[0], "retry") == 0;
+		n = retry ? admin_queue_retry(db, argv[1], now_ms(), err, sizeof(err)) :
+		    admin_queue_drop(db, argv[1], now_ms(), err, sizeof(err));
+		if (n == -1)
+			return submitctl_fail("%s", err);
+		printf("%d recipient(s) of %s %s\n", n, argv[1], retry ? "due now" : "dropped");
+		return n > 0 ? 0 : 1;
+	}
+	submitctl_usage(stderr);
+	return 2;
+}
+
+int
+submitctl_backup(sqlite3 *db, const char *path)
+{
+	char err[512];
+
+	if (admin_backup(db, path, err, sizeof(err)) == -1)
+		return submitctl_fail("%s", err);
+	printf("backup written to %s\n", path);
+	return 0;
+}
