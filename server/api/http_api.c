@@ -165,26 +165,16 @@ tls_bevcb(struct event_base *base, void *arg)
 int
 http_api_check_config(const struct config *cfg, char *err, size_t errlen)
 {
-	char *copy = xstrdup(cfg->http_listen), *save = NULL, *tok;
-	int rc = 0;
-
-	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-		struct sockaddr_storage ss;
-		socklen_t sl;
-		if (netaddr_parse_listen(tok, &ss, &sl) == -1) {
-			snprintf(err, errlen, "http.listen: not an address:port (IPv6 as [addr]:port): \"%s\"", tok);
-			rc = -1;
-			break;
-		}
-		if (!cfg->http_auth_fetch && !netaddr_is_loopback((struct sockaddr *)&ss)) {
+	/* The addresses were parsed and checked with the configuration. */
+	for (size_t i = 0; i < cfg->http_listen_addrs.n; i++) {
+		const struct netaddr_listen *a = &cfg->http_listen_addrs.v[i];
+		if (!cfg->http_auth_fetch && !netaddr_is_loopback((const struct sockaddr *)&a->ss)) {
 			snprintf(err, errlen, "http.auth_fetch=false is only allowed on loopback listeners, "
-			    "and http.listen has %s", tok);
-			rc = -1;
-			break;
+			    "and http.listen has %s", a->text);
+			return -1;
 		}
 	}
-	free(copy);
-	return rc;
+	return 0;
 }
 
 static int
@@ -251,20 +241,15 @@ worker_main(void *arg)
  * connections (keep-alive clients then stay on one core).
  */
 static int
-listen_on(struct http_api *api, const char *spec, char *err, size_t errlen)
+listen_on(struct http_api *api, const struct netaddr_listen *a, char *err, size_t errlen)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
+	const char *spec = a->text;
 
-	if (netaddr_parse_listen(spec, &ss, &sl) == -1) {
-		snprintf(err, errlen, "http.listen: not an address:port: \"%s\"", spec);
-		return -1;
-	}
 	for (size_t i = 0; i < api->nworkers; i++) {
-		evutil_socket_t fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		evutil_socket_t fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd == -1 || evutil_make_listen_socket_reuseable(fd) == -1 ||
 		    evutil_make_listen_socket_reuseable_port(fd) == -1 ||
-		    bind(fd, (struct sockaddr *)&ss, sl) == -1 || listen(fd, 128) == -1) {
+		    bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1 || listen(fd, 128) == -1) {
 			snprintf(err, errlen, "http.listen %s: cannot listen: %s", spec, strerror(errno));
 			if (fd != -1)
 				close(fd);
@@ -285,9 +270,8 @@ http_api_start(struct server *srv, char *err, size_t errlen)
 {
 	struct config *cfg = srv->cfg;
 	struct http_api *api;
-	char *copy, *save = NULL, *tok;
 
-	if (cfg->http_listen[0] == '\0')
+	if (cfg->http_listen_addrs.n == 0)
 		return 0;
 	if (http_api_check_config(cfg, err, errlen) == -1)
 		return -1;
@@ -302,17 +286,15 @@ http_api_start(struct server *srv, char *err, size_t errlen)
 			return -1;
 		}
 
-	copy = xstrdup(cfg->http_listen);
-	for (tok = strtok_r(copy, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-		if (listen_on(api, tok, err, errlen) == -1) {
-			free(copy);
+	for (size_t i = 0; i < cfg->http_listen_addrs.n; i++) {
+		const struct netaddr_listen *a = &cfg->http_listen_addrs.v[i];
+		if (listen_on(api, a, err, errlen) == -1) {
 			http_api_stop(srv);
 			return -1;
 		}
-		log_info("event=listening address=%s service=http tls=%s threads=%zu", tok, cfg->http_tls ? "yes" : "no",
-		    api->nworkers);
+		log_info("event=listening address=%s service=http tls=%s threads=%zu", a->text,
+		    cfg->http_tls ? "yes" : "no", api->nworkers);
 	}
-	free(copy);
 	for (size_t i = 0; i < api->nworkers; i++) {
 		struct api_worker *w = &api->workers[i];
 		if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {

@@ -14,27 +14,14 @@ static pid_t pid;          /* from log_init: submitd never forks */
 static enum log_level max_level = LOG_LVL_INFO;
 static const char *level_names[] = { "err", "warn", "info", "debug" };
 
-int
-log_init(const char *target, const char *level)
+void
+log_init(bool to_syslog, enum log_level level)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
-		if (strcmp(level, level_names[i]) == 0)
-			break;
-	if (i == sizeof(level_names) / sizeof(level_names[0]))
-		return -1;
-	max_level = (enum log_level)i;
+	max_level = level;
 	pid = getpid();
-	if (strcmp(target, "syslog") == 0) {
-		use_syslog = true;
+	use_syslog = to_syslog;
+	if (use_syslog)
 		openlog("submitd", LOG_PID | LOG_NDELAY, LOG_MAIL);
-	} else if (strcmp(target, "stderr") == 0) {
-		use_syslog = false;
-	} else {
-		return -1;
-	}
-	return 0;
 }
 
 bool

@@ -12,8 +12,9 @@
 
 enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
-/* target: "stderr" or "syslog"; level: "err", "warn", "info", "debug". */
-int log_init(const char *target, const char *level);
+/* Write to syslog (or stderr) the events of level and more severe ones. The
+ * configuration checks the names (log.target, log.level) as it reads them. */
+void log_init(bool to_syslog, enum log_level level);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 bool log_enabled(enum log_level lvl);
 

@@ -317,10 +317,7 @@ main(int argc, char **argv)
 		printf("submitd: configuration ok\n");
 		return 0;
 	}
-	if (log_init(cfg.log_target, cfg.log_level) == -1) {
-		fprintf(stderr, "submitd: bad log settings\n");
-		return 1;
-	}
+	log_init(cfg.log_output == CONFIG_LOG_SYSLOG, cfg.log_max_level);
 	if (sodium_init() < 0) {
 		fprintf(stderr, "submitd: libsodium failed to initialise\n");
 		return 1;
