@@ -52,9 +52,10 @@ queue_task_free(struct queue_task **tp)
 	*tp = NULL;
 }
 
-/* The message of row m of the scan, with its due recipients. */
+/* The message of row m of the scan, with its due recipients (r, the
+ * statement of ?1 now and ?2 the message). */
 static struct queue_task *
-load_task(sqlite3 *db, sqlite3_stmt *m, sqlite3_stmt *r)
+load_task(sqlite3_stmt *m, sqlite3_stmt *r)
 {
 	struct queue_task *t = xcalloc(1, sizeof(*t));
 
@@ -78,7 +79,6 @@ load_task(sqlite3 *db, sqlite3_stmt *m, sqlite3_stmt *r)
 		t->nrcpt++;
 	}
 	sqlite3_reset(r);
-	(void)db;
 	return t;
 }
 
@@ -117,7 +117,7 @@ queue_scan(sqlite3 *db, int64_t now_ms, const int64_t *skip, size_t nskip, size_
 			skipped = skip[i] == id;
 		if (skipped)
 			continue;
-		t = load_task(db, st, r);
+		t = load_task(st, r);
 		if (t->nrcpt == 0) {
 			queue_task_free(&t);
 			continue;

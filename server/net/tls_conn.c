@@ -31,7 +31,9 @@ tls_conn_upgrade(struct event_base *base, struct bufferevent *plain, SSL_CTX *ct
 	    role == TLS_CONN_CLIENT ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
 	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (tls == NULL) {
-		SSL_free(ssl);
+		/* No SSL_free: with BEV_OPT_CLOSE_ON_FREE libevent frees the SSL
+		 * on this path itself. Its failures are allocations made before
+		 * it takes plain over, so plain is still ours. */
 		snprintf(err, errlen, "cannot start TLS on the connection");
 		return NULL;
 	}

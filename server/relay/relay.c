@@ -313,7 +313,7 @@ relay_stop(struct server *srv)
 			relay_inflight_del(r, c->task->message_id);
 			queue_task_free(&c->task);
 		}
-		relay_conn_free(c);
+		relay_conn_free(&c);
 	}
 	relay_records_drop(r);
 	if (r->poll)

@@ -72,8 +72,9 @@ send_line(struct conn *c, const char *fmt, ...)
 }
 
 void
-relay_conn_free(struct conn *c)
+relay_conn_free(struct conn **cp)
 {
+	struct conn *c = *cp;
 	struct relay *r = c->r;
 
 	if (r->current == c)
@@ -95,6 +96,7 @@ relay_conn_free(struct conn *c)
 	free(c->owed);
 	free(c->header);
 	free(c);
+	*cp = NULL;
 }
 
 /* Give up on this connection: the task in progress and the ones waiting
@@ -118,7 +120,7 @@ conn_fail_with(struct conn *c, enum queue_result res, const char *why)
 		relay_task_set_all(t, res, text, true);
 		relay_task_record(r, t);
 	}
-	relay_conn_free(c);
+	relay_conn_free(&c);
 }
 
 static void
@@ -594,7 +596,7 @@ on_reply(struct conn *c, int code, const char *text, const char *first_line)
 		return;
 	case C_QUIT: {
 		struct relay *r = c->r;
-		relay_conn_free(c);
+		relay_conn_free(&c);
 		relay_dispatch(r);
 		server_maybe_exit(r->srv);
 		return;
@@ -674,7 +676,7 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 	}
 	if (c->state == C_QUIT) {
 		struct relay *r = c->r;
-		relay_conn_free(c);
+		relay_conn_free(&c);
 		server_maybe_exit(r->srv);
 		return;
 	}

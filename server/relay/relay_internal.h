@@ -86,7 +86,8 @@ void relay_dispatch(struct relay *r);
 
 /* relay_client.c */
 void relay_conn_open(struct relay *r, struct queue_task *first);
-void relay_conn_free(struct conn *c);
+/* Close and free *cp (its tasks are the caller's business), set it NULL. */
+void relay_conn_free(struct conn **cp);
 
 /* relay_result.c */
 /* Hand a finished task's results to the writer (the task goes with them);
