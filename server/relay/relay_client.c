@@ -162,7 +162,7 @@ start_tls(struct conn *c)
 {
 	struct relay *r = c->r;
 	struct config *cfg = r->srv->cfg;
-	bool verify = strcmp(cfg->relay_tls, "required") == 0 && cfg->relay_tls_verify;
+	bool verify = cfg->relay_tls_mode == CONFIG_RELAY_TLS_REQUIRED && cfg->relay_tls_verify;
 	struct bufferevent *tls;
 	char err[200];
 
@@ -212,17 +212,17 @@ after_ehlo(struct conn *c)
 {
 	struct config *cfg = c->r->srv->cfg;
 
-	if (!c->tls && c->starttls && strcmp(cfg->relay_tls, "none") != 0) {
+	if (!c->tls && c->starttls && cfg->relay_tls_mode != CONFIG_RELAY_TLS_NONE) {
 		c->state = C_STARTTLS;
 		send_line(c, "STARTTLS");
 		return;
 	}
-	if (!c->tls && strcmp(cfg->relay_tls, "required") == 0) {
+	if (!c->tls && cfg->relay_tls_mode == CONFIG_RELAY_TLS_REQUIRED) {
 		conn_fail(c, "TLS required but STARTTLS not offered");
 		return;
 	}
 	if (cfg->relay_auth_user[0]) {
-		if (!c->tls && strcmp(cfg->relay_tls, "none") != 0) {
+		if (!c->tls && cfg->relay_tls_mode != CONFIG_RELAY_TLS_NONE) {
 			conn_fail(c, "not sending credentials without TLS");
 			return;
 		}
@@ -500,7 +500,7 @@ on_reply(struct conn *c, int code, const char *text, const char *first_line)
 		return;
 	case C_STARTTLS:
 		if (code != 220) {
-			if (strcmp(cfg->relay_tls, "required") == 0) {
+			if (cfg->relay_tls_mode == CONFIG_RELAY_TLS_REQUIRED) {
 				conn_fail(c, full);
 				return;
 			}
