@@ -21,9 +21,9 @@ enum config_log_target { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
 enum config_relay_tls { CONFIG_RELAY_TLS_REQUIRED, CONFIG_RELAY_TLS_OPPORTUNISTIC, CONFIG_RELAY_TLS_NONE };
 
 /*
- * An enum key K has its value in a field of an enum type and, for code not
- * yet switched to it, its name (one of the table's allowed values, never
- * freed) in the const char * field K. A list key K keeps its text as
+ * An enum key K has its value in a field of an enum type, which the code
+ * compares, and its name (one of the table's allowed values, never freed)
+ * in the const char * field K, which log lines and -p print. A list key K keeps its text as
  * written in K (what -p prints) and the parsed items next to it.
  */
 struct config {
