@@ -172,14 +172,6 @@ session_cmd_auth(struct smtp_session *s, const char *args, size_t len)
 	const char *ir = sp ? sp + 1 : NULL;
 	size_t irlen = sp ? len - mlen - 1 : 0;
 
-	if (s->login != NULL) {
-		session_reply_error(s, "503 5.5.1 Error: already authenticated");
-		return;
-	}
-	if (s->state != SMTP_HELO) {
-		session_reply_error(s, "503 5.5.1 Error: AUTH not allowed in a transaction");
-		return;
-	}
 	if (!session_auth_offered(s)) {
 		session_reply_error(s, "538 5.7.11 Encryption required for requested authentication mechanism");
 		return;

@@ -1,12 +1,14 @@
 /*
  * smtp_commands.c: the verb table and dispatch.
  *
- * The dialogue is a table of verbs (commands[] below). Each row carries
- * flags that are checked in one place before its handler runs: whether
- * the verb takes arguments, whether EHLO/HELO must have been said, whether
- * the client must be authenticated (or in a trusted network). Handlers
- * only deal with their own verb. The handlers of the simple verbs live
- * here; DATA and BDAT are in smtp_data.c, AUTH in smtp_auth.c.
+ * The dialogue is a table of verbs (commands[] below). Each row says
+ * whether the verb takes arguments, whether the client must be
+ * authenticated (or in a trusted network), the states it may run in and
+ * the reply that refuses it in the others. dispatch() checks all of that
+ * in one place before the handler runs, so a handler only deals with its
+ * own verb: a MAIL handler never looks at the state. The handlers of the
+ * simple verbs live here; DATA and BDAT are in smtp_data.c, AUTH in
+ * smtp_auth.c.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -101,10 +103,6 @@ cmd_mail(struct smtp_session *s, const char *args, size_t len)
 	const char *why = NULL;
 	enum smtp_parse_result r;
 
-	if (s->state != SMTP_HELO) {
-		session_reply_error(s, "503 5.5.1 Error: nested MAIL command");
-		return;
-	}
 	r = smtp_mail_parse(args, len, &s->mail, &why);
 	switch (r) {
 	case SMTP_PARSE_OK: break;
@@ -142,14 +140,6 @@ cmd_rcpt(struct smtp_session *s, const char *args, size_t len)
 	struct smtp_rcpt r;
 	const char *why = NULL;
 
-	if (s->state != SMTP_MAIL && s->state != SMTP_RCPT) {
-		session_reply_error(s, "503 5.5.1 Error: need MAIL command");
-		return;
-	}
-	if (s->bdat_used) {
-		session_reply_error(s, "503 5.5.1 Error: RCPT after BDAT");
-		return;
-	}
 	switch (smtp_rcpt_parse(args, len, s->mail.smtputf8, &r, &why)) {
 	case SMTP_PARSE_OK: break;
 	case SMTP_PARSE_SYNTAX: session_reply_error(s, "501 5.5.4 Syntax: RCPT TO:<address> (%s)", why ? why : "syntax error"); return;
@@ -275,40 +265,94 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 enum {
 	CMD_NOARGS   = 1 << 0,   /* arguments are a 501 */
 	CMD_ARGS     = 1 << 1,   /* arguments are required */
-	CMD_HELO     = 1 << 2,   /* EHLO/HELO first */
-	CMD_AUTHED   = 1 << 3,   /* authenticated or trusted */
+	CMD_AUTHED   = 1 << 2,   /* authenticated or trusted: else 530 */
+	CMD_UNAUTHED = 1 << 3,   /* not once logged in: else 503 */
+	CMD_CHUNK    = 1 << 4,   /* octets follow the line whatever the answer:
+	                            the handler reads them, then refuses */
 };
+
+/* The states a verb may run in, one bit each: the session's states, and
+ * one more for a transaction that has sent BDAT chunks (it is SMTP_RCPT,
+ * but takes neither RCPT nor DATA any more). */
+enum { GATE_CHUNKING = SMTP_STATE_COUNT, GATE_COUNT };
+#define IN(st) (1u << (st))
+#define GREETED (IN(SMTP_HELO) | IN(SMTP_MAIL) | IN(SMTP_RCPT) | IN(GATE_CHUNKING))
+#define ANY (IN(SMTP_INIT) | GREETED)
+
+/* Out of sequence: 503 (RFC 5321 4.1.4), or 554 where only the
+ * recipients are missing (RFC 5321 3.3). */
+#define NESTED_MAIL "503 5.5.1 Error: nested MAIL command"
+#define NEED_MAIL "503 5.5.1 Error: need MAIL command"
+#define NO_RCPT "554 5.5.1 Error: no valid recipients"
+#define AUTH_IN_TRANSACTION "503 5.5.1 Error: AUTH not allowed in a transaction"
 
 typedef void smtp_handler(struct smtp_session *s, const char *args, size_t len);
 
 struct smtp_cmd {
 	unsigned flags;
+	unsigned states;                    /* IN() each state it may run in */
 	smtp_handler *proceed;
 	const char *usage;
+	/* The reply in each greeted state not in states (before EHLO/HELO,
+	 * every verb that needs it gets the same one). */
+	const char *out_of_sequence[GATE_COUNT];
 };
 
+/* STARTTLS runs in any greeted state: it refuses a transaction itself,
+ * after checks of its own (TLS on already, no certificate) whose replies
+ * come first. */
 static const struct smtp_cmd commands[SMTP_VERB_COUNT] = {
-	[SMTP_VERB_EHLO]     = { CMD_ARGS, cmd_ehlo, "EHLO hostname" },
-	[SMTP_VERB_HELO]     = { CMD_ARGS, cmd_helo, "HELO hostname" },
-	[SMTP_VERB_MAIL]     = { CMD_ARGS | CMD_HELO | CMD_AUTHED, cmd_mail, "MAIL FROM:<address>" },
-	[SMTP_VERB_RCPT]     = { CMD_ARGS | CMD_HELO | CMD_AUTHED, cmd_rcpt, "RCPT TO:<address>" },
-	[SMTP_VERB_DATA]     = { CMD_NOARGS | CMD_HELO | CMD_AUTHED, session_cmd_data, "DATA" },
-	[SMTP_VERB_BDAT]     = { CMD_ARGS, session_cmd_bdat, "BDAT size [LAST]" },
-	[SMTP_VERB_RSET]     = { CMD_NOARGS, cmd_rset, "RSET" },
-	[SMTP_VERB_NOOP]     = { 0, cmd_noop, "NOOP" },
-	[SMTP_VERB_QUIT]     = { CMD_NOARGS, cmd_quit, "QUIT" },
-	[SMTP_VERB_HELP]     = { 0, cmd_help, "HELP" },
-	[SMTP_VERB_VRFY]     = { CMD_ARGS, cmd_vrfy, "VRFY address" },
-	[SMTP_VERB_EXPN]     = { 0, cmd_expn, "EXPN list" },
-	[SMTP_VERB_STARTTLS] = { CMD_NOARGS | CMD_HELO, cmd_starttls, "STARTTLS" },
-	[SMTP_VERB_AUTH]     = { CMD_ARGS | CMD_HELO, session_cmd_auth, "AUTH mechanism [initial-response]" },
+	[SMTP_VERB_EHLO]     = { CMD_ARGS, ANY, cmd_ehlo, "EHLO hostname", { 0 } },
+	[SMTP_VERB_HELO]     = { CMD_ARGS, ANY, cmd_helo, "HELO hostname", { 0 } },
+	[SMTP_VERB_MAIL]     = { CMD_ARGS | CMD_AUTHED, IN(SMTP_HELO), cmd_mail, "MAIL FROM:<address>",
+	    { [SMTP_MAIL] = NESTED_MAIL, [SMTP_RCPT] = NESTED_MAIL, [GATE_CHUNKING] = NESTED_MAIL } },
+	[SMTP_VERB_RCPT]     = { CMD_ARGS | CMD_AUTHED, IN(SMTP_MAIL) | IN(SMTP_RCPT), cmd_rcpt,
+	    "RCPT TO:<address>",
+	    { [SMTP_HELO] = NEED_MAIL, [GATE_CHUNKING] = "503 5.5.1 Error: RCPT after BDAT" } },
+	[SMTP_VERB_DATA]     = { CMD_NOARGS | CMD_AUTHED, IN(SMTP_RCPT), session_cmd_data, "DATA",
+	    { [SMTP_HELO] = "503 5.5.1 Error: need RCPT command", [SMTP_MAIL] = NO_RCPT,
+	      [GATE_CHUNKING] = "503 5.5.1 Error: DATA after BDAT" } },
+	[SMTP_VERB_BDAT]     = { CMD_ARGS | CMD_AUTHED | CMD_CHUNK, IN(SMTP_RCPT) | IN(GATE_CHUNKING),
+	    session_cmd_bdat, "BDAT size [LAST]", { [SMTP_HELO] = NEED_MAIL, [SMTP_MAIL] = NO_RCPT } },
+	[SMTP_VERB_RSET]     = { CMD_NOARGS, ANY, cmd_rset, "RSET", { 0 } },
+	[SMTP_VERB_NOOP]     = { 0, ANY, cmd_noop, "NOOP", { 0 } },
+	[SMTP_VERB_QUIT]     = { CMD_NOARGS, ANY, cmd_quit, "QUIT", { 0 } },
+	[SMTP_VERB_HELP]     = { 0, ANY, cmd_help, "HELP", { 0 } },
+	[SMTP_VERB_VRFY]     = { CMD_ARGS, ANY, cmd_vrfy, "VRFY address", { 0 } },
+	[SMTP_VERB_EXPN]     = { 0, ANY, cmd_expn, "EXPN list", { 0 } },
+	[SMTP_VERB_STARTTLS] = { CMD_NOARGS, GREETED, cmd_starttls, "STARTTLS", { 0 } },
+	[SMTP_VERB_AUTH]     = { CMD_ARGS | CMD_UNAUTHED, IN(SMTP_HELO), session_cmd_auth,
+	    "AUTH mechanism [initial-response]",
+	    { [SMTP_MAIL] = AUTH_IN_TRANSACTION, [SMTP_RCPT] = AUTH_IN_TRANSACTION,
+	      [GATE_CHUNKING] = AUTH_IN_TRANSACTION } },
 };
+
+/* NULL if cmd may run now, else the reply that refuses it. The checks
+ * come in the order clients have always had their replies in: the
+ * greeting, then authentication, then the sequence of the transaction. */
+static const char *
+gate(const struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	unsigned st = s->state == SMTP_RCPT && s->bdat_used ? GATE_CHUNKING : (unsigned)s->state;
+
+	if (s->state == SMTP_INIT && !(cmd->states & IN(SMTP_INIT)))
+		return "503 5.5.1 Error: send EHLO/HELO first";
+	if ((cmd->flags & CMD_AUTHED) && s->login == NULL && !s->trusted)
+		return "530 5.7.0 Authentication required";         /* RFC 4954 6 */
+	if ((cmd->flags & CMD_UNAUTHED) && s->login != NULL)
+		return "503 5.5.1 Error: already authenticated";    /* RFC 4954 4 */
+	if (!(cmd->states & IN(st)))
+		return cmd->out_of_sequence[st] ? cmd->out_of_sequence[st] :
+		    "503 5.5.1 Error: bad sequence of commands";
+	return NULL;
+}
 
 void
 session_dispatch(struct smtp_session *s, const char *line, size_t len)
 {
 	struct smtp_command c;
 	const struct smtp_cmd *cmd;
+	const char *refusal;
 
 	if (s->state == SMTP_AUTH) {
 		session_sasl_response(s, line, len);
@@ -329,13 +373,15 @@ session_dispatch(struct smtp_session *s, const char *line, size_t len)
 		session_reply_error(s, "501 5.5.4 Syntax: %s", cmd->usage);
 		return;
 	}
-	if ((cmd->flags & CMD_HELO) && s->state == SMTP_INIT) {
-		session_reply_error(s, "503 5.5.1 Error: send EHLO/HELO first");
+	refusal = gate(s, cmd);
+	if (cmd->flags & CMD_CHUNK) {
+		/* RFC 3030 2: a refused BDAT's chunk is still read, then refused. */
+		s->bdat_refusal = refusal;
+		cmd->proceed(s, c.args, c.args_len);
 		return;
 	}
-	if ((cmd->flags & CMD_AUTHED) && s->login == NULL && !s->trusted) {
-		/* RFC 4954 6 */
-		session_reply_error(s, "530 5.7.0 Authentication required");
+	if (refusal != NULL) {
+		session_reply_error(s, "%s", refusal);
 		return;
 	}
 	cmd->proceed(s, c.args, c.args_len);

@@ -48,8 +48,7 @@ session_transaction_reset(struct smtp_session *s)
 	s->bdat_used = false;
 	s->bdat_remaining = 0;
 	s->bdat_last = false;
-	s->bdat_error = 0;
-	s->bdat_error_text = NULL;
+	s->bdat_refusal = NULL;
 	s->too_big = s->spool_failed = false;
 	s->spool_errno = 0;
 	body_discard(s);
@@ -341,18 +340,6 @@ smtp_session_writer_done(struct server *srv)
 void
 session_cmd_data(struct smtp_session *s, const char *args, size_t len)
 {
-	if (s->state == SMTP_MAIL) {
-		session_reply_error(s, "554 5.5.1 Error: no valid recipients");
-		return;
-	}
-	if (s->state != SMTP_RCPT) {
-		session_reply_error(s, "503 5.5.1 Error: need RCPT command");
-		return;
-	}
-	if (s->bdat_used) {
-		session_reply_error(s, "503 5.5.1 Error: DATA after BDAT");
-		return;
-	}
 	if (s->mail.body == SMTP_BODY_BINARYMIME) {
 		/* RFC 3030 3: BINARYMIME content goes with BDAT only. */
 		session_reply_error(s, "503 5.5.1 Error: BODY=BINARYMIME requires BDAT");
@@ -367,9 +354,13 @@ void
 session_cmd_bdat(struct smtp_session *s, const char *args, size_t len)
 {
 	struct config *cfg = s->srv->cfg;
+	/* dispatch() has judged the state already; the verdict waits for
+	 * the chunk to be read (CMD_CHUNK). */
+	const char *refusal = s->bdat_refusal;
 	uint64_t size;
 	bool last;
 
+	s->bdat_refusal = NULL;
 	if (smtp_bdat_parse(args, len, &size, &last) != SMTP_PARSE_OK) {
 		/* Without a size we cannot know where the chunk ends: the octets
 		 * that follow will be read as commands, as in every server. */
@@ -390,20 +381,8 @@ session_cmd_bdat(struct smtp_session *s, const char *args, size_t len)
 	s->bdat_prev = s->state;
 	/* A refused BDAT still has its chunk on the wire: read it, throw it
 	 * away, and answer after it (RFC 3030 2). */
-	s->bdat_error = 0;
-	if (s->state == SMTP_INIT) {
-		s->bdat_error = 503;
-		s->bdat_error_text = "5.5.1 Error: send EHLO/HELO first";
-	} else if (s->login == NULL && !s->trusted) {
-		s->bdat_error = 530;
-		s->bdat_error_text = "5.7.0 Authentication required";
-	} else if (s->state == SMTP_HELO) {
-		s->bdat_error = 503;
-		s->bdat_error_text = "5.5.1 Error: need MAIL command";
-	} else if (s->state == SMTP_MAIL) {
-		s->bdat_error = 554;
-		s->bdat_error_text = "5.5.1 Error: no valid recipients";
-	} else if (!s->bdat_used) {
+	s->bdat_refusal = refusal;
+	if (refusal == NULL && !s->bdat_used) {
 		s->bdat_used = true;
 		body_begin(s, s->mail.body == SMTP_BODY_BINARYMIME ? SMTP_BODY_MODE_BINARY : SMTP_BODY_MODE_BDAT);
 	}
@@ -438,13 +417,13 @@ session_data_consume(struct smtp_session *s, struct evbuffer *in)
 static void
 bdat_chunk_done(struct smtp_session *s)
 {
-	if (s->bdat_error != 0) {
-		int code = s->bdat_error;
-		s->bdat_error = 0;
+	if (s->bdat_refusal != NULL) {
+		const char *refusal = s->bdat_refusal;
+		s->bdat_refusal = NULL;
 		session_enter_state(s, s->bdat_prev);
 		if (s->bdat_last && (s->state == SMTP_MAIL || s->state == SMTP_RCPT))
 			session_transaction_reset(s);
-		session_reply_error(s, "%d %s", code, s->bdat_error_text);
+		session_reply_error(s, "%s", refusal);
 		return;
 	}
 	session_enter_state(s, SMTP_RCPT);
@@ -471,7 +450,7 @@ session_bdat_consume(struct smtp_session *s, struct evbuffer *in)
 			take = (size_t)s->bdat_remaining;
 		if (take > sizeof(scratch) - 2)
 			take = sizeof(scratch) - 2;
-		if (s->bdat_error == 0) {
+		if (s->bdat_refusal == NULL) {
 			smtp_body_feed(&s->body, v.iov_base, take, scratch, &outlen, &done);
 			body_sink(s, scratch, outlen);
 		}

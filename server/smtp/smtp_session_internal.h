@@ -87,8 +87,7 @@ struct smtp_session {
 	bool bdat_last;
 	uint64_t bdat_chunk;    /* size of the chunk being read */
 	enum smtp_state bdat_prev;
-	int bdat_error;         /* reply code for a chunk read only to be discarded */
-	const char *bdat_error_text;
+	const char *bdat_refusal;  /* the reply to a chunk read only to be discarded */
 	struct smtp_body body;
 	EVP_MD_CTX *sha;        /* body digest; made at the first DATA/BDAT */
 	struct evbuffer *body_mem;
