@@ -48,7 +48,7 @@ auth_submit(struct smtp_session *s, const char *login, const char *password)
 	r->owner = s;
 	s->auth_req = r;
 	s->waiting = true;
-	auth_pool_submit(srv->auth, r);
+	srv->smtp_backend->authenticate(srv->smtp_backend->ctx, r);
 }
 
 static void
@@ -202,10 +202,9 @@ session_cmd_auth(struct smtp_session *s, const char *args, size_t len)
 }
 
 void
-smtp_session_auth_done(evutil_socket_t fd, short what, void *arg)
+smtp_session_auth_done(struct server *srv, struct auth_request *done)
 {
-	struct server *srv = arg;
-	struct auth_request *list = auth_pool_collect(srv->auth), *r;
+	struct auth_request *list = done, *r;
 
 	while ((r = list) != NULL) {
 		struct smtp_session *s = r->owner;

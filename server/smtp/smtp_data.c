@@ -249,7 +249,7 @@ session_message_end(struct smtp_session *s)
 	s->pending = m;
 	s->waiting = true;
 	session_transaction_reset(s);
-	writer_submit(srv->writer, m);
+	srv->smtp_backend->submit(srv->smtp_backend->ctx, m);
 }
 
 static void
@@ -305,9 +305,9 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 }
 
 size_t
-smtp_session_writer_done(struct server *srv)
+smtp_session_writer_done(struct server *srv, struct writer_msg *done)
 {
-	struct writer_msg *list = writer_collect(srv->writer), *m;
+	struct writer_msg *list = done, *m;
 	size_t committed = 0;
 
 	while ((m = list) != NULL) {
