@@ -242,7 +242,6 @@ smtp_session_auth_done(struct server *srv, struct auth_request *done)
 			session_reply(s, "421 4.3.2 %s Service shutting down", srv->cfg->hostname);
 			session_close(s, "shutdown");
 		}
-		if (!s->closing && !s->waiting)
-			session_process(s);
+		session_resume(s);
 	}
 }

@@ -326,8 +326,7 @@ smtp_session_writer_done(struct server *srv, struct writer_msg *done)
 				session_reply(s, "421 4.3.2 %s Service shutting down", srv->cfg->hostname);
 				session_close(s, "shutdown");
 			}
-			if (!s->closing)
-				session_process(s);
+			session_resume(s);
 		} else {
 			if (m->status != WRITER_OK)
 				log_info("event=store_failed_after_disconnect msgid=%s", m->public_id);

@@ -265,6 +265,23 @@ session_process_lines(struct smtp_session *s)
 	}
 }
 
+void
+session_resume(struct smtp_session *s)
+{
+	struct timeval now = { 0, 0 };
+
+	if (s->waiting)
+		return;
+	if (!s->closing) {
+		session_process(s);
+		return;
+	}
+	/* A client that half-closed while it waited, say. Its answer may
+	 * have gone straight to the socket, which leaves no write callback to
+	 * free the session on: look from the loop, as session_close does. */
+	evtimer_add(s->delay, &now);
+}
+
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {

@@ -116,6 +116,9 @@ void session_enter_state(struct smtp_session *s, enum smtp_state st);
 void session_close(struct smtp_session *s, const char *reason);
 /* Parse and answer whatever input is buffered, until the session waits. */
 void session_process(struct smtp_session *s);
+/* The work s waited for is answered: read on, or, if s closed meanwhile,
+ * free it once the answer has left. */
+void session_resume(struct smtp_session *s);
 /* Set the callbacks, timeouts and limits of a new or replaced s->bev. */
 void session_setup_bev(struct smtp_session *s);
 
