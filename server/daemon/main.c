@@ -72,9 +72,34 @@ on_writer_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 
-	if (smtp_session_writer_done(srv) > 0)
+	if (smtp_session_writer_done(srv, writer_collect(srv->writer)) > 0)
 		relay_kick(srv);
 	relay_jobs_done(srv);
+}
+
+static void
+on_auth_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	smtp_session_auth_done(srv, auth_pool_collect(srv->auth));
+}
+
+/* The sessions' way to the writer and the auth pool (smtp_session.h). */
+static void
+backend_submit(void *ctx, struct writer_msg *m)
+{
+	struct server *srv = ctx;
+
+	writer_submit(srv->writer, m);
+}
+
+static void
+backend_authenticate(void *ctx, struct auth_request *r)
+{
+	struct server *srv = ctx;
+
+	auth_pool_submit(srv->auth, r);
 }
 
 static void
@@ -408,7 +433,13 @@ main(int argc, char **argv)
 
 	srv.writer_ev = event_new(srv.base, -1, 0, on_writer_wake, &srv);
 	srv.idle_ev = event_new(srv.base, -1, 0, on_maybe_idle, &srv);
-	srv.auth_ev = event_new(srv.base, -1, 0, smtp_session_auth_done, &srv);
+	srv.auth_ev = event_new(srv.base, -1, 0, on_auth_wake, &srv);
+	{
+		static const struct smtp_backend backend = {
+			.ctx = &srv, .submit = backend_submit, .authenticate = backend_authenticate,
+		};
+		srv.smtp_backend = &backend;
+	}
 	{
 		struct writer_opts wo = {
 			.db_path = srv.db_path, .tokens = cfg.tokens_enabled,

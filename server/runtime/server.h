@@ -21,6 +21,7 @@
 #include "server/base/netaddr.h"
 #include "server/runtime/metrics.h"
 
+struct smtp_backend;
 struct smtp_session;
 struct writer;
 struct auth_pool;
@@ -47,6 +48,7 @@ struct server {
 	struct event *writer_ev;           /* activated by the writer thread */
 	struct auth_pool *auth;
 	struct event *auth_ev;             /* activated by auth workers */
+	const struct smtp_backend *smtp_backend;  /* the writer and auth pool, as sessions see them */
 	struct cidr_list trusted;
 	struct throttle *conn_per_ip;
 	struct throttle *auth_fail_ip, *auth_fail_user;

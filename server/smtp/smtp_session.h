@@ -13,18 +13,38 @@
 
 #include <event2/util.h>
 
+struct auth_request;
 struct server;
 struct smtp_session;
+struct writer_msg;
+
+/*
+ * What a session needs of the rest of the process beyond struct server:
+ * somewhere to commit messages and someone to check passwords. The daemon
+ * fills it with the writer and the auth pool, a test with stubs; it is
+ * srv->smtp_backend. Both work off the loop and answer later: what comes
+ * back is passed, on the loop, to smtp_session_writer_done and
+ * smtp_session_auth_done.
+ */
+struct smtp_backend {
+	void *ctx;
+	/* Commit m; it is the backend's until handed back. */
+	void (*submit)(void *ctx, struct writer_msg *m);
+	/* Check r's login and password; r is the backend's until handed back. */
+	void (*authenticate)(void *ctx, struct auth_request *r);
+};
 
 /* Start a session on an accepted socket; takes ownership of fd. */
 void smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     int salen, bool implicit_tls);
 
-/* Collect the messages the writer finished and answer the sessions
- * waiting for them (on the loop thread). Returns how many committed. */
-size_t smtp_session_writer_done(struct server *srv);
-/* Collect finished auth work and answer its sessions (event callback). */
-void smtp_session_auth_done(evutil_socket_t fd, short what, void *arg);
+/* The messages the backend finished (a list linked by next, oldest
+ * first): answer the sessions waiting for them and free them. Returns how
+ * many committed. */
+size_t smtp_session_writer_done(struct server *srv, struct writer_msg *done);
+/* The password checks the backend finished (a list linked by next):
+ * answer their sessions and free them. */
+void smtp_session_auth_done(struct server *srv, struct auth_request *done);
 
 /* SIGTERM: sessions idle between transactions get 421 and are closed; a
  * session receiving or storing a message finishes it first. */
