@@ -316,8 +316,6 @@ main(int argc, char **argv)
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = &cfg;
 	atexit(free_server);
-	/* The configuration owns the parsed list; srv.trusted only borrows it. */
-	srv.trusted = cfg.trusted_nets;
 	if (check_identity(cfg.user, err, sizeof(err)) == -1) {
 		fprintf(stderr, "submitd: %s\n", err);
 		return 1;

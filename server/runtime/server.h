@@ -49,7 +49,6 @@ struct server {
 	struct auth_pool *auth;
 	struct event *auth_ev;             /* activated by auth workers */
 	const struct smtp_backend *smtp_backend;  /* the writer and auth pool, as sessions see them */
-	struct cidr_list trusted;
 	struct throttle *conn_per_ip;
 	struct throttle *auth_fail_ip, *auth_fail_user;
 	struct listener *listeners;

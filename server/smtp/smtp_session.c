@@ -416,7 +416,7 @@ smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *
 	memcpy(&s->peer_sa, sa, (size_t)salen < sizeof(s->peer_sa) ? (size_t)salen : sizeof(s->peer_sa));
 	netaddr_text(sa, s->peer, sizeof(s->peer));
 	s->loopback = netaddr_is_loopback(sa);
-	s->trusted = cidr_list_match(&srv->trusted, sa);
+	s->trusted = cidr_list_match(&srv->cfg->trusted_nets, sa);
 	s->implicit_tls = implicit_tls;
 
 	if (implicit_tls) {

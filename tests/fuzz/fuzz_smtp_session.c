@@ -348,7 +348,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	const char *level = getenv("FUZZ_LOG_LEVEL");
 
 	(void)argc, (void)argv;
-	log_init("stderr", level ? level : "err");
+	log_init(false, level && strcmp(level, "debug") == 0 ? LOG_LVL_DEBUG : LOG_LVL_ERR);
 	config_defaults(&cfg);
 	free(cfg.hostname);
 	cfg.hostname = xstrdup("fuzz.example");
@@ -377,6 +377,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct sockaddr_in peer = { .sin_family = AF_INET, .sin_port = htons(40000) };
 	int sv[2];
 	char bad[64];
+	size_t pos;
 	bool fds_before[FD_SCAN], fds_after[FD_SCAN];
 	size_t i, start;
 
@@ -405,8 +406,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv.auth_fail_ip = throttle_new(64, 600);
 	srv.auth_fail_user = throttle_new(64, 600);
 	srv.draining = false;
-	FUZZ_CHECK(cidr_list_parse(run.opts & OPT_TRUSTED ? "127.0.0.0/8" : "", &srv.trusted, bad,
-	    sizeof(bad)) == 0);
+	FUZZ_CHECK(cidr_list_parse(run.opts & OPT_TRUSTED ? "127.0.0.0/8" : "", &cfg.trusted_nets, &pos,
+	    bad, sizeof(bad)) == 0);
 	peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
 	FUZZ_CHECK(fcntl(sv[0], F_SETFL, O_NONBLOCK) == 0);
@@ -439,7 +440,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	throttle_free(&srv.conn_per_ip);
 	throttle_free(&srv.auth_fail_ip);
 	throttle_free(&srv.auth_fail_user);
-	cidr_list_free(&srv.trusted);
+	cidr_list_free(&cfg.trusted_nets);
 	event_base_free(srv.base);
 	srv.base = NULL;
 	free(run.out);
