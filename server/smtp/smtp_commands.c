@@ -15,11 +15,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <openssl/ssl.h>
 
 #include "server/base/log.h"
 #include "server/base/util.h"
+#include "server/net/tls_conn.h"
 #include "server/runtime/server.h"
 #include "server/smtp/smtp_session_internal.h"
 
@@ -204,7 +203,7 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 {
 	struct server *srv = s->srv;
 	struct bufferevent *tls_bev;
-	SSL *ssl;
+	char err[128];
 
 	if (s->tls) {
 		session_reply_error(s, "503 5.5.1 Error: TLS already active");
@@ -216,11 +215,6 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 	}
 	if (s->state != SMTP_HELO) {
 		session_reply_error(s, "503 5.5.1 Error: STARTTLS not allowed in a transaction");
-		return;
-	}
-	ssl = SSL_new(srv->ssl_ctx);
-	if (ssl == NULL) {
-		session_reply(s, "454 4.7.0 TLS not available due to temporary reason");
 		return;
 	}
 	session_reply(s, "220 2.0.0 Ready to start TLS");
@@ -238,10 +232,12 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 		}
 	}
 	bufferevent_set_timeouts(s->bev, NULL, NULL);
-	tls_bev = bufferevent_openssl_filter_new(srv->base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	/* Only allocations fail here, after the 220: the client then sees the
+	 * connection close, as it would on a failed handshake. */
+	tls_bev = tls_conn_upgrade(srv->base, s->bev, srv->ssl_ctx, TLS_CONN_SERVER, NULL, false, err,
+	    sizeof(err));
 	if (tls_bev == NULL) {
-		SSL_free(ssl);
+		log_warn("event=tls_setup_failed session=%016llx error=\"%s\"", (unsigned long long)s->id, err);
 		session_close(s, "tls_setup_failed");
 		return;
 	}
