@@ -411,6 +411,19 @@ class RawSMTP:
         except (ConnectionResetError, ssl.SSLError):
             return True
 
+    def quit(self):
+        """QUIT, and wait for the server's close. The server closes the
+        socket only once it has freed the session, so after this the session
+        no longer counts against server.max_connections(_per_ip); the 221
+        alone arrives before that (a STARTTLS session is freed a poll later,
+        once its last octets have left). Returns the reply to QUIT."""
+        r = self.cmd("QUIT")
+        if r.code != 221:
+            raise AssertionError("QUIT refused: %r" % r)
+        if not self.closed_by_peer():
+            raise AssertionError("server left the connection open after 221 to QUIT")
+        return r
+
     def ehlo(self, name="client.test"):
         r = self.cmd("EHLO " + name)
         if r.code != 250:
