@@ -13,7 +13,7 @@ the internal date. The refusals are checked too: a recipient token (unless
 --any-role), a tampered token, a token for another address, a wrong
 credential, a wrong IMAP password; each leaves the folder untouched.
 
-Dovecot runs as root in the foreground (`dovecot -F -c CONFIG`) and switches
+Dovecot (tests/integration/dovecot.py) runs as root in the foreground and switches
 to `nobody`/`nogroup` for the mail processes, so this test needs root (CI
 runs as root) and the package dovecot-imapd (scripts/deps test installs
 it; this test installs nothing). Its temporary directory (under $TMPDIR, if set)
@@ -24,24 +24,19 @@ SUBMITD_KEEP=1 keeps the temporary directories (submitd.log, dovecot.log).
 """
 
 import datetime
-import grp
 import hashlib
 import http.client
 import imaplib
 import json
 import os
-import pwd
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import uuid
 
+from dovecot import MAIL_USER, Dovecot, dovecot_bin
 from harness import Submitd, free_port, which
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,184 +49,10 @@ RCPT2 = "bob@example.com"
 IMAP_PASSWORD = "imap pass phrase 2 gr\u00fc\u00dfe"   # UTF-8: the client must AUTHENTICATE PLAIN
 OTHER = "carol@example.org"            # SMTP and IMAP user with a pre-made "Sent Messages" folder
 
-MAIL_USER, MAIL_GROUP = "nobody", "nogroup"   # Dovecot refuses uid 0 for mail
-READY_TIMEOUT = 20.0
-STOP_TIMEOUT = 10.0
 
 SMTPD = None      # the submitd
 DOVECOT = None    # the Dovecot
 SECRET = None     # API service credential for "imap"
-
-
-# ------------------------------------------------------------------ Dovecot
-
-def dovecot_bin():
-    """dovecot lives in /usr/sbin, which a non-login PATH may lack."""
-    return which("dovecot") or next((p for p in ("/usr/sbin/dovecot",) if os.access(p, os.X_OK)), None)
-
-
-def dovecot_version():
-    p = subprocess.run([dovecot_bin(), "--version"], capture_output=True, text=True, timeout=30)
-    m = re.match(r"^(\d+)\.(\d+)", p.stdout.strip())
-    if p.returncode != 0 or not m:
-        raise AssertionError("dovecot --version: %r %r" % (p.stdout, p.stderr))
-    return int(m.group(1)), int(m.group(2))
-
-
-class Dovecot:
-    """A private Dovecot: its own configuration, base_dir, state, log, users
-    and maildirs in one temporary directory, IMAP on a free loopback port."""
-
-    def __init__(self, users):
-        self.tmp = tempfile.mkdtemp(prefix="submitd-imap-")
-        # Dovecot's unprivileged processes (auth as dovecot, mail as nobody,
-        # login as dovenull) must reach files in here.
-        os.chmod(self.tmp, 0o755)
-        self.port = free_port()
-        self.conf = os.path.join(self.tmp, "dovecot.conf")
-        self.log_path = os.path.join(self.tmp, "dovecot.log")
-        self.passwd = os.path.join(self.tmp, "passwd")
-        self.mail = os.path.join(self.tmp, "mail")
-        self.keep = bool(os.environ.get("SUBMITD_KEEP"))
-        self.proc = None
-        uid, gid = pwd.getpwnam(MAIL_USER).pw_uid, grp.getgrnam(MAIL_GROUP).gr_gid
-        os.mkdir(self.mail, 0o755)
-        os.chown(self.mail, uid, gid)     # Dovecot creates each maildir as the user
-        with open(self.passwd, "w", encoding="utf-8") as f:
-            # passwd-file: user:password:uid:gid:(gecos):home:(shell):extra
-            for user, password in users.items():
-                f.write("%s:{PLAIN}%s:%d:%d::%s/%s::\n" % (user, password, uid, gid, self.mail, user))
-        os.chmod(self.passwd, 0o644)      # read by the auth process (user dovecot)
-
-        major, minor = dovecot_version()
-        if (major, minor) >= (2, 4):
-            cleartext = "auth_allow_cleartext = yes"
-        else:
-            cleartext = "disable_plaintext_auth = no"
-        internal = [(k, u) for k, u in (("default_login_user", "dovenull"),
-                                        ("default_internal_user", "dovecot")) if self._user_exists(u)]
-        t = self.tmp
-        with open(self.conf, "w") as f:
-            f.write("""# written by test_imap.py: a private IMAP server, loopback only, no TLS
-instance_name = submitd-test-%(inst)s
-base_dir = %(t)s/run
-state_dir = %(t)s/state
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-%(cleartext)s
-auth_mechanisms = plain login
-auth_verbose = yes
-log_path = %(t)s/dovecot.log
-info_log_path = %(t)s/dovecot.log
-%(internal)s
-mail_location = maildir:%(t)s/mail/%%u
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%%u %(t)s/passwd
-}
-userdb {
-  driver = passwd-file
-  args = username_format=%%u %(t)s/passwd
-}
-namespace inbox {
-  inbox = yes
-  separator = /
-  # as Debian's 15-mailboxes.conf: both names are the \\Sent folder (RFC 6154)
-  mailbox Sent {
-    special_use = \\Sent
-  }
-  mailbox "Sent Messages" {
-    special_use = \\Sent
-  }
-}
-service imap-login {
-  inet_listener imap {
-    address = 127.0.0.1
-    port = %(port)d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-""" % {"t": t, "inst": uuid.uuid4().hex[:8], "cleartext": cleartext, "port": self.port,
-       "internal": "\n".join("%s = %s" % kv for kv in internal)})
-
-    @staticmethod
-    def _user_exists(name):
-        try:
-            pwd.getpwnam(name)
-            return True
-        except KeyError:
-            return False
-
-    def log(self):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def start(self):
-        # -n first: a configuration error is reported plainly, not as a dead process
-        p = subprocess.run([dovecot_bin(), "-c", self.conf, "-n"], capture_output=True, text=True, timeout=30)
-        if p.returncode != 0:
-            raise AssertionError("dovecot -n refuses the test configuration:\n%s%s" % (p.stdout, p.stderr))
-        out = open(os.path.join(self.tmp, "dovecot.stderr"), "wb")
-        try:
-            # its own session: on cleanup the whole group (master and children) can be killed
-            self.proc = subprocess.Popen([dovecot_bin(), "-F", "-c", self.conf], stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=out, cwd=self.tmp, start_new_session=True)
-        finally:
-            out.close()
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("dovecot exited with %s\n--- log ---\n%s\n--- stderr ---\n%s"
-                                     % (self.proc.returncode, self.log(), self.stderr()))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-                    if s.recv(256).startswith(b"* OK"):
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError("dovecot not answering on port %d after %.0f s\n--- log ---\n%s"
-                             % (self.port, READY_TIMEOUT, self.log()))
-
-    def stderr(self):
-        try:
-            with open(os.path.join(self.tmp, "dovecot.stderr"), errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        """SIGTERM to the master (it stops its children), SIGKILL to the group
-        if it does not go; then the temporary directory is removed."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)   # stragglers of this instance only
-            except ProcessLookupError:
-                pass
-            if self.proc.poll() is None:
-                self.proc.wait(STOP_TIMEOUT)
-            self.proc = None
-        if not self.keep:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-
-    # -- reading back, as the user, with Python's imaplib
-    def connect(self, user, password=IMAP_PASSWORD):
-        m = imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
-        creds = b"\0" + user.encode() + b"\0" + password.encode()   # RFC 4616, UTF-8
-        m.authenticate("PLAIN", lambda _: creds)
-        return m
 
 
 def quote(name):
