@@ -62,7 +62,9 @@ struct dovecot_client {
 	size_t npending;
 	char mechs[MECHS_MAX];      /* advertised: the last completed handshake's */
 	char mechs_new[MECHS_MAX];  /* being read */
-	char line[DOVECOT_AUTH_LINE_MAX + 1];
+	char line[DOVECOT_AUTH_LINE_MAX + 1];   /* the line being parsed */
+	char out[DOVECOT_AUTH_LINE_MAX + 2];    /* the line being sent: a session answered
+	                                         * from a parsed line may send at once */
 };
 
 static void connect_now(struct dovecot_client *c);
@@ -238,6 +240,7 @@ handshake_line(struct dovecot_client *c, const struct dovecot_auth_reply *rep, b
 	case DOVECOT_CMD_DONE:
 		snprintf(c->mechs, sizeof(c->mechs), "%s", c->mechs_new);
 		c->state = DC_READY;
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
 		c->backoff_ms = BACKOFF_MIN_MS;
 		c->logged_down = false;
 		log_info("event=dovecot_connected socket=%s mechanisms=\"%s\"", c->path, c->mechs);
@@ -373,7 +376,9 @@ on_event(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED)
 		return;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+	if (what & BEV_EVENT_TIMEOUT)
+		connection_lost(c, "handshake_timeout");
+	else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
 		connection_lost(c, (what & BEV_EVENT_EOF) ? "closed" : "error");
 }
 
@@ -395,6 +400,12 @@ connect_now(struct dovecot_client *c)
 	c->state = DC_HANDSHAKE;
 	c->mechs_new[0] = '\0';
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+	{
+		/* Something that accepts but never completes the handshake (not
+		 * Dovecot, or a stuck one) is given up and retried. */
+		struct timeval tv = { (time_t)(c->o.timeout_ms / 1000), (suseconds_t)(c->o.timeout_ms % 1000) * 1000 };
+		bufferevent_set_timeouts(c->bev, &tv, NULL);
+	}
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
 		/* ENOENT, ECONNREFUSED: Dovecot is not there (yet) */
 		connection_lost(c, errno == ENOENT ? "no_socket" : "connect_failed");
@@ -449,8 +460,10 @@ dovecot_client_stop(struct dovecot_client **cp)
 }
 
 bool
-dovecot_client_ready(const struct dovecot_client *c)
+dovecot_client_ready(const struct dovecot_client *c, const char **why_r)
 {
+	if (why_r)
+		*why_r = c->state == DC_DOWN ? "not_connected" : "handshake";
 	return c->state == DC_READY;
 }
 
@@ -491,15 +504,13 @@ dovecot_client_auth(struct dovecot_client *c, struct auth_request *r, const char
 	struct dc_req *q;
 	size_t n;
 
-	if (c->state != DC_READY) {
-		r->why = c->state == DC_DOWN ? "not_connected" : "handshake";
+	if (!dovecot_client_ready(c, &r->why))
 		return false;
-	}
 	snprintf(session, sizeof(session), "%016llx", (unsigned long long)conn->session_id);
 	if (++c->next_id == 0)
 		c->next_id = 1;
 	p.id = c->next_id;
-	n = dovecot_auth_format_auth(c->line, sizeof(c->line), &p);
+	n = dovecot_auth_format_auth(c->out, sizeof(c->out), &p);
 	if (n == 0) {
 		r->why = "request_too_long";
 		return false;
@@ -517,7 +528,7 @@ dovecot_client_auth(struct dovecot_client *c, struct auth_request *r, const char
 	r->sasl = q;
 	r->result = AUTH_PENDING;
 	arm_timer(q);
-	send_line(c, c->line, n);
+	send_line(c, c->out, n);
 	return true;
 }
 
@@ -531,13 +542,13 @@ dovecot_client_continue(struct dovecot_client *c, struct auth_request *r, const 
 		r->why = "connection_lost";
 		return DOVECOT_CONT_LOST;
 	}
-	n = dovecot_auth_format_cont(c->line, sizeof(c->line), q->id, b64, len);
+	n = dovecot_auth_format_cont(c->out, sizeof(c->out), q->id, b64, len);
 	if (n == 0)
 		return DOVECOT_CONT_BAD;
 	q->awaiting_client = false;
 	r->result = AUTH_PENDING;
 	arm_timer(q);
-	send_line(c, c->line, n);
+	send_line(c, c->out, n);
 	return DOVECOT_CONT_SENT;
 }
 

@@ -49,8 +49,9 @@ struct dovecot_client *dovecot_client_start(const struct dovecot_client_opts *o)
 /* Close and free everything, pending requests too (without answers). */
 void dovecot_client_stop(struct dovecot_client **cp);
 
-/* Has the handshake completed on the current connection? */
-bool dovecot_client_ready(const struct dovecot_client *c);
+/* Has the handshake completed on the current connection? If not, *why_r
+ * (may be NULL) says where it stands: "not_connected" or "handshake". */
+bool dovecot_client_ready(const struct dovecot_client *c, const char **why_r);
 /* The mechanisms to advertise: those of the last completed handshake
  * except the private ones, space separated; "" before the first one. */
 const char *dovecot_client_mechanisms(const struct dovecot_client *c);

@@ -183,8 +183,9 @@ dovecot_start(struct smtp_session *s, const char *mech, size_t mlen, const char 
 	size_t resp_len = irlen;
 
 	if (!dovecot_client_has_mechanism(dc, mech, mlen)) {
-		if (!dovecot_client_ready(dc))
-			dovecot_tempfail(s, "not_connected");
+		const char *why;
+		if (!dovecot_client_ready(dc, &why))
+			dovecot_tempfail(s, why);
 		else
 			session_reply_error(s, "504 5.5.4 Unrecognized authentication type");
 		return;

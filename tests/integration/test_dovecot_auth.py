@@ -12,8 +12,8 @@ FROM is bound to, with the addresses granted by `submitctl user address
 add`.
 
 Then a fake auth service (a Python UNIX-socket server in this file) that
-answers garbage, a too-long line, an OK for an id never sent, or closes in
-the middle of an exchange: submitd never crashes (it answers EHLO
+answers garbage, a too-long line, an OK for an id never sent, nothing at
+all, or closes in the middle of an exchange: submitd never crashes (it answers EHLO
 afterwards) and never answers 235.
 
 Dovecot runs as root (see dovecot.py), so this test needs root, as
@@ -299,6 +299,10 @@ def hold(conn, lines):
         pass
 
 
+def silent(conn, lines):
+    hold(conn, lines)
+
+
 def garbage_handshake(conn, lines):
     conn.sendall(b"\x00\x01\xff garbage\tMECH\n" * 3)
     hold(conn, lines)
@@ -386,6 +390,14 @@ class FakeDovecot(unittest.TestCase):
             c, r = self.auth_refused(smtpd, want=(454,))
             c.close()
         self.run_fake(garbage_handshake, dialogue)
+
+    def test_silent_service(self):
+        # accepts, reads, never completes the handshake
+        def dialogue(smtpd):
+            c, r = self.auth_refused(smtpd, want=(454,))
+            c.close()
+            self.assertIn("reason=handshake", smtpd.log())
+        self.run_fake(silent, dialogue)
 
     def test_garbage_answer(self):
         def dialogue(smtpd):
