@@ -136,6 +136,31 @@ static const char *const migrations[] = {
 	"         r.next_attempt_at, r.last_reply\n"
 	"  FROM recipients r JOIN messages m USING (message_id)\n"
 	"  WHERE r.state IN ('queued', 'deferred');\n",
+
+	/* 4: sender addresses belong to a login, not to a users row, so that
+	 * logins checked by Dovecot (auth.backend = dovecot), which have no
+	 * row in users, can be granted addresses too. A user deleted from
+	 * users takes its addresses along, as the cascade did. */
+	"CREATE TABLE login_addresses (\n"
+	"  address  TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,\n"
+	"  login    TEXT NOT NULL COLLATE NOCASE\n"
+	") STRICT;\n"
+	"CREATE INDEX login_addresses_login ON login_addresses(login);\n"
+	"INSERT INTO login_addresses (address, login)\n"
+	"  SELECT a.address, u.login FROM user_addresses a JOIN users u USING (user_id);\n"
+	"DROP VIEW user_overview;\n"
+	"DROP TABLE user_addresses;\n"
+	"CREATE TRIGGER users_delete_addresses AFTER DELETE ON users\n"
+	"  BEGIN DELETE FROM login_addresses WHERE login = old.login; END;\n"
+	"CREATE VIEW user_overview AS\n"
+	"  SELECT u.login, u.created_at, u.updated_at,\n"
+	"         (SELECT group_concat(a.address, ' ') FROM login_addresses a WHERE a.login = u.login) AS extra_addresses,\n"
+	"         (SELECT count(*) FROM messages m WHERE m.auth_login = u.login) AS messages,\n"
+	"         (SELECT max(m.received_at) FROM messages m WHERE m.auth_login = u.login) AS last_message_at\n"
+	"  FROM users u;\n"
+	"CREATE VIEW login_address_overview AS\n"
+	"  SELECT a.login, a.address, EXISTS (SELECT 1 FROM users u WHERE u.login = a.login) AS internal_user\n"
+	"  FROM login_addresses a;\n",
 };
 
 int
@@ -159,17 +184,20 @@ user_version(sqlite3 *db)
 }
 
 int
-store_migrate(sqlite3 *db, char *err, size_t errlen)
+store_migrate_to(sqlite3 *db, int want, char *err, size_t errlen)
 {
-	int have = user_version(db), want = store_schema_version();
+	int have = user_version(db);
 	char *msg = NULL;
 
 	if (have < 0) {
 		snprintf(err, errlen, "cannot read schema version: %s", sqlite3_errmsg(db));
 		return -1;
 	}
-	if (have > want) {
-		snprintf(err, errlen, "database schema version %d is newer than this build (%d)", have, want);
+	if (want > store_schema_version())
+		want = store_schema_version();
+	if (have > store_schema_version()) {
+		snprintf(err, errlen, "database schema version %d is newer than this build (%d)", have,
+		    store_schema_version());
 		return -1;
 	}
 	for (int v = have; v < want; v++) {
@@ -186,4 +214,10 @@ store_migrate(sqlite3 *db, char *err, size_t errlen)
 		}
 	}
 	return 0;
+}
+
+int
+store_migrate(sqlite3 *db, char *err, size_t errlen)
+{
+	return store_migrate_to(db, store_schema_version(), err, errlen);
 }

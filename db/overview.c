@@ -42,6 +42,26 @@ overview_users(sqlite3 *db, void (*fn)(const struct overview_user *u, void *arg)
 }
 
 int
+overview_login_addresses(sqlite3 *db, const char *login,
+    void (*fn)(const struct overview_login_address *a, void *arg), void *arg, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = prepare(db, "SELECT login, address, internal_user FROM login_address_overview "
+	    "WHERE ?1 IS NULL OR login = ?1 ORDER BY login, address", err, errlen);
+	int n = 0;
+
+	if (st == NULL)
+		return -1;
+	if (login)
+		sqlite3_bind_text(st, 1, login, -1, SQLITE_STATIC);
+	for (; sqlite3_step(st) == SQLITE_ROW; n++) {
+		struct overview_login_address a = { TEXT(st, 0), TEXT(st, 1), sqlite3_column_int(st, 2) != 0 };
+		fn(&a, arg);
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+int
 overview_keys(sqlite3 *db, void (*fn)(const struct overview_key *k, void *arg), void *arg,
     char *err, size_t errlen)
 {

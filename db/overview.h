@@ -21,6 +21,11 @@ struct overview_user {
 	const char *addresses;           /* the extra sender addresses, "" for none */
 };
 
+struct overview_login_address {
+	const char *login, *address;
+	bool internal_user;              /* the login has a row in users */
+};
+
 struct overview_key {
 	const char *key_id, *state, *created_at;
 	const char *retired_at;           /* "-" while active */
@@ -64,6 +69,9 @@ struct overview_queue {
 /* By login. */
 int overview_users(sqlite3 *db, void (*fn)(const struct overview_user *u, void *arg), void *arg,
     char *err, size_t errlen);
+/* Sender addresses granted to logins (all, or login's), by login and address. */
+int overview_login_addresses(sqlite3 *db, const char *login,
+    void (*fn)(const struct overview_login_address *a, void *arg), void *arg, char *err, size_t errlen);
 /* Oldest first. */
 int overview_keys(sqlite3 *db, void (*fn)(const struct overview_key *k, void *arg), void *arg,
     char *err, size_t errlen);

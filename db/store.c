@@ -214,6 +214,27 @@ store_user_free(struct store_user *u)
 	memset(u, 0, sizeof(*u));
 }
 
+/* Append the addresses granted to login to *v (NULL terminated, *n of
+ * them). SQLITE_DONE or an error code. */
+static int
+read_addresses(sqlite3 *db, const char *login, char ***v, size_t *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, "SELECT address FROM login_addresses WHERE login = ?1 ORDER BY address",
+	    -1, &st, NULL) != SQLITE_OK)
+		return sqlite3_errcode(db);
+	sqlite3_bind_text(st, 1, login, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*v = xrealloc(*v, (*n + 2) * sizeof(char *));
+		(*v)[(*n)++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+		(*v)[*n] = NULL;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int
 store_user_get(sqlite3 *db, const char *login, struct store_user *u)
 {
@@ -236,23 +257,27 @@ store_user_get(sqlite3 *db, const char *login, struct store_user *u)
 		return 0;
 	if (rc != SQLITE_ROW)
 		return -1;
-	if (sqlite3_prepare_v2(db, "SELECT address FROM user_addresses WHERE user_id = ?1 ORDER BY address",
-	    -1, &st, NULL) != SQLITE_OK) {
-		store_user_free(u);
-		return -1;
-	}
-	sqlite3_bind_int64(st, 1, u->user_id);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		u->addresses = xrealloc(u->addresses, (u->naddresses + 2) * sizeof(char *));
-		u->addresses[u->naddresses++] = xstrdup((const char *)sqlite3_column_text(st, 0));
-		u->addresses[u->naddresses] = NULL;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
+	if (read_addresses(db, u->login, &u->addresses, &u->naddresses) != SQLITE_DONE) {
 		store_user_free(u);
 		return -1;
 	}
 	return 1;
+}
+
+int
+store_login_addresses(sqlite3 *db, const char *login, char ***addresses_r)
+{
+	char **v = NULL;
+	size_t n = 0;
+
+	if (read_addresses(db, login, &v, &n) != SQLITE_DONE) {
+		for (size_t i = 0; i < n; i++)
+			free(v[i]);
+		free(v);
+		return -1;
+	}
+	*addresses_r = v ? v : xcalloc(1, sizeof(char *));
+	return 0;
 }
 
 int
@@ -290,15 +315,17 @@ store_user_del(sqlite3 *db, const char *login, char *err, size_t errlen)
 }
 
 int
-store_address_add(sqlite3 *db, const char *login, const char *address, char *err, size_t errlen)
+store_address_add(sqlite3 *db, const char *login, const char *address, bool need_user, char *err, size_t errlen)
 {
 	char exists[800];
 	int rc, n = 0;
-	const char *p[] = { login, address };
+	const char *p[] = { login, address, need_user ? "1" : "0" };
 
 	snprintf(exists, sizeof(exists), "address %s already belongs to a user", address);
-	rc = exec_insert(db, "INSERT INTO user_addresses (address, user_id) "
-	    "SELECT ?2, user_id FROM users WHERE login = ?1", 2, p, exists, &n, err, errlen);
+	/* A login with a users row keeps its stored spelling. */
+	rc = exec_insert(db, "INSERT INTO login_addresses (address, login) "
+	    "SELECT ?2, coalesce((SELECT login FROM users WHERE login = ?1), ?1) "
+	    "WHERE ?3 = '0' OR EXISTS (SELECT 1 FROM users WHERE login = ?1)", 3, p, exists, &n, err, errlen);
 	if (rc != 0)
 		return rc;
 	if (n == 0) {
@@ -315,8 +342,8 @@ store_address_del(sqlite3 *db, const char *login, const char *address, char *err
 	const char *p[] = { login, address };
 
 	snprintf(none, sizeof(none), "user %s has no address %s", login, address);
-	return exec_change(db, "DELETE FROM user_addresses WHERE address = ?2 AND "
-	    "user_id = (SELECT user_id FROM users WHERE login = ?1)", 2, p, none, err, errlen);
+	return exec_change(db, "DELETE FROM login_addresses WHERE address = ?2 AND login = ?1", 2, p, none,
+	    err, errlen);
 }
 
 int64_t

@@ -34,6 +34,8 @@ void store_close(sqlite3 **db);
  * (also used by the schema unit test). 0 or -1 with err. */
 int store_schema_version(void);
 int store_migrate(sqlite3 *db, char *err, size_t errlen);
+/* Only up to version want (the tests of a migration start from the one before). */
+int store_migrate_to(sqlite3 *db, int want, char *err, size_t errlen);
 
 /* Time as stored ("YYYY-MM-DD HH:MM:SS.sss" UTC) from unix milliseconds. */
 void store_time(int64_t ms, char out[24]);
@@ -56,8 +58,15 @@ int store_user_get(sqlite3 *db, const char *login, struct store_user *u_r);
 int store_user_add(sqlite3 *db, const char *login, const char *password_hash, char *err, size_t errlen);
 int store_user_passwd(sqlite3 *db, const char *login, const char *password_hash, char *err, size_t errlen);
 int store_user_del(sqlite3 *db, const char *login, char *err, size_t errlen);
-int store_address_add(sqlite3 *db, const char *login, const char *address, char *err, size_t errlen);
+/* Grant login the sender address. need_user: only a login with a row in
+ * users (auth.backend = internal); else any login, such as one Dovecot
+ * checks. 0 ok, 1 taken or no such user, -1 error. */
+int store_address_add(sqlite3 *db, const char *login, const char *address, bool need_user,
+    char *err, size_t errlen);
 int store_address_del(sqlite3 *db, const char *login, const char *address, char *err, size_t errlen);
+/* The addresses granted to login (NULL terminated, possibly empty, the
+ * caller's to free). 0 or -1. */
+int store_login_addresses(sqlite3 *db, const char *login, char ***addresses_r);
 
 /* --- signing keys ----------------------------------------------------- */
 /* Load every key into ring (cleared first). 0 or -1. */

@@ -96,6 +96,12 @@ print_user(const struct overview_user *u, void *arg)
 	printf("%s\tcreated=%s\taddresses=%s\n", u->login, u->created_at, u->addresses);
 }
 
+static void
+print_address(const struct overview_login_address *a, void *arg)
+{
+	printf("%s\t%s\tpassword=%s\n", a->login, a->address, a->internal_user ? "here" : "elsewhere");
+}
+
 int
 submitctl_user(sqlite3 *db, int argc, char **argv)
 {
@@ -132,16 +138,33 @@ submitctl_user(sqlite3 *db, int argc, char **argv)
 		printf("user %s deleted\n", argv[1]);
 		return 0;
 	}
+	if (argc >= 2 && argc <= 3 && strcmp(argv[0], "address") == 0 && strcmp(argv[1], "list") == 0) {
+		if (overview_login_addresses(db, argc == 3 ? argv[2] : NULL, print_address, NULL, err,
+		    sizeof(err)) == -1)
+			return submitctl_fail("%s", err);
+		return 0;
+	}
 	if (argc == 4 && strcmp(argv[0], "address") == 0 &&
 	    (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "del") == 0)) {
 		bool add = strcmp(argv[1], "add") == 0;
+		if (add && check_login(argv[2]))
+			return 1;
 		if (add && smtp_mailbox_check(argv[3], strlen(argv[3]), true) != SMTP_PARSE_OK)
 			return submitctl_fail("not a valid address: %s", argv[3]);
-		rc = add ? store_address_add(db, argv[2], argv[3], err, sizeof(err)) :
+		/* Addresses belong to logins, whoever checks their passwords: a
+		 * login Dovecot checks (auth.backend = dovecot) has no users row. */
+		rc = add ? store_address_add(db, argv[2], argv[3], false, err, sizeof(err)) :
 		    store_address_del(db, argv[2], argv[3], err, sizeof(err));
 		if (rc != 0)
 			return submitctl_fail("%s", err);
 		printf("%s %s %s\n", argv[2], add ? "may now send as" : "may no longer send as", argv[3]);
+		if (add) {
+			struct store_user u;
+			if (store_user_get(db, argv[2], &u) == 0)
+				fprintf(stderr, "submitctl: note: %s has no password here: the grant counts when "
+				    "Dovecot checks this login (auth.backend = dovecot)\n", argv[2]);
+			store_user_free(&u);
+		}
 		return 0;
 	}
 	submitctl_usage(stderr);

@@ -58,6 +58,7 @@ auth_request_free(struct auth_request **rp)
 		return;
 	sodium_memzero(r->password, sizeof(r->password));
 	free(r->canonical_login);
+	free(r->challenge);
 	if (r->addresses) {
 		for (char **a = r->addresses; *a; a++)
 			free(*a);
@@ -126,6 +127,17 @@ verify(struct auth_pool *p, sqlite3 **dbp, struct auth_request *r)
 			r->result = AUTH_TEMPFAIL;
 			return;
 		}
+	}
+	if (r->kind == AUTH_ADDRESSES) {
+		if (store_login_addresses(*dbp, r->login, &r->addresses) == -1) {
+			log_err("event=auth_db_failed error=\"%s\"", sqlite3_errmsg(*dbp));
+			store_close(dbp);
+			r->result = AUTH_TEMPFAIL;
+			return;
+		}
+		r->canonical_login = xstrdup(r->login);
+		r->result = AUTH_OK;
+		return;
 	}
 	found = store_user_get(*dbp, r->login, &u);
 	if (found == -1) {

@@ -6,6 +6,11 @@
  * keyed by a keyed hash of (login, password, stored hash), makes repeated
  * logins cheap; since the stored hash is part of the key and is read fresh
  * on every AUTH, a changed password or a deleted user never hits the cache.
+ *
+ * With auth.backend = dovecot, Dovecot checks the password (dovecot_client.h)
+ * and the pool only reads the sender addresses granted to the login it
+ * returned (AUTH_ADDRESSES). Both paths carry a struct auth_request, so a
+ * session treats their answers alike and, when it goes, only clears owner.
  */
 #ifndef SUBMITD_AUTH_H
 #define SUBMITD_AUTH_H
@@ -20,11 +25,19 @@ enum auth_result {
 	AUTH_PENDING = 0,
 	AUTH_OK,
 	AUTH_FAILED,       /* unknown user or wrong password: 535 5.7.8 */
-	AUTH_TEMPFAIL,     /* database unavailable: 454 4.7.0 */
+	AUTH_TEMPFAIL,     /* database or Dovecot unavailable: 454 4.7.0 */
+	AUTH_CONTINUE,     /* AUTH_SASL: Dovecot sent a challenge (334) */
+};
+
+enum auth_kind {
+	AUTH_PASSWORD = 0,  /* the pool checks login and password against the store */
+	AUTH_ADDRESSES,     /* the pool reads login's granted addresses (login already checked) */
+	AUTH_SASL,          /* an exchange passed through to Dovecot */
 };
 
 struct auth_request {
-	char login[SASL_ID_MAX + 1];
+	enum auth_kind kind;
+	char login[SASL_ID_MAX + 1];          /* AUTH_SASL: Dovecot's user=, once known */
 	char password[SASL_PASS_MAX + 1];     /* wiped by the worker */
 	enum auth_result result;
 	bool cached;                          /* answered from the cache */
@@ -32,6 +45,10 @@ struct auth_request {
 	char **addresses;                     /* extra sender addresses, NULL terminated */
 	void *owner;                          /* the session; NULL once it left */
 	struct auth_request *next;
+	/* AUTH_SASL */
+	char *challenge;                      /* AUTH_CONTINUE: base64 for the 334 */
+	const char *why;                      /* AUTH_TEMPFAIL: for the log */
+	void *sasl;                           /* the Dovecot client's record, while it has one */
 };
 
 struct auth_pool_opts {

@@ -46,13 +46,16 @@ struct cfg_entry {
 _Static_assert(sizeof(enum config_log_target) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_relay_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_auth_backend) == sizeof(int), "enum size");
 
 /* Allowed values, in the order of their enum. */
 static const char *const log_targets[] = { "stderr", "syslog", NULL };
 static const char *const log_levels[] = { "err", "warn", "info", "debug", NULL };
 static const char *const relay_tls_modes[] = { "required", "opportunistic", "none", NULL };
+static const char *const auth_backends[] = { "internal", "dovecot", NULL };
 _Static_assert(LOG_LVL_ERR == 0 && LOG_LVL_DEBUG == 3, "log_levels follows enum log_level");
 _Static_assert(CONFIG_RELAY_TLS_NONE == 2, "relay_tls_modes follows enum config_relay_tls");
+_Static_assert(CONFIG_AUTH_DOVECOT == 1, "auth_backends follows enum config_auth_backend");
 
 static const struct cfg_entry table[] = {
 	STR("server", "data_dir", data_dir, "./var"),
@@ -84,6 +87,9 @@ static const struct cfg_entry table[] = {
 	INT("auth", "delay_ms", auth_delay_ms, 0, 60000, "1000"),
 	INT("auth", "max_failures", auth_max_failures, 1, 1000, "10"),
 	INT("auth", "failure_window", auth_failure_window, 1, 86400, "900"),
+	ENUM("auth", "backend", auth_backend_kind, auth_backend, auth_backends, "internal"),
+	STR("auth", "dovecot_socket", auth_dovecot_socket, ""),
+	INT("auth", "dovecot_timeout", auth_dovecot_timeout, 1, 3600, "30"),
 	BOOL("tokens", "enabled", tokens_enabled, "true"),
 	INT("tokens", "lifetime", tokens_lifetime, 1, 366 * 86400, "604800"),
 	STR("tokens", "issuer", tokens_issuer, ""),
@@ -405,6 +411,11 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 	}
 	if (cfg->relay_auth_user[0] != '\0' && cfg->relay_auth_password_file[0] == '\0') {
 		snprintf(err, errlen, "relay.auth_user needs relay.auth_password_file");
+		return -1;
+	}
+	if (cfg->auth_backend_kind == CONFIG_AUTH_DOVECOT && cfg->auth_dovecot_socket[0] == '\0') {
+		snprintf(err, errlen, "auth.backend = dovecot needs auth.dovecot_socket (the path of a "
+		    "unix_listener in Dovecot's service auth)");
 		return -1;
 	}
 	if (cfg->relay_retry_max < cfg->relay_retry_base) {

@@ -19,6 +19,7 @@
 
 enum config_log_target { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
 enum config_relay_tls { CONFIG_RELAY_TLS_REQUIRED, CONFIG_RELAY_TLS_OPPORTUNISTIC, CONFIG_RELAY_TLS_NONE };
+enum config_auth_backend { CONFIG_AUTH_INTERNAL, CONFIG_AUTH_DOVECOT };
 
 /*
  * An enum key K has its value in a field of an enum type, which the code
@@ -66,6 +67,10 @@ struct config {
 	int64_t auth_delay_ms;          /* per failure beyond auth_delay_after */
 	int64_t auth_max_failures;      /* then 421 and disconnect */
 	int64_t auth_failure_window;    /* seconds a failure is remembered */
+	enum config_auth_backend auth_backend_kind;  /* auth.backend: who checks passwords */
+	const char *auth_backend;
+	char *auth_dovecot_socket;      /* Dovecot's auth-client listener */
+	int64_t auth_dovecot_timeout;   /* seconds an answer from Dovecot may take */
 	/* [tokens] */
 	bool tokens_enabled;
 	int64_t tokens_lifetime;

@@ -22,6 +22,7 @@
 #include "db/store.h"
 #include "db/writer.h"
 #include "server/auth/auth.h"
+#include "server/auth/dovecot_client.h"
 #include "server/base/config.h"
 #include "server/api/http_api.h"
 #include "server/daemon/listener.h"
@@ -83,6 +84,13 @@ on_auth_wake(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = arg;
 
 	smtp_session_auth_done(srv, auth_pool_collect(srv->auth));
+}
+
+/* Dovecot answered an AUTH exchange (auth.backend = dovecot). */
+static void
+on_dovecot_answer(void *arg, struct auth_request *r)
+{
+	smtp_session_auth_done(arg, r);
 }
 
 /* The sessions' way to the writer and the auth pool (smtp_session.h). */
@@ -463,6 +471,13 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (cfg.auth_backend_kind == CONFIG_AUTH_DOVECOT) {
+		struct dovecot_client_opts dopts = {
+			.base = srv.base, .socket_path = cfg.auth_dovecot_socket,
+			.timeout_ms = cfg.auth_dovecot_timeout * 1000, .done = on_dovecot_answer, .done_arg = &srv,
+		};
+		srv.dovecot = dovecot_client_start(&dopts);
+	}
 	if (http_api_start(&srv, err, sizeof(err)) == -1) {
 		log_err("event=startup_failed error=\"%s\"", err);
 		return 1;
@@ -490,6 +505,7 @@ main(int argc, char **argv)
 	listeners_free(&srv);
 	http_api_stop(&srv);
 	smtp_session_close_all(&srv);
+	dovecot_client_stop(&srv.dovecot);
 	/* Results the relay handed to the writer: let them commit and collect
 	 * them while the relay still exists to take them back. */
 	writer_flush(srv.writer);

@@ -25,6 +25,7 @@ struct smtp_backend;
 struct smtp_session;
 struct writer;
 struct auth_pool;
+struct dovecot_client;
 struct throttle;
 struct http_api;
 struct relay;
@@ -48,6 +49,7 @@ struct server {
 	struct event *writer_ev;           /* activated by the writer thread */
 	struct auth_pool *auth;
 	struct event *auth_ev;             /* activated by auth workers */
+	struct dovecot_client *dovecot;    /* auth.backend = dovecot; NULL: the pool checks passwords */
 	const struct smtp_backend *smtp_backend;  /* the writer and auth pool, as sessions see them */
 	struct throttle *conn_per_ip;
 	struct throttle *auth_fail_ip, *auth_fail_user;

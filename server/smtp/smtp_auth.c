@@ -5,7 +5,16 @@
  * answer. Failures are counted per address and per login: past
  * auth_delay_after the 535 comes late, at auth_max_failures the
  * connection is closed and further attempts are refused for a while.
+ *
+ * With auth.backend = dovecot (srv->dovecot set) the mechanisms are
+ * Dovecot's and the exchange is passed through: each challenge from
+ * Dovecot is a 334, each client line goes back to it. Its OK names the
+ * login (user=, perhaps rewritten by Dovecot); the login's granted sender
+ * addresses are then read by the auth pool before the 235. The failure
+ * throttling is the same for both backends.
  */
+#include <ctype.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +24,11 @@
 #include <sodium.h>
 
 #include "server/auth/auth.h"
+#include "server/auth/dovecot_client.h"
 #include "server/base/log.h"
 #include "server/base/throttle.h"
 #include "server/base/util.h"
+#include "server/protocol/dovecot_auth.h"
 #include "server/runtime/server.h"
 #include "server/smtp/smtp_session_internal.h"
 
@@ -27,6 +38,17 @@ session_auth_offered(const struct smtp_session *s)
 	/* RFC 4954 4 / RFC 6409 4.3: no cleartext passwords, except on the
 	 * loopback where the operator said so. */
 	return s->tls || (s->loopback && s->srv->cfg->auth_cleartext_loopback);
+}
+
+const char *
+session_auth_mechanisms(const struct smtp_session *s)
+{
+	const char *m;
+
+	if (s->srv->dovecot == NULL)
+		return "PLAIN LOGIN";
+	m = dovecot_client_mechanisms(s->srv->dovecot);
+	return m[0] ? m : NULL;
 }
 
 static void
@@ -123,6 +145,150 @@ sasl_decode_error(struct smtp_session *s, enum sasl_result r)
 		session_reply_error(s, "501 5.5.2 Invalid base64 data or malformed response");
 }
 
+/* Dovecot could not be asked or did not answer: 454, and a log line. */
+static void
+dovecot_tempfail(struct smtp_session *s, const char *why)
+{
+	log_warn("event=auth_tempfail session=%016llx backend=dovecot reason=%s", (unsigned long long)s->id,
+	    why ? why : "unknown");
+	session_reply(s, "454 4.7.0 Temporary authentication failure");
+}
+
+/* Numeric host and port of a socket address, for Dovecot's lip/rip. */
+static void
+addr_port(const struct sockaddr *sa, socklen_t len, char *host, size_t hostlen, unsigned *port)
+{
+	char serv[16];
+
+	host[0] = '\0';
+	*port = 0;
+	if (getnameinfo(sa, len, host, (socklen_t)hostlen, serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+		host[0] = '\0';
+		return;
+	}
+	*port = (unsigned)strtoul(serv, NULL, 10);
+}
+
+/* AUTH with Dovecot's mechanisms: send the AUTH request, and wait. */
+static void
+dovecot_start(struct smtp_session *s, const char *mech, size_t mlen, const char *ir, size_t irlen)
+{
+	struct dovecot_client *dc = s->srv->dovecot;
+	char name[32], lip[64], rip[64];
+	struct dovecot_client_conn conn = { .lip = lip, .rip = rip, .tls = s->tls, .session_id = s->id };
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	struct auth_request *r;
+	const char *resp = ir;
+	size_t resp_len = irlen;
+
+	if (!dovecot_client_has_mechanism(dc, mech, mlen)) {
+		const char *why;
+		if (!dovecot_client_ready(dc, &why))
+			dovecot_tempfail(s, why);
+		else
+			session_reply_error(s, "504 5.5.4 Unrecognized authentication type");
+		return;
+	}
+	if (ir != NULL) {
+		/* RFC 4954 4: "=" is an empty initial response. */
+		if (irlen == 1 && ir[0] == '*') {
+			session_reply_error(s, "501 5.0.0 Authentication cancelled");
+			return;
+		}
+		if (irlen == 1 && ir[0] == '=')
+			resp_len = 0;
+		else if (irlen == 0 || !dovecot_auth_base64_text(ir, irlen)) {
+			session_reply_error(s, "501 5.5.2 Invalid base64 data or malformed response");
+			return;
+		}
+	}
+	for (size_t i = 0; i < mlen; i++)
+		name[i] = (char)toupper((unsigned char)mech[i]);
+	name[mlen] = '\0';
+	addr_port((const struct sockaddr *)&s->peer_sa, sizeof(s->peer_sa), rip, sizeof(rip), &conn.rport);
+	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&local, &llen) == 0)
+		addr_port((const struct sockaddr *)&local, llen, lip, sizeof(lip), &conn.lport);
+	else
+		lip[0] = '\0';
+	r = xcalloc(1, sizeof(*r));
+	r->kind = AUTH_SASL;
+	r->owner = s;
+	if (!dovecot_client_auth(dc, r, name, resp, resp_len, &conn)) {
+		dovecot_tempfail(s, r->why);
+		auth_request_free(&r);
+		return;
+	}
+	s->auth_req = r;
+	s->sasl = SASL_STEP_DOVECOT;
+	session_enter_state(s, SMTP_AUTH);
+	s->waiting = true;
+}
+
+/* The client's answer to a challenge of Dovecot's (the state is SMTP_AUTH). */
+static void
+dovecot_response(struct smtp_session *s, const char *line, size_t len)
+{
+	struct dovecot_client *dc = s->srv->dovecot;
+	bool cancel = len == 1 && line[0] == '*';
+	enum dovecot_cont sent = cancel ? DOVECOT_CONT_BAD : dovecot_client_continue(dc, s->auth_req, line, len);
+
+	if (sent == DOVECOT_CONT_SENT) {
+		s->waiting = true;
+		return;
+	}
+	session_enter_state(s, SMTP_HELO);
+	s->sasl = SASL_STEP_NONE;
+	if (sent == DOVECOT_CONT_LOST)
+		dovecot_tempfail(s, s->auth_req->why);
+	else if (cancel)
+		session_reply_error(s, "501 5.0.0 Authentication cancelled");
+	else
+		session_reply_error(s, "501 5.5.2 Invalid base64 data or malformed response");
+	dovecot_client_cancel(dc, &s->auth_req);
+}
+
+/* Dovecot answered s's exchange r. */
+static void
+dovecot_answer(struct smtp_session *s, struct auth_request *r)
+{
+	struct server *srv = s->srv;
+
+	if (r->result == AUTH_CONTINUE) {
+		/* r stays the client's, and the exchange goes on */
+		s->waiting = false;
+		session_reply(s, "334 %s", r->challenge);
+		return;
+	}
+	session_enter_state(s, SMTP_HELO);
+	s->sasl = SASL_STEP_NONE;
+	if (r->result == AUTH_OK) {
+		if (throttle_get(srv->auth_fail_user, r->login, now_unix()) >= srv->cfg->auth_max_failures) {
+			s->auth_req = NULL;
+			s->waiting = false;
+			log_info("event=auth_locked session=%016llx scope=user", (unsigned long long)s->id);
+			session_reply(s, "421 4.7.0 %s Too many failed authentication attempts, try again later",
+			    srv->cfg->hostname);
+			session_close(s, "auth_throttled");
+			auth_request_free(&r);
+			return;
+		}
+		/* Dovecot checked the password: the pool reads the login's
+		 * granted addresses, and that answer completes the AUTH. */
+		r->kind = AUTH_ADDRESSES;
+		r->result = AUTH_PENDING;
+		srv->smtp_backend->authenticate(srv->smtp_backend->ctx, r);
+		return;
+	}
+	s->auth_req = NULL;
+	s->waiting = false;
+	if (r->result == AUTH_TEMPFAIL)
+		dovecot_tempfail(s, r->why);
+	else
+		auth_finish_failure(s, r->login[0] ? r->login : NULL);
+	auth_request_free(&r);
+}
+
 /* One line of the SASL exchange (the state is SMTP_AUTH). */
 void
 session_sasl_response(struct smtp_session *s, const char *line, size_t len)
@@ -131,6 +297,9 @@ session_sasl_response(struct smtp_session *s, const char *line, size_t len)
 	enum sasl_result r;
 
 	switch (s->sasl) {
+	case SASL_STEP_DOVECOT:
+		dovecot_response(s, line, len);
+		break;
 	case SASL_STEP_PLAIN:
 		r = sasl_plain_decode(line, len, authzid, authcid, passwd);
 		if (r != SASL_OK) {
@@ -182,6 +351,10 @@ session_cmd_auth(struct smtp_session *s, const char *args, size_t len)
 		session_close(s, "auth_throttled");
 		return;
 	}
+	if (srv->dovecot != NULL) {
+		dovecot_start(s, args, mlen, ir, irlen);
+		return;
+	}
 	if (mlen == 5 && strncasecmp(args, "PLAIN", 5) == 0) {
 		session_enter_state(s, SMTP_AUTH);
 		s->sasl = SASL_STEP_PLAIN;
@@ -213,6 +386,10 @@ smtp_session_auth_done(struct server *srv, struct auth_request *done)
 			auth_request_free(&r);
 			continue;
 		}
+		if (r->kind == AUTH_SASL) {
+			dovecot_answer(s, r);
+			goto answered;
+		}
 		s->auth_req = NULL;
 		s->waiting = false;
 		switch (r->result) {
@@ -226,8 +403,12 @@ smtp_session_auth_done(struct server *srv, struct auth_request *done)
 			 * out: one valid account must not reset the lock of an
 			 * address that is guessing others' passwords. */
 			throttle_clear(srv->auth_fail_user, r->login);
-			log_info("event=auth_ok session=%016llx user=%s cached=%s", (unsigned long long)s->id,
-			    s->login, r->cached ? "yes" : "no");
+			if (r->kind == AUTH_ADDRESSES)
+				log_info("event=auth_ok session=%016llx user=%s backend=dovecot", (unsigned long long)s->id,
+				    s->login);
+			else
+				log_info("event=auth_ok session=%016llx user=%s cached=%s", (unsigned long long)s->id,
+				    s->login, r->cached ? "yes" : "no");
 			session_reply(s, "235 2.7.0 Authentication successful");
 			break;
 		case AUTH_TEMPFAIL:
@@ -238,6 +419,7 @@ smtp_session_auth_done(struct server *srv, struct auth_request *done)
 			break;
 		}
 		auth_request_free(&r);
+answered:
 		if (!s->closing && !s->waiting && srv->draining) {
 			session_reply(s, "421 4.3.2 %s Service shutting down", srv->cfg->hostname);
 			session_close(s, "shutdown");

@@ -63,8 +63,8 @@ do_greet(struct smtp_session *s, const char *args, size_t len, bool esmtp)
 	session_reply(s, "250-BINARYMIME");
 	if (!s->tls && s->srv->ssl_ctx)
 		session_reply(s, "250-STARTTLS");
-	if (session_auth_offered(s) && s->login == NULL)
-		session_reply(s, "250-AUTH PLAIN LOGIN");
+	if (session_auth_offered(s) && s->login == NULL && session_auth_mechanisms(s) != NULL)
+		session_reply(s, "250-AUTH %s", session_auth_mechanisms(s));
 	if (cfg->tokens_enabled)
 		session_reply(s, "250-XSUBMITTOKEN");
 	session_reply(s, "250 CHUNKING");

@@ -46,7 +46,10 @@ enum smtp_state {
 	SMTP_STATE_COUNT
 };
 
-enum sasl_step { SASL_STEP_NONE = 0, SASL_STEP_PLAIN, SASL_STEP_LOGIN_USER, SASL_STEP_LOGIN_PASS };
+enum sasl_step {
+	SASL_STEP_NONE = 0, SASL_STEP_PLAIN, SASL_STEP_LOGIN_USER, SASL_STEP_LOGIN_PASS,
+	SASL_STEP_DOVECOT,      /* passed through to Dovecot: s->auth_req is the exchange */
+};
 
 struct smtp_session {
 	uint64_t id;
@@ -76,7 +79,7 @@ struct smtp_session {
 	char sasl_user[SASL_ID_MAX + 1];
 	char *login;            /* authenticated login, NULL before */
 	char **addresses;       /* its extra sender addresses */
-	struct auth_request *auth_req;
+	struct auth_request *auth_req;  /* a password check, or the exchange with Dovecot */
 
 	/* the transaction */
 	struct smtp_mail mail;
@@ -128,6 +131,8 @@ void session_dispatch(struct smtp_session *s, const char *line, size_t len);
 /* smtp_auth.c */
 /* May a password be sent on this connection (RFC 4954 4)? */
 bool session_auth_offered(const struct smtp_session *s);
+/* The mechanisms EHLO lists after "AUTH "; NULL: none to offer now. */
+const char *session_auth_mechanisms(const struct smtp_session *s);
 /* One line of the SASL exchange (the state is SMTP_AUTH). */
 void session_sasl_response(struct smtp_session *s, const char *line, size_t len);
 void session_cmd_auth(struct smtp_session *s, const char *args, size_t len);

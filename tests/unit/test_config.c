@@ -58,6 +58,10 @@ test_defaults(void **state)
 	assert_int_equal(c.log_max_level, LOG_LVL_INFO);
 	assert_int_equal(c.relay_tls_mode, CONFIG_RELAY_TLS_REQUIRED);
 	assert_string_equal(c.relay_tls, "required");
+	assert_int_equal(c.auth_backend_kind, CONFIG_AUTH_INTERNAL);
+	assert_string_equal(c.auth_backend, "internal");
+	assert_string_equal(c.auth_dovecot_socket, "");
+	assert_int_equal(c.auth_dovecot_timeout, 30);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	assert_true(c.hostname[0] != '\0');
 	assert_true(c.tokens_issuer[0] != '\0');
@@ -176,6 +180,9 @@ test_enums(void **state)
 		{ "log.target=syslog", NULL, offsetof(struct config, log_output), CONFIG_LOG_SYSLOG },
 		{ "log.level=debug", NULL, offsetof(struct config, log_max_level), LOG_LVL_DEBUG },
 		{ "log.level=err", NULL, offsetof(struct config, log_max_level), LOG_LVL_ERR },
+		{ "auth.backend=dovecot", NULL, offsetof(struct config, auth_backend_kind), CONFIG_AUTH_DOVECOT },
+		{ "auth.backend=internal", NULL, offsetof(struct config, auth_backend_kind), CONFIG_AUTH_INTERNAL },
+		{ "auth.backend=ldap", "-o: auth.backend: must be internal or dovecot, not \"ldap\"", 0, 0 },
 		{ "relay.tls=Required", "-o: relay.tls: must be required, opportunistic or none, not \"Required\"", 0, 0 },
 		{ "relay.tls=", "relay.tls: must be required, opportunistic or none, not \"\"", 0, 0 },
 		{ "log.target=file", "-o: log.target: must be stderr or syslog, not \"file\"", 0, 0 },
@@ -352,6 +359,15 @@ test_finish_checks(void **state)
 	config_override(&c, "smtp.listen_tls=", err, sizeof(err));
 	assert_int_equal(config_finish(&c, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "nothing to serve"));
+	config_free(&c);
+
+	/* Dovecot's backend needs its socket */
+	config_defaults(&c);
+	config_override(&c, "auth.backend=dovecot", err, sizeof(err));
+	assert_int_equal(config_finish(&c, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "auth.backend = dovecot needs auth.dovecot_socket"));
+	config_override(&c, "auth.dovecot_socket=/run/dovecot/auth-submitd", err, sizeof(err));
+	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	config_free(&c);
 }
 

@@ -2,7 +2,8 @@
  * test_schema.c: the migrations and the schema's guarantees: a new
  * database reaches the current version, migrating again is a no-op, a
  * database from a newer build is refused, the file is 0600, constraints
- * hold (STRICT types, one active key, cascades), and the admin views run.
+ * hold (STRICT types, one active key, cascades), the admin views run,
+ * and migration 4 carries the users' sender addresses over to logins.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -76,7 +77,7 @@ test_fresh_and_again(void **state)
 	/* every table is STRICT */
 	assert_int_equal(scalar(db, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' "
 	    "AND type = 'table' AND name NOT LIKE 'sqlite_%' AND strict = 0"), 0);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view'"), 6);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view'"), 7);
 	assert_int_equal(scalar(db, "PRAGMA auto_vacuum"), 2);    /* INCREMENTAL */
 	assert_int_equal(store_migrate(db, err, sizeof(err)), 0);
 	assert_int_equal(scalar(db, "PRAGMA user_version"), store_schema_version());
@@ -115,8 +116,31 @@ test_constraints_and_views(void **state)
 	assert_int_equal(store_user_add(db, "alice@example.org", "$argon2id$v=19$m=65536,t=2,p=1$x$y", err, sizeof(err)), 0);
 	assert_int_equal(store_user_add(db, "ALICE@example.org", "$argon2id$v=19$m=65536,t=2,p=1$x$y", err, sizeof(err)), 1);
 	assert_int_equal(store_user_add(db, "bob", "plaintext", err, sizeof(err)), -1);
-	assert_int_equal(store_address_add(db, "alice@example.org", "alias@example.org", err, sizeof(err)), 0);
-	assert_int_equal(store_address_add(db, "nobody", "x@example.org", err, sizeof(err)), 1);
+	assert_int_equal(store_address_add(db, "alice@example.org", "alias@example.org", true, err, sizeof(err)), 0);
+	assert_int_equal(store_address_add(db, "nobody", "x@example.org", true, err, sizeof(err)), 1);
+	/* a login only Dovecot knows: no users row needed (need_user false) */
+	assert_int_equal(store_address_add(db, "dove@example.org", "x@example.org", false, err, sizeof(err)), 0);
+	assert_int_equal(store_address_add(db, "other", "X@example.org", false, err, sizeof(err)), 1);
+	assert_int_equal(store_address_add(db, "other", "ALIAS@example.org", false, err, sizeof(err)), 1);
+	/* a login with a users row keeps its stored spelling */
+	assert_int_equal(store_address_add(db, "ALICE@EXAMPLE.ORG", "second@example.org", false, err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM login_addresses WHERE login = 'alice@example.org' "
+	    "COLLATE BINARY"), 2);
+	{
+		char **a = NULL;
+		assert_int_equal(store_login_addresses(db, "Dove@Example.org", &a), 0);
+		assert_non_null(a);
+		assert_string_equal(a[0], "x@example.org");
+		assert_null(a[1]);
+		free(a[0]);
+		free(a);
+		assert_int_equal(store_login_addresses(db, "nobody", &a), 0);
+		assert_null(a[0]);
+		free(a);
+	}
+	assert_int_equal(scalar(db, "SELECT count(*) FROM login_address_overview WHERE internal_user"), 2);
+	assert_int_equal(store_address_del(db, "dove@example.org", "x@example.org", err, sizeof(err)), 0);
+	assert_int_equal(store_address_del(db, "dove@example.org", "x@example.org", err, sizeof(err)), 1);
 
 	/* STRICT: a text size is refused */
 	assert_int_not_equal(exec(db, "INSERT INTO messages (public_id, received_at, client_address, helo, "
@@ -191,10 +215,41 @@ test_constraints_and_views(void **state)
 	assert_int_equal(scalar(db, "SELECT count(*) FROM recipients"), 0);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM tokens"), 0);
 
-	/* deleting a user takes its addresses */
+	/* deleting a user takes its addresses (a trigger), not others' */
+	assert_int_equal(store_address_add(db, "dove@example.org", "x@example.org", false, err, sizeof(err)), 0);
 	assert_int_equal(store_user_del(db, "alice@example.org", err, sizeof(err)), 0);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM user_addresses"), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM login_addresses WHERE login = 'alice@example.org'"), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM login_addresses"), 1);
 	store_close(&db);
+}
+
+/* Migration 4 moves each user's addresses to login_addresses, keyed by
+ * the login as stored. */
+static void
+test_migration_4(void **state)
+{
+	char err[256];
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(exec(db, "PRAGMA foreign_keys = ON"), SQLITE_OK);
+	assert_int_equal(store_migrate_to(db, 3, err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "PRAGMA user_version"), 3);
+	assert_int_equal(exec(db, "INSERT INTO users (login, password_hash, created_at, updated_at) VALUES "
+	    "('Alice@example.org', '$argon2id$x', 'a', 'a'), ('bob', '$argon2id$y', 'b', 'b');"
+	    "INSERT INTO user_addresses (address, user_id) VALUES ('sales@example.org', 1), "
+	    "('info@example.org', 1), ('bob@example.net', 2)"), SQLITE_OK);
+	assert_int_equal(store_migrate_to(db, 4, err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "PRAGMA user_version"), 4);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'user_addresses'"), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM login_addresses WHERE login = 'Alice@example.org' "
+	    "COLLATE BINARY"), 2);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM login_addresses WHERE login = 'bob'"), 1);
+	assert_int_equal(scalar(db, "SELECT length(extra_addresses) FROM user_overview WHERE login = 'alice@example.org'"),
+	    (int64_t)strlen("info@example.org sales@example.org"));
+	assert_int_equal(exec(db, "DELETE FROM users WHERE login = 'BOB'"), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM login_addresses"), 2);
+	sqlite3_close(db);
 }
 
 int
@@ -204,6 +259,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_fresh_and_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_constraints_and_views, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migration_4, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
