@@ -35,8 +35,10 @@ submitctl_usage(FILE *f)
 	    "  user passwd LOGIN              change a password\n"
 	    "  user del LOGIN                 delete a user\n"
 	    "  user list                      list users and their sender addresses\n"
-	    "  user address add LOGIN ADDR    let LOGIN send as ADDR\n"
+	    "  user address add LOGIN ADDR    let LOGIN send as ADDR (with auth.backend = dovecot,\n"
+	    "                                 any login Dovecot checks)\n"
 	    "  user address del LOGIN ADDR\n"
+	    "  user address list [LOGIN]      every grant, or LOGIN's\n"
 	    "signing keys:\n"
 	    "  key generate                   create the first signing key\n"
 	    "  key rotate                     new signing key; the old one only verifies\n"
@@ -122,7 +124,7 @@ main(int argc, char **argv)
 	if (db == NULL)
 		return submitctl_fail("%s", err);
 	if (strcmp(argv[0], "user") == 0)
-		rc = submitctl_user(db, argc - 1, argv + 1);
+		rc = submitctl_user(db, &cfg, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "key") == 0)
 		rc = submitctl_key(db, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "token") == 0)

@@ -21,7 +21,8 @@ int submitctl_fail(const char *fmt, const char *arg);
 /* A token argument, or with "-" one line of stdin. 0, or 1 (reported). */
 int submitctl_read_token(const char *arg, char *buf, size_t buflen);
 
-int submitctl_user(sqlite3 *db, int argc, char **argv);
+struct config;
+int submitctl_user(sqlite3 *db, const struct config *cfg, int argc, char **argv);
 int submitctl_service(sqlite3 *db, int argc, char **argv);
 int submitctl_key(sqlite3 *db, int argc, char **argv);
 int submitctl_token(sqlite3 *db, int argc, char **argv);

@@ -16,6 +16,7 @@
 #include "db/store.h"
 #include "server/admin/submitctl_internal.h"
 #include "server/auth/auth.h"
+#include "server/base/config.h"
 #include "server/base/util.h"
 #include "server/protocol/sasl.h"
 #include "server/protocol/smtp_parse.h"
@@ -103,7 +104,7 @@ print_address(const struct overview_login_address *a, void *arg)
 }
 
 int
-submitctl_user(sqlite3 *db, int argc, char **argv)
+submitctl_user(sqlite3 *db, const struct config *cfg, int argc, char **argv)
 {
 	char hash[crypto_pwhash_STRBYTES], err[512];
 	int rc;
@@ -152,19 +153,14 @@ submitctl_user(sqlite3 *db, int argc, char **argv)
 		if (add && smtp_mailbox_check(argv[3], strlen(argv[3]), true) != SMTP_PARSE_OK)
 			return submitctl_fail("not a valid address: %s", argv[3]);
 		/* Addresses belong to logins, whoever checks their passwords: a
-		 * login Dovecot checks (auth.backend = dovecot) has no users row. */
-		rc = add ? store_address_add(db, argv[2], argv[3], false, err, sizeof(err)) :
+		 * login Dovecot checks (auth.backend = dovecot) has no users row;
+		 * with our own users, a login without one is a typing error. */
+		bool need_user = cfg->auth_backend_kind == CONFIG_AUTH_INTERNAL;
+		rc = add ? store_address_add(db, argv[2], argv[3], need_user, err, sizeof(err)) :
 		    store_address_del(db, argv[2], argv[3], err, sizeof(err));
 		if (rc != 0)
 			return submitctl_fail("%s", err);
 		printf("%s %s %s\n", argv[2], add ? "may now send as" : "may no longer send as", argv[3]);
-		if (add) {
-			struct store_user u;
-			if (store_user_get(db, argv[2], &u) == 0)
-				fprintf(stderr, "submitctl: note: %s has no password here: the grant counts when "
-				    "Dovecot checks this login (auth.backend = dovecot)\n", argv[2]);
-			store_user_free(&u);
-		}
 		return 0;
 	}
 	submitctl_usage(stderr);

@@ -159,6 +159,12 @@ class DovecotAuth(unittest.TestCase):
         self.assertIn("user=sender@example.org backend=dovecot", SMTPD.log())
 
     def test_05_granted_address(self):
+        # the same command on the internal backend: a login with no
+        # password here is a typing error there, and nothing is granted
+        p = SMTPD.submitctl("-o", "auth.backend=internal", "user", "address", "add", USER,
+                            "sales@example.org", check=False)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertNotIn("sales@example.org", SMTPD.submitctl("user", "address", "list", USER).stdout)
         SMTPD.submitctl("user", "address", "add", USER, "sales@example.org")
         out = SMTPD.submitctl("user", "address", "list", USER).stdout
         self.assertIn("sales@example.org", out)
