@@ -282,6 +282,31 @@ class Filing(unittest.TestCase):
         metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % SMTPD.http_port, timeout=30).read().decode()
         self.assertRegex(metrics, r"(?m)^submitd_sent_retried_total [1-9]")
 
+    def test_5_marked_job_found_not_appended_again(self):
+        """A crash between the APPEND and its record leaves a job marked
+        (append_sent) and not filed. Made by hand here, for a message with
+        a Message-ID (found by a search on it) and one without (found by
+        size, date and the body's SHA-256): the filer records the copy it
+        finds and appends nothing."""
+        cases = []
+        for user, msgid in ((ALICE, True), (CAROL, False)):
+            marker = "again-" + uuid.uuid4().hex[:12]
+            swaks_submit(user, make_body(user, marker, msgid=msgid))
+            msg = SMTPD.message_with_marker(marker)
+            job = wait_for("the first copy", lambda: filed(SMTPD, msg["message_id"]))
+            cases.append((user, msg, job))
+        before = {u: len(folder(u, j["mailbox"])) for u, _, j in cases}
+        seen = len(SMTPD.log())
+        SMTPD.sql("UPDATE sent_jobs SET state = 'filing', uid = NULL, uidvalidity = NULL, filed_at = NULL, "
+                  "next_attempt_at = '2000-01-01 00:00:00.000' WHERE message_id IN (%d, %d)"
+                  % (cases[0][1]["message_id"], cases[1][1]["message_id"]))
+        for user, msg, job in cases:
+            again = wait_for("the copy found", lambda: filed(SMTPD, msg["message_id"]))
+            self.assertEqual((again["mailbox"], again["uid"], again["uidvalidity"]),
+                             (job["mailbox"], job["uid"], job["uidvalidity"]))
+            self.assertEqual(len(folder(user, job["mailbox"])), before[user])
+            self.assertIn("event=sent_found msgid=%s" % msg["public_id"], SMTPD.log()[seen:])
+
 
 class KillDuringFiling(unittest.TestCase):
     """kill -9 while 30 messages are being filed, restart on the same data
