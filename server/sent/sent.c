@@ -284,14 +284,22 @@ poll_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(s->poll, &tv);
 }
 
+static void
+kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	scan(arg);
+}
+
 void
 sent_kick(struct sent *s)
 {
-	/* soon, not now: a burst of commits makes one scan */
+	/* soon, not now: a burst of commits makes one scan. Added only when
+	 * not pending, so that commits coming faster than this delay cannot
+	 * keep pushing the scan back. */
 	struct timeval tv = { 0, 20000 };
 
-	if (s && s->poll && !s->draining && !s->stopping)
-		evtimer_add(s->poll, &tv);
+	if (s && s->kick && !s->draining && !s->stopping && !evtimer_pending(s->kick, NULL))
+		evtimer_add(s->kick, &tv);
 }
 
 /* ------------------------------------------------------------------ */
@@ -370,6 +378,7 @@ sent_start(struct server *srv, char *err, size_t errlen)
 	if (s->dns == NULL)
 		s->dns = evdns_base_new(srv->base, 0);
 	s->poll = evtimer_new(srv->base, poll_cb, s);
+	s->kick = evtimer_new(srv->base, kick_cb, s);
 	evtimer_add(s->poll, &now);
 	log_info("event=sent_ready imap=%s:%lld tls=%s default=%s", cfg->sent_imap_host,
 	    (long long)(cfg->sent_imap_port ? cfg->sent_imap_port :
@@ -433,6 +442,8 @@ sent_free(struct sent **sp)
 	sent_stop(s);
 	if (s->poll)
 		event_free(s->poll);
+	if (s->kick)
+		event_free(s->kick);
 	if (s->dns)
 		evdns_base_free(s->dns, 0);
 	if (s->ctx)

@@ -765,6 +765,7 @@ static void
 conn_read(struct bufferevent *bev, void *arg)
 {
 	struct sent_conn *c = arg;
+	struct sent *s = c->s;
 	struct evbuffer *in = bufferevent_get_input(bev);
 
 	while (evbuffer_get_length(in) > 0) {
@@ -783,11 +784,11 @@ conn_read(struct bufferevent *bev, void *arg)
 			}
 			continue;
 		}
-		c->s->current = c;
+		s->current = c;
 		on_response(c);
 		/* closed (sent_conn_free cleared current): stop here, even if a
-		 * new connection took the same address */
-		if (c->s->current != c)
+		 * new connection took the same address; c is not to be read */
+		if (s->current != c)
 			return;
 		imap_resp_reset(&c->resp);
 		if (c->bev != bev)

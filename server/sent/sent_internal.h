@@ -26,7 +26,8 @@ struct sent {
 	struct evdns_base *dns;
 	SSL_CTX *ctx;
 	char *password;               /* the master user's */
-	struct event *poll;
+	struct event *poll;           /* every sent.poll_interval */
+	struct event *kick;           /* soon after a commit */
 	struct sent_conn *conns;
 	size_t nconns;
 	struct sent_task *pending;    /* picked, waiting for a connection */
