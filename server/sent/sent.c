@@ -129,6 +129,8 @@ record_done(struct writer_job *job)
 		log_info("event=sent_deferred msgid=%s login=%s attempts=%d retry_in=%lld error=\"%s\"",
 		    r->t->public_id, r->t->login, r->t->attempts + 1, (long long)r->retry_s, r->error);
 	}
+	bool written = job->rc == SQLITE_OK;   /* job is part of r */
+
 	inflight_del(s, r->t->message_id);
 	sent_task_free(&r->t);
 	free(r);
@@ -136,7 +138,7 @@ record_done(struct writer_job *job)
 		return;
 	if (s->draining)
 		server_maybe_exit(s->srv);
-	else if (job->rc == SQLITE_OK)
+	else if (written)
 		scan(s);
 }
 
