@@ -13,10 +13,9 @@
  *   Message-ID): found, it is recorded; not found, APPENDed.
  * A mailbox that does not exist yet ([TRYCREATE]) is created once.
  *
- * Responses are framed and parsed by server/protocol/imap_parse.h; the
- * body goes out as one literal (LITERAL+ when offered, else after the
- * server's continuation), read from the store in pieces of BODY_READ
- * octets by writer jobs while the loop goes on, as the relay streams it.
+ * Responses are framed and parsed by server/protocol/imap_parse.h. The
+ * mark and the APPEND with its body are in sent_append.c; the tagged
+ * answers, theirs too, are handled here.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,7 +28,6 @@
 #include <openssl/err.h>
 #include <sodium.h>
 
-#include "db/queue.h"
 #include "server/base/log.h"
 #include "server/base/util.h"
 #include "server/net/tls_conn.h"
@@ -37,66 +35,7 @@
 #include "server/protocol/sasl.h"
 #include "server/sent/sent_internal.h"
 
-#define BODY_READ (256 * 1024)        /* read per writer job */
-#define OUT_HIGH (256 * 1024)         /* output buffered before the body pump waits */
-#define MAX_CANDIDATES 16
-
-enum state {
-	I_CONNECT, I_GREETING, I_STARTTLS, I_CAPA, I_AUTH, I_CAPA2, I_LIST, I_EXAMINE, I_SEARCH, I_FETCH,
-	I_MARKING, I_APPEND, I_BODY, I_APPENDED, I_CREATE, I_LOGOUT
-};
-
-struct body_read {
-	struct writer_job job;
-	struct sent_conn *c;          /* NULL: the connection went meanwhile */
-	int64_t message_id, off;
-	size_t n;
-	int rc;
-	char err[200];
-	char buf[BODY_READ];
-};
-
-struct mark {
-	struct writer_job job;
-	struct sent_conn *c;          /* NULL: the connection went meanwhile */
-	int64_t message_id;
-	char mailbox[256];
-	int rc;
-	char err[200];
-};
-
-struct sent_conn {
-	struct sent *s;
-	struct bufferevent *bev;
-	enum state state;
-	bool tls;
-	unsigned caps;
-	struct sent_task *task;
-	struct imap_resp resp;
-	unsigned tagno;
-	char tag[16];                 /* of the command whose answer we wait for */
-	char mailbox[256];
-	uint32_t uidvalidity, uid;
-	bool special;                 /* LIST found a \Sent mailbox */
-	char msgid[400];              /* "" without one */
-	uint32_t cand[MAX_CANDIDATES];
-	size_t ncand;
-	uint32_t found_uid;
-	crypto_hash_sha256_state hash;
-	bool created;                 /* CREATE tried */
-	/* the APPEND was refused in the middle of its LITERAL+ literal: the
-	 * server still reads the literal to its end, so we finish it first */
-	bool refused, refused_trycreate;
-	char refused_text[256];
-	int64_t body_off;
-	struct body_read *rd;
-	bool reading;
-	struct mark *mk;              /* the mark job, while with the writer */
-	struct sent_conn *prev, *next;
-};
-
 static void conn_setup(struct sent_conn *c);
-static void start_append(struct sent_conn *c);
 
 struct sent_conn *
 sent_conn_next(struct sent_conn *c)
@@ -130,12 +69,7 @@ sent_conn_free(struct sent_conn **cp)
 		s->current = NULL;
 	if (c->bev)
 		bufferevent_free(c->bev);
-	if (c->reading)
-		c->rd->c = NULL;        /* its done() frees it */
-	else
-		free(c->rd);
-	if (c->mk)
-		c->mk->c = NULL;
+	sent_append_forget(c);
 	sent_task_free(&c->task);
 	free(c);
 	*cp = NULL;
@@ -171,18 +105,15 @@ conn_finish(struct sent_conn *c, enum sent_outcome out, const char *why)
 	}
 }
 
-static void
-conn_fail(struct sent_conn *c, const char *why)
+void
+sent_conn_fail(struct sent_conn *c, const char *why)
 {
 	conn_finish(c, SENT_RETRY, why);
 	conn_close(c);
 }
 
-static void
-send_cmd(struct sent_conn *c, enum state next, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static void
-send_cmd(struct sent_conn *c, enum state next, const char *fmt, ...)
+void
+sent_send_cmd(struct sent_conn *c, enum sent_conn_state next, const char *fmt, ...)
 {
 	char line[2100];
 	va_list ap;
@@ -194,7 +125,7 @@ send_cmd(struct sent_conn *c, enum state next, const char *fmt, ...)
 	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 2, fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(line) - 2) {
-		conn_fail(c, "command too long");   /* never: every argument is bounded */
+		sent_conn_fail(c, "command too long");   /* never: every argument is bounded */
 		return;
 	}
 	line[n++] = '\r';
@@ -223,7 +154,7 @@ fail_reply(struct sent_conn *c, const char *what)
 
 	reply_text(c, text, sizeof(text));
 	snprintf(why, sizeof(why), "%s: %s", what, text);
-	conn_fail(c, why);
+	sent_conn_fail(c, why);
 }
 
 /* ------------------------------------------------------------------ */
@@ -246,9 +177,9 @@ send_auth(struct sent_conn *c, bool initial)
 	sasl_base64_encode(raw, n, b64);
 	if (initial) {
 		if (c->caps & IMAP_CAP_SASL_IR)
-			send_cmd(c, I_AUTH, "AUTHENTICATE PLAIN %s", b64);
+			sent_send_cmd(c, I_AUTH, "AUTHENTICATE PLAIN %s", b64);
 		else
-			send_cmd(c, I_AUTH, "AUTHENTICATE PLAIN");
+			sent_send_cmd(c, I_AUTH, "AUTHENTICATE PLAIN");
 	} else {
 		bufferevent_write(c->bev, b64, strlen(b64));
 		bufferevent_write(c->bev, "\r\n", 2);
@@ -266,14 +197,14 @@ after_capabilities(struct sent_conn *c)
 
 	if (!c->tls && cfg->sent_tls_mode == CONFIG_SENT_TLS_STARTTLS) {
 		if (!(c->caps & IMAP_CAP_STARTTLS)) {
-			conn_fail(c, "the IMAP server does not offer STARTTLS");
+			sent_conn_fail(c, "the IMAP server does not offer STARTTLS");
 			return;
 		}
-		send_cmd(c, I_STARTTLS, "STARTTLS");
+		sent_send_cmd(c, I_STARTTLS, "STARTTLS");
 		return;
 	}
 	if (!(c->caps & IMAP_CAP_AUTH_PLAIN)) {
-		conn_fail(c, "the IMAP server does not offer AUTH=PLAIN");
+		sent_conn_fail(c, "the IMAP server does not offer AUTH=PLAIN");
 		return;
 	}
 	send_auth(c, true);
@@ -290,7 +221,7 @@ start_tls(struct sent_conn *c)
 	tls = tls_conn_upgrade(s->srv->base, c->bev, s->ctx, TLS_CONN_CLIENT, cfg->sent_imap_host,
 	    cfg->sent_tls_verify, err, sizeof(err));
 	if (tls == NULL) {
-		conn_fail(c, "TLS setup failed");
+		sent_conn_fail(c, "TLS setup failed");
 		return false;
 	}
 	c->bev = tls;
@@ -302,16 +233,16 @@ start_tls(struct sent_conn *c)
 /* ------------------------------------------------------------------ */
 /* the mailbox, and the copy that may be there already                */
 
-static void
-send_with_mailbox(struct sent_conn *c, enum state next, const char *verb)
+void
+sent_send_with_mailbox(struct sent_conn *c, enum sent_conn_state next, const char *verb)
 {
 	char q[600];
 
 	if (imap_quote(c->mailbox, q, sizeof(q)) == 0) {
-		conn_fail(c, "mailbox name cannot be quoted");
+		sent_conn_fail(c, "mailbox name cannot be quoted");
 		return;
 	}
-	send_cmd(c, next, "%s %s", verb, q);
+	sent_send_cmd(c, next, "%s %s", verb, q);
 }
 
 static void
@@ -325,16 +256,16 @@ after_login(struct sent_conn *c)
 		if (imap_message_id(c->task->head ? c->task->head : "", c->task->head_len, c->msgid,
 		    sizeof(c->msgid)) == -1)
 			c->msgid[0] = '\0';
-		send_with_mailbox(c, I_EXAMINE, "EXAMINE");
+		sent_send_with_mailbox(c, I_EXAMINE, "EXAMINE");
 		return;
 	}
 	snprintf(c->mailbox, sizeof(c->mailbox), "%s", cfg->sent_folder);
 	if (c->caps & IMAP_CAP_LIST_EXTENDED)
-		send_cmd(c, I_LIST, "LIST \"\" \"*\" RETURN (SPECIAL-USE)");
+		sent_send_cmd(c, I_LIST, "LIST \"\" \"*\" RETURN (SPECIAL-USE)");
 	else if (c->caps & IMAP_CAP_SPECIAL_USE)
-		send_cmd(c, I_LIST, "LIST (SPECIAL-USE) \"\" \"*\"");
+		sent_send_cmd(c, I_LIST, "LIST (SPECIAL-USE) \"\" \"*\"");
 	else
-		start_append(c);
+		sent_start_append(c);
 }
 
 static void
@@ -353,10 +284,10 @@ send_search(struct sent_conn *c)
 			snprintf(crit, sizeof(crit), "HEADER Message-ID %s ", q);
 	}
 	if (size > 0)
-		send_cmd(c, I_SEARCH, "UID SEARCH %sSINCE %s LARGER %lld SMALLER %lld", crit, since,
+		sent_send_cmd(c, I_SEARCH, "UID SEARCH %sSINCE %s LARGER %lld SMALLER %lld", crit, since,
 		    (long long)size - 1, (long long)size + 1);
 	else
-		send_cmd(c, I_SEARCH, "UID SEARCH %sSINCE %s SMALLER 1", crit, since);
+		sent_send_cmd(c, I_SEARCH, "UID SEARCH %sSINCE %s SMALLER 1", crit, since);
 }
 
 static void
@@ -370,7 +301,7 @@ send_fetch(struct sent_conn *c)
 	crypto_hash_sha256_init(&c->hash);
 	/* without a Message-ID, the bodies themselves are compared */
 	c->resp.literals_to_sink = c->msgid[0] == '\0';
-	send_cmd(c, I_FETCH, "UID FETCH %s (UID RFC822.SIZE INTERNALDATE%s)", set,
+	sent_send_cmd(c, I_FETCH, "UID FETCH %s (UID RFC822.SIZE INTERNALDATE%s)", set,
 	    c->msgid[0] ? "" : " BODY.PEEK[]");
 }
 
@@ -402,160 +333,6 @@ on_fetch(struct sent_conn *c, const struct imap_line *l)
 	if (c->found_uid == 0 && f.uid > 0 && f.size == c->task->size && f.internaldate == c->task->received_s &&
 	    same_body)
 		c->found_uid = f.uid;
-}
-
-/* ------------------------------------------------------------------ */
-/* the mark, and the APPEND                                           */
-
-static int
-mark_run(sqlite3 *db, void *arg)
-{
-	struct mark *m = arg;
-
-	m->rc = sent_mark_append(db, m->message_id, m->mailbox, m->err, sizeof(m->err));
-	return m->rc;
-}
-
-static void
-mark_done(struct writer_job *job)
-{
-	struct mark *m = job->arg;
-	struct sent_conn *c = m->c;
-
-	if (c == NULL) {
-		free(m);
-		return;
-	}
-	c->mk = NULL;
-	if (job->rc != SQLITE_OK) {
-		log_err("event=sent_mark_failed msgid=%s error=\"%s\"", c->task->public_id,
-		    m->rc != SQLITE_OK ? m->err : sqlite3_errstr(job->rc));
-		free(m);
-		conn_fail(c, "cannot record the job before appending");
-		return;
-	}
-	free(m);
-	c->task->append_sent = true;
-	start_append(c);
-}
-
-static void
-send_append(struct sent_conn *c)
-{
-	char q[600], date[32];
-
-	if (imap_quote(c->mailbox, q, sizeof(q)) == 0) {
-		conn_fail(c, "mailbox name cannot be quoted");
-		return;
-	}
-	imap_date_time_format(c->task->received_s, date);
-	c->body_off = 0;
-	if (c->caps & IMAP_CAP_LITERAL_PLUS) {
-		send_cmd(c, I_BODY, "APPEND %s (\\Seen) \"%s\" {%lld+}", q, date, (long long)c->task->size);
-		/* the pump starts from the write callback, or here if idle */
-		bufferevent_trigger(c->bev, EV_WRITE, 0);
-	} else {
-		send_cmd(c, I_APPEND, "APPEND %s (\\Seen) \"%s\" {%lld}", q, date, (long long)c->task->size);
-	}
-}
-
-/* Mark first (once per job), then APPEND. */
-static void
-start_append(struct sent_conn *c)
-{
-	struct mark *m;
-
-	if (c->task->append_sent && c->task->mailbox && strcmp(c->task->mailbox, c->mailbox) == 0) {
-		send_append(c);
-		return;
-	}
-	m = xcalloc(1, sizeof(*m));
-	m->c = c;
-	m->message_id = c->task->message_id;
-	snprintf(m->mailbox, sizeof(m->mailbox), "%s", c->mailbox);
-	free(c->task->mailbox);
-	c->task->mailbox = xstrdup(c->mailbox);
-	m->job.run = mark_run;
-	m->job.done = mark_done;
-	m->job.arg = m;
-	c->mk = m;
-	c->state = I_MARKING;
-	writer_job_submit(c->s->srv->writer, &m->job);
-}
-
-static int
-body_read_run(sqlite3 *db, void *arg)
-{
-	struct body_read *rd = arg;
-
-	rd->rc = queue_body_read(db, rd->message_id, rd->off, rd->buf, rd->n, rd->err, sizeof(rd->err));
-	return SQLITE_OK;       /* nothing to commit; the outcome is rd->rc */
-}
-
-static void body_pump(struct sent_conn *c);
-
-static void
-body_read_done(struct writer_job *job)
-{
-	struct body_read *rd = job->arg;
-	struct sent_conn *c = rd->c;
-
-	if (c == NULL) {
-		free(rd);
-		return;
-	}
-	c->reading = false;
-	if (job->rc != SQLITE_OK || rd->rc != SQLITE_OK) {
-		log_err("event=sent_body_read_failed msgid=%s error=\"%s\"", c->task->public_id,
-		    job->rc != SQLITE_OK ? sqlite3_errstr(job->rc) : rd->err);
-		conn_fail(c, "cannot read the stored message");
-		return;
-	}
-	c->body_off += (int64_t)rd->n;
-	bufferevent_write(c->bev, rd->buf, rd->n);
-	body_pump(c);
-}
-
-static void
-body_pump(struct sent_conn *c)
-{
-	struct sent_task *t = c->task;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-
-	if (c->reading || c->state != I_BODY)
-		return;
-	if (evbuffer_get_length(out) >= OUT_HIGH)
-		return;
-	if (c->body_off < t->size) {
-		struct body_read *rd = c->rd;
-		if (rd == NULL) {
-			rd = c->rd = xmalloc(sizeof(*rd));
-			rd->c = c;
-			rd->job.run = body_read_run;
-			rd->job.done = body_read_done;
-			rd->job.arg = rd;
-		}
-		rd->message_id = t->message_id;
-		rd->off = c->body_off;
-		rd->n = (size_t)(t->size - c->body_off < BODY_READ ? t->size - c->body_off : BODY_READ);
-		c->reading = true;
-		writer_job_submit(c->s->srv->writer, &rd->job);
-		return;
-	}
-	/* the literal is out: the command's line ends */
-	bufferevent_write(c->bev, "\r\n", 2);
-	c->state = I_APPENDED;
-	if (c->refused) {
-		c->refused = false;
-		if (c->refused_trycreate && !c->created) {
-			c->created = true;
-			send_with_mailbox(c, I_CREATE, "CREATE");
-		} else {
-			char why[300];
-			snprintf(why, sizeof(why), "APPEND refused: %s", c->refused_text);
-			conn_fail(c, why);
-		}
-	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -598,7 +375,7 @@ on_tagged(struct sent_conn *c, const struct imap_line *l)
 			return;
 		}
 		if (start_tls(c))
-			send_cmd(c, I_CAPA, "CAPABILITY");
+			sent_send_cmd(c, I_CAPA, "CAPABILITY");
 		return;
 	case I_CAPA:
 		if (!ok) {
@@ -616,7 +393,7 @@ on_tagged(struct sent_conn *c, const struct imap_line *l)
 			c->caps = imap_caps_parse(l->code_args, l->code_len);
 			after_login(c);
 		} else {
-			send_cmd(c, I_CAPA2, "CAPABILITY");
+			sent_send_cmd(c, I_CAPA2, "CAPABILITY");
 		}
 		return;
 	case I_CAPA2:
@@ -628,11 +405,11 @@ on_tagged(struct sent_conn *c, const struct imap_line *l)
 		return;
 	case I_LIST:
 		/* without a \Sent mailbox, sent.folder (set in after_login) */
-		start_append(c);
+		sent_start_append(c);
 		return;
 	case I_EXAMINE:
 		if (!ok) {
-			start_append(c);    /* no such mailbox: nothing can be there */
+			sent_start_append(c);    /* no such mailbox: nothing can be there */
 			return;
 		}
 		c->ncand = 0;
@@ -644,7 +421,7 @@ on_tagged(struct sent_conn *c, const struct imap_line *l)
 			return;
 		}
 		if (c->ncand == 0) {
-			start_append(c);
+			sent_start_append(c);
 			return;
 		}
 		c->found_uid = 0;
@@ -657,14 +434,14 @@ on_tagged(struct sent_conn *c, const struct imap_line *l)
 			return;
 		}
 		if (c->found_uid == 0) {
-			start_append(c);
+			sent_start_append(c);
 			return;
 		}
 		c->uid = c->found_uid;
 		log_info("event=sent_found msgid=%s mailbox=\"%s\" uid=%u note=\"already filed by an earlier try\"",
 		    c->task->public_id, c->mailbox, c->uid);
 		conn_finish(c, SENT_FILED, NULL);
-		send_cmd(c, I_LOGOUT, "LOGOUT");
+		sent_send_cmd(c, I_LOGOUT, "LOGOUT");
 		return;
 	case I_APPEND:
 	case I_BODY:
@@ -681,7 +458,7 @@ on_tagged(struct sent_conn *c, const struct imap_line *l)
 			/* [TRYCREATE]: create it once and try again */
 			if (strcmp(l->code, "TRYCREATE") == 0 && !c->created) {
 				c->created = true;
-				send_with_mailbox(c, I_CREATE, "CREATE");
+				sent_send_with_mailbox(c, I_CREATE, "CREATE");
 				return;
 			}
 			fail_reply(c, "APPEND refused");
@@ -696,11 +473,11 @@ on_tagged(struct sent_conn *c, const struct imap_line *l)
 		    imap_appenduid_parse(l->code_args, l->code_len, &c->uidvalidity, &c->uid) == -1)
 			c->uidvalidity = c->uid = 0;
 		conn_finish(c, SENT_FILED, NULL);
-		send_cmd(c, I_LOGOUT, "LOGOUT");
+		sent_send_cmd(c, I_LOGOUT, "LOGOUT");
 		return;
 	case I_CREATE:
 		/* NO too: it may exist by now; the APPEND will tell */
-		send_append(c);
+		sent_send_append(c);
 		return;
 	case I_LOGOUT:
 		conn_close(c);
@@ -735,7 +512,7 @@ on_response(struct sent_conn *c)
 			if (strcmp(l.code, "CAPABILITY") == 0)
 				c->caps = imap_caps_parse(l.code_args, l.code_len);
 			if (c->caps == 0)
-				send_cmd(c, I_CAPA, "CAPABILITY");
+				sent_send_cmd(c, I_CAPA, "CAPABILITY");
 			else
 				after_capabilities(c);
 			return;
@@ -748,7 +525,7 @@ on_response(struct sent_conn *c)
 			send_auth(c, false);
 		} else if (c->state == I_APPEND) {
 			c->state = I_BODY;
-			body_pump(c);
+			sent_body_pump(c);
 		} else {
 			fail_reply(c, "unexpected continuation");
 		}
@@ -779,7 +556,7 @@ conn_read(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, used);
 		if (!done) {
 			if (c->resp.overflow && c->resp.lit_left == 0) {
-				conn_fail(c, "response too long from the IMAP server");
+				sent_conn_fail(c, "response too long from the IMAP server");
 				return;
 			}
 			continue;
@@ -802,7 +579,7 @@ conn_write(struct bufferevent *bev, void *arg)
 	struct sent_conn *c = arg;
 
 	if (c->state == I_BODY)
-		body_pump(c);
+		sent_body_pump(c);
 }
 
 static void
@@ -824,7 +601,7 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		conn_fail(c, "timeout talking to the IMAP server");
+		sent_conn_fail(c, "timeout talking to the IMAP server");
 		return;
 	}
 	{
@@ -842,7 +619,7 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 			snprintf(why, sizeof(why), "connection failed: %s",
 			    dnserr ? evutil_gai_strerror(dnserr) : err ? evutil_socket_error_to_string(err) : "unknown");
 		}
-		conn_fail(c, why);
+		sent_conn_fail(c, why);
 	}
 }
 
@@ -877,5 +654,5 @@ sent_conn_open(struct sent *s, struct sent_task *t)
 	c->bev = bufferevent_socket_new(s->srv->base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	conn_setup(c);
 	if (bufferevent_socket_connect_hostname(c->bev, s->dns, AF_UNSPEC, cfg->sent_imap_host, port) != 0)
-		conn_fail(c, "cannot start connecting");
+		sent_conn_fail(c, "cannot start connecting");
 }
