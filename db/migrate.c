@@ -161,6 +161,33 @@ static const char *const migrations[] = {
 	"CREATE VIEW login_address_overview AS\n"
 	"  SELECT a.login, a.address, EXISTS (SELECT 1 FROM users u WHERE u.login = a.login) AS internal_user\n"
 	"  FROM login_addresses a;\n",
+	/* 5: the sender's copy filed into the user's Sent mailbox over IMAP
+	 * (docs/dovecot.md): one job per message, written with the message,
+	 * and the per-login choice that overrides sent.default */
+	"CREATE TABLE sent_jobs (\n"
+	"  message_id      INTEGER PRIMARY KEY REFERENCES messages(message_id) ON DELETE CASCADE,\n"
+	"  login           TEXT NOT NULL,\n"
+	"  state           TEXT NOT NULL DEFAULT 'pending'\n"
+	"                  CHECK (state IN ('pending', 'filing', 'filed', 'failed')),\n"
+	"  attempts        INTEGER NOT NULL DEFAULT 0,\n"
+	"  next_attempt_at TEXT NOT NULL,\n"
+	"  last_error      TEXT,\n"
+	"  append_sent     INTEGER NOT NULL DEFAULT 0 CHECK (append_sent IN (0, 1)),\n"
+	"  mailbox         TEXT,\n"
+	"  uidvalidity     INTEGER,\n"
+	"  uid             INTEGER,\n"
+	"  filed_at        TEXT\n"
+	") STRICT;\n"
+	"CREATE INDEX sent_jobs_due ON sent_jobs(state, next_attempt_at);\n"
+	"CREATE TABLE sent_settings (\n"
+	"  login      TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,\n"
+	"  enabled    INTEGER NOT NULL CHECK (enabled IN (0, 1)),\n"
+	"  updated_at TEXT NOT NULL\n"
+	") STRICT;\n"
+	"CREATE VIEW sent_overview AS\n"
+	"  SELECT m.public_id, m.received_at, j.login, j.state, j.attempts, j.next_attempt_at, j.last_error,\n"
+	"         j.append_sent, j.mailbox, j.uidvalidity, j.uid, j.filed_at\n"
+	"  FROM sent_jobs j JOIN messages m USING (message_id);\n",
 };
 
 int

@@ -78,6 +78,11 @@ struct writer_opts {
 	const char *issuer;
 	int batch;                     /* at most this many messages per commit */
 	int checkpoint_pages;          /* > 0: checkpoints on a thread (db/checkpoint.h) */
+	/* Sent filing (db/sent.h): with sent_jobs, a message submitted with
+	 * AUTH gets its filing job in its own transaction, unless the login's
+	 * setting, or sent_default for a login without one, says off. */
+	bool sent_jobs;
+	bool sent_default;
 	void (*notify)(void *arg);     /* called on the writer thread */
 	void *notify_arg;
 };

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "db/sent.h"
 #include "server/base/log.h"
 #include "server/base/util.h"
 
@@ -38,6 +39,7 @@ static const char *const sql[ST_COUNT] = {
 	    "issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[ST_AUDIT] = "INSERT INTO audit_log (at, action, result, service, token_id, client_address) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[ST_SENT_JOB] = sent_job_insert_sql,
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
@@ -300,6 +302,20 @@ store_message(struct writer *w, struct writer_msg *m)
 	}
 	if (m->token_meta) {
 		rc = insert_token(w, m, m->nrcpt, message_id, 0);
+		if (rc != SQLITE_DONE)
+			return rc;
+	}
+	/* The Sent copy's job commits with the message, so neither a crash
+	 * nor a restart can lose it; one statement, which reads the login's
+	 * setting by its primary key. */
+	if (w->o.sent_jobs && m->auth_login) {
+		st = w->st[ST_SENT_JOB];
+		sqlite3_bind_int64(st, 1, message_id);
+		sqlite3_bind_text(st, 2, m->auth_login, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, received, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 4, w->o.sent_default);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return rc;
 	}

@@ -41,7 +41,8 @@ ALLOWED = {
     "smtp": ("base", "tokens", "db", "protocol", "runtime", "net", "auth"),
     "relay": ("base", "tokens", "db", "protocol", "runtime", "net"),
     "api": ("base", "tokens", "db", "protocol", "runtime", "net"),
-    "daemon": ("base", "tokens", "db", "protocol", "runtime", "net", "auth", "smtp", "relay", "api"),
+    "sent": ("base", "tokens", "db", "protocol", "runtime", "net"),
+    "daemon": ("base", "tokens", "db", "protocol", "runtime", "net", "auth", "smtp", "relay", "api", "sent"),
     "admin": ("base", "tokens", "db", "protocol", "auth"),
 }
 

@@ -59,6 +59,11 @@ submitctl_usage(FILE *f)
 	    "  queue retry PUBLIC_ID          deferred recipients are due now\n"
 	    "  queue drop PUBLIC_ID           pending recipients fail, without a bounce\n"
 	    "  backup FILE                    consistent copy of the database, online\n"
+	    "Sent filing (the sender's copy in the user's IMAP Sent mailbox):\n"
+	    "  sent enable LOGIN              file copies for LOGIN\n"
+	    "  sent disable LOGIN             do not file copies for LOGIN\n"
+	    "  sent default LOGIN             LOGIN follows sent.default again\n"
+	    "  sent list                      logins with a setting of their own\n"
 	    "API service credentials:\n"
 	    "  service add NAME               prints a new secret once\n"
 	    "  service list\n"
@@ -135,6 +140,8 @@ main(int argc, char **argv)
 		rc = submitctl_service(db, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "queue") == 0)
 		rc = submitctl_queue(db, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "sent") == 0)
+		rc = submitctl_sent(db, argc - 1, argv + 1);
 	else if (argc == 2 && strcmp(argv[0], "backup") == 0)
 		rc = submitctl_backup(db, argv[1]);
 	else {

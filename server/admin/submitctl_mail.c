@@ -1,7 +1,9 @@
 /*
  * submitctl_mail.c: the mail submitd holds: messages (list, show, fetch
  * the stored copy with a token, checked as the API checks it), the relay
- * queue (list, show, retry, drop) and an online backup of the database.
+ * queue (list, show, retry, drop), the Sent filing (per-login settings,
+ * and a message's filing state in message show) and an online backup of
+ * the database.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 
 #include "db/admin.h"
 #include "db/overview.h"
+#include "db/sent.h"
 #include "db/store.h"
 #include "server/admin/submitctl_internal.h"
 #include "server/base/util.h"
@@ -42,6 +45,25 @@ print_token(const struct overview_token *t, void *arg)
 	printf("token=%s\t%s\t%s\t%s\texpires=%s\n", t->token_id, t->role, t->address, t->status, t->expires_at);
 }
 
+static void
+print_sent_state(const struct sent_state *s, void *arg)
+{
+	printf("sent=%s\tattempts=%lld", s->state, (long long)s->attempts);
+	if (s->mailbox)
+		printf("\tmailbox=%s", s->mailbox);
+	if (s->uid > 0)
+		printf("\tuidvalidity=%lld\tuid=%lld", (long long)s->uidvalidity, (long long)s->uid);
+	if (s->filed_at)
+		printf("\tfiled_at=%s", s->filed_at);
+	else if (strcmp(s->state, "pending") == 0 || strcmp(s->state, "filing") == 0)
+		printf("\tnext_attempt_at=%s", s->next_attempt_at);
+	if (s->append_sent && !s->filed_at)
+		printf("\tappend_sent=yes");
+	if (s->last_error)
+		printf("\tlast_error=%s", s->last_error);
+	putchar('\n');
+}
+
 static int
 message_show(sqlite3 *db, const char *id)
 {
@@ -56,6 +78,7 @@ message_show(sqlite3 *db, const char *id)
 	 * output. */
 	overview_recipients(db, id, print_recipient, NULL, err, sizeof(err));
 	overview_tokens(db, id, print_token, NULL, err, sizeof(err));
+	sent_state_get(db, id, print_sent_state, NULL, err, sizeof(err));
 	return 0;
 }
 
@@ -180,4 +203,37 @@ submitctl_backup(sqlite3 *db, const char *path)
 		return submitctl_fail("%s", err);
 	printf("backup written to %s\n", path);
 	return 0;
+}
+
+static void
+print_setting(const struct sent_setting *st, void *arg)
+{
+	printf("%s\t%s\t%s\n", st->login, st->enabled ? "on" : "off", st->updated_at);
+}
+
+/* Per-login settings of the Sent filing; keyed by the login's text, so
+ * they work for logins that live in Dovecot as well as in users. */
+int
+submitctl_sent(sqlite3 *db, int argc, char **argv)
+{
+	char err[512];
+
+	if (argc == 1 && strcmp(argv[0], "list") == 0) {
+		printf("login\tfiling\tupdated_at\n");
+		if (sent_settings_list(db, print_setting, NULL, err, sizeof(err)) == -1)
+			return submitctl_fail("%s", err);
+		return 0;
+	}
+	if (argc == 2 && (strcmp(argv[0], "enable") == 0 || strcmp(argv[0], "disable") == 0 ||
+	    strcmp(argv[0], "default") == 0)) {
+		int enabled = strcmp(argv[0], "enable") == 0 ? 1 : strcmp(argv[0], "disable") == 0 ? 0 : -1;
+		if (argv[1][0] == '\0')
+			return submitctl_fail("%s", "the login must not be empty");
+		if (sent_setting_set(db, argv[1], enabled, now_ms(), err, sizeof(err)) == -1)
+			return submitctl_fail("%s", err);
+		printf("Sent filing for %s: %s\n", argv[1], enabled == 1 ? "on" : enabled == 0 ? "off" : "sent.default");
+		return 0;
+	}
+	submitctl_usage(stderr);
+	return 2;
 }

@@ -112,6 +112,17 @@ api_handle_metrics(struct api_worker *w, struct evhttp_request *req)
 	evbuffer_add_printf(b, "submitd_commit_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
 	    "submitd_commit_latency_seconds_sum %.6f\nsubmitd_commit_latency_seconds_count %llu\n",
 	    (unsigned long long)STAT_GET(s->commit_count), (double)STAT_GET(s->commit_sum_us) / 1e6, (unsigned long long)STAT_GET(s->commit_count));
+	evbuffer_add_printf(b,
+	    "# HELP submitd_sent_filed_total Sender's copies filed into a Sent mailbox over IMAP.\n"
+	    "# TYPE submitd_sent_filed_total counter\nsubmitd_sent_filed_total %llu\n"
+	    "# HELP submitd_sent_retried_total Filing tries that failed and wait for another.\n"
+	    "# TYPE submitd_sent_retried_total counter\nsubmitd_sent_retried_total %llu\n"
+	    "# HELP submitd_sent_failed_total Filing jobs given up (lifetime passed, copy purged).\n"
+	    "# TYPE submitd_sent_failed_total counter\nsubmitd_sent_failed_total %llu\n"
+	    "# HELP submitd_sent_pending Filing jobs not yet done, as of the filer's last scan.\n"
+	    "# TYPE submitd_sent_pending gauge\nsubmitd_sent_pending %llu\n",
+	    (unsigned long long)STAT_GET(s->sent_filed), (unsigned long long)STAT_GET(s->sent_retried),
+	    (unsigned long long)STAT_GET(s->sent_failed), (unsigned long long)STAT_GET(s->sent_pending));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);

@@ -47,6 +47,8 @@ _Static_assert(sizeof(enum config_log_target) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_relay_tls) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum config_auth_backend) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_sent_tls) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum config_off_on) == sizeof(int), "enum size");
 
 /* Allowed values, in the order of their enum. */
 static const char *const log_targets[] = { "stderr", "syslog", NULL };
@@ -56,6 +58,10 @@ static const char *const auth_backends[] = { "internal", "dovecot", NULL };
 _Static_assert(LOG_LVL_ERR == 0 && LOG_LVL_DEBUG == 3, "log_levels follows enum log_level");
 _Static_assert(CONFIG_RELAY_TLS_NONE == 2, "relay_tls_modes follows enum config_relay_tls");
 _Static_assert(CONFIG_AUTH_DOVECOT == 1, "auth_backends follows enum config_auth_backend");
+static const char *const sent_tls_modes[] = { "starttls", "implicit", "none", NULL };
+_Static_assert(CONFIG_SENT_TLS_NONE == 2, "sent_tls_modes follows enum config_sent_tls");
+static const char *const off_on[] = { "off", "on", NULL };
+_Static_assert(CONFIG_ON == 1, "off_on follows enum config_off_on");
 
 static const struct cfg_entry table[] = {
 	STR("server", "data_dir", data_dir, "./var"),
@@ -121,6 +127,21 @@ static const struct cfg_entry table[] = {
 	INT("retention", "keep", retention_keep, 1, 100LL * 365 * 86400, "2592000"),
 	INT("retention", "interval", retention_interval, 1, 86400, "60"),
 	INT("retention", "batch", retention_batch, 1, 100000, "100"),
+	STR("sent", "imap_host", sent_imap_host, ""),
+	INT("sent", "imap_port", sent_imap_port, 0, 65535, "0"),
+	ENUM("sent", "tls", sent_tls_mode, sent_tls, sent_tls_modes, "starttls"),
+	BOOL("sent", "tls_verify", sent_tls_verify, "true"),
+	STR("sent", "tls_ca_file", sent_tls_ca_file, ""),
+	STR("sent", "master_user", sent_master_user, ""),
+	STR("sent", "master_password_file", sent_master_password_file, ""),
+	STR("sent", "folder", sent_folder, "Sent"),
+	ENUM("sent", "default", sent_default_mode, sent_default, off_on, "off"),
+	INT("sent", "connections", sent_connections, 1, 64, "2"),
+	INT("sent", "retry_base", sent_retry_base, 1, 86400, "30"),
+	INT("sent", "retry_max", sent_retry_max, 1, 86400, "1800"),
+	INT("sent", "max_lifetime", sent_max_lifetime, 1, 30 * 86400, "172800"),
+	INT("sent", "timeout", sent_timeout, 1, 3600, "60"),
+	INT("sent", "poll_interval", sent_poll_interval, 1, 3600, "5"),
 	INT("store", "batch", store_batch, 1, 4096, "256"),
 	INT("store", "checkpoint_pages", store_checkpoint_pages, 0, 1000000, "1000"),
 };
@@ -421,6 +442,23 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 	if (cfg->relay_retry_max < cfg->relay_retry_base) {
 		snprintf(err, errlen, "relay.retry_max (%lld) is smaller than relay.retry_base (%lld)",
 		    (long long)cfg->relay_retry_max, (long long)cfg->relay_retry_base);
+		return -1;
+	}
+	if (cfg->sent_master_user[0] != '\0' && cfg->sent_master_password_file[0] == '\0') {
+		snprintf(err, errlen, "sent.master_user needs sent.master_password_file");
+		return -1;
+	}
+	if (cfg->sent_imap_host[0] != '\0' && cfg->sent_master_user[0] == '\0') {
+		snprintf(err, errlen, "sent.imap_host needs sent.master_user (filing logs in as it on behalf of each user)");
+		return -1;
+	}
+	if (cfg->sent_retry_max < cfg->sent_retry_base) {
+		snprintf(err, errlen, "sent.retry_max (%lld) is smaller than sent.retry_base (%lld)",
+		    (long long)cfg->sent_retry_max, (long long)cfg->sent_retry_base);
+		return -1;
+	}
+	if (cfg->sent_folder[0] == '\0' || strpbrk(cfg->sent_folder, "\"\\\r\n") != NULL) {
+		snprintf(err, errlen, "sent.folder: must be a mailbox name without quotes, backslashes or line breaks");
 		return -1;
 	}
 	if (cfg->data_dir[0] == '\0') {

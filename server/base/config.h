@@ -20,6 +20,8 @@
 enum config_log_target { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
 enum config_relay_tls { CONFIG_RELAY_TLS_REQUIRED, CONFIG_RELAY_TLS_OPPORTUNISTIC, CONFIG_RELAY_TLS_NONE };
 enum config_auth_backend { CONFIG_AUTH_INTERNAL, CONFIG_AUTH_DOVECOT };
+enum config_sent_tls { CONFIG_SENT_TLS_STARTTLS, CONFIG_SENT_TLS_IMPLICIT, CONFIG_SENT_TLS_NONE };
+enum config_off_on { CONFIG_OFF, CONFIG_ON };
 
 /*
  * An enum key K has its value in a field of an enum type, which the code
@@ -108,6 +110,24 @@ struct config {
 	int64_t retention_keep;
 	int64_t retention_interval;
 	int64_t retention_batch;
+	/* [sent] the sender's copy filed into the user's Sent mailbox */
+	char *sent_imap_host;           /* "": no filing */
+	int64_t sent_imap_port;         /* 0: 143, or 993 with implicit TLS */
+	enum config_sent_tls sent_tls_mode;     /* sent.tls */
+	const char *sent_tls;
+	bool sent_tls_verify;
+	char *sent_tls_ca_file;
+	char *sent_master_user;
+	char *sent_master_password_file;
+	char *sent_folder;              /* when no mailbox is flagged \Sent */
+	enum config_off_on sent_default_mode;   /* sent.default: logins without a setting */
+	const char *sent_default;
+	int64_t sent_connections;
+	int64_t sent_retry_base;
+	int64_t sent_retry_max;
+	int64_t sent_max_lifetime;
+	int64_t sent_timeout;           /* connect and each command */
+	int64_t sent_poll_interval;
 	/* [store] */
 	int64_t store_batch;            /* max messages committed together */
 	int64_t store_checkpoint_pages; /* WAL frames that start a checkpoint; 0: SQLite's */

@@ -29,12 +29,17 @@
 #include "server/base/log.h"
 #include "server/relay/relay.h"
 #include "server/runtime/server.h"
+#include "server/sent/sent.h"
 #include "server/smtp/smtp_session.h"
 #include "server/base/throttle.h"
 #include "server/net/tls.h"
 #include "server/base/util.h"
 
 #define THROTTLE_CAPACITY 65536
+
+/* The Sent filing: the daemon's alone (struct server knows no filer), it
+ * wires the filer to the writer's wake-up, the drain and the shutdown. */
+static struct sent *sent;
 
 static void
 usage(FILE *f)
@@ -62,7 +67,7 @@ on_maybe_idle(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 
-	if (srv->draining && srv->nsessions == 0 && relay_busy(srv) == 0)
+	if (srv->draining && srv->nsessions == 0 && relay_busy(srv) == 0 && sent_busy(sent) == 0)
 		event_base_loopexit(srv->base, NULL);
 }
 
@@ -73,8 +78,11 @@ on_writer_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 
-	if (smtp_session_writer_done(srv, writer_collect(srv->writer)) > 0)
+	if (smtp_session_writer_done(srv, writer_collect(srv->writer)) > 0) {
 		relay_kick(srv);
+		sent_kick(sent);
+	}
+	/* every writer job's done(), the filer's too */
 	relay_jobs_done(srv);
 }
 
@@ -136,6 +144,7 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 	srv->draining = true;
 	server_listeners_enable(srv, false);
 	relay_drain(srv);
+	sent_drain(sent);
 	srv->drain_timer = evtimer_new(srv->base, on_drain_deadline, srv);
 	evtimer_add(srv->drain_timer, &tv);
 	smtp_session_drain_all(srv);
@@ -340,6 +349,10 @@ main(int argc, char **argv)
 		}
 		SSL_CTX_free(ctx);
 	}
+	if (sent_check_config(&cfg, err, sizeof(err)) == -1) {
+		fprintf(stderr, "submitd: %s\n", err);
+		return 1;
+	}
 	if (print_only) {
 		config_dump(&cfg);
 		return 0;
@@ -452,6 +465,7 @@ main(int argc, char **argv)
 			.token_lifetime = cfg.tokens_lifetime, .issuer = cfg.tokens_issuer,
 			.batch = (int)cfg.store_batch,
 			.checkpoint_pages = (int)cfg.store_checkpoint_pages, .notify = wake, .notify_arg = srv.writer_ev,
+			.sent_jobs = cfg.sent_imap_host[0] != '\0', .sent_default = cfg.sent_default_mode == CONFIG_ON,
 		};
 		srv.writer = writer_start(&wo, err, sizeof(err));
 		if (srv.writer == NULL) {
@@ -486,6 +500,11 @@ main(int argc, char **argv)
 		log_err("event=startup_failed error=\"relay: %s\"", err);
 		return 1;
 	}
+	sent = sent_start(&srv, err, sizeof(err));
+	if (sent == NULL) {
+		log_err("event=startup_failed error=\"sent: %s\"", err);
+		return 1;
+	}
 	srv.conn_per_ip = throttle_new(THROTTLE_CAPACITY, 0);
 	srv.auth_fail_ip = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
 	srv.auth_fail_user = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
@@ -506,11 +525,15 @@ main(int argc, char **argv)
 	http_api_stop(&srv);
 	smtp_session_close_all(&srv);
 	dovecot_client_stop(&srv.dovecot);
-	/* Results the relay handed to the writer: let them commit and collect
-	 * them while the relay still exists to take them back. */
+	/* The filer's connections go (their jobs are due again at the next
+	 * start). Results the relay and the filer handed to the writer: let
+	 * them commit and collect them while both still exist to take them
+	 * back. */
+	sent_stop(sent);
 	writer_flush(srv.writer);
 	relay_jobs_done(&srv);
 	relay_stop(&srv);
+	sent_free(&sent);
 	/* Messages already handed to the writer are committed before exit. */
 	writer_stop(&srv.writer);
 	auth_pool_stop(&srv.auth);

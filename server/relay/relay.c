@@ -24,6 +24,7 @@
 
 #include "server/base/log.h"
 #include "server/base/util.h"
+#include "server/net/tls_client.h"
 #include "server/relay/relay_internal.h"
 
 /* ------------------------------------------------------------------ */
@@ -247,13 +248,9 @@ relay_start(struct server *srv, char *err, size_t errlen)
 	r->dns = evdns_base_new(srv->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (r->dns == NULL)
 		r->dns = evdns_base_new(srv->base, 0);
-	r->ctx = SSL_CTX_new(TLS_client_method());
-	SSL_CTX_set_min_proto_version(r->ctx, TLS1_2_VERSION);
-	SSL_CTX_set_default_verify_paths(r->ctx);
-	if (cfg->relay_tls_ca_file[0] && SSL_CTX_load_verify_locations(r->ctx, cfg->relay_tls_ca_file, NULL) != 1) {
-		snprintf(err, errlen, "relay.tls_ca_file %s: cannot load", cfg->relay_tls_ca_file);
+	r->ctx = tls_client_ctx_new(cfg->relay_tls_ca_file, "relay.tls_ca_file", err, errlen);
+	if (r->ctx == NULL)
 		return -1;
-	}
 	log_info("event=relay_ready next_hop=%s:%lld tls=%s", cfg->relay_host, (long long)cfg->relay_port, cfg->relay_tls);
 	evtimer_add(r->poll, &now);
 	return 0;

@@ -1,8 +1,8 @@
 /*
  * metrics.h: the counters and the commit-latency histogram that /metrics
- * renders. The SMTP loop, the relay and the API's threads bump them; every
- * access goes through STAT_ADD / STAT_GET (relaxed atomics: a counter needs
- * no ordering). One instance lives in struct server.
+ * renders. The SMTP loop, the relay, the Sent filing and the API's threads
+ * bump them; every access goes through STAT_ADD / STAT_GET (relaxed
+ * atomics: a counter needs no ordering). One instance lives in struct server.
  */
 #ifndef SUBMITD_METRICS_H
 #define SUBMITD_METRICS_H
@@ -35,6 +35,11 @@ struct server_stats {
 	uint64_t commit_bucket[COMMIT_BUCKETS];   /* cumulative at render time */
 	uint64_t commit_count;
 	uint64_t commit_sum_us;
+	/* the Sent filing (server/sent/) */
+	uint64_t sent_filed;               /* copies filed (appended or found there) */
+	uint64_t sent_retried;             /* tries that failed and wait for another */
+	uint64_t sent_failed;              /* jobs given up (lifetime, purged body) */
+	uint64_t sent_pending;             /* gauge: jobs not yet filed, at the last scan */
 };
 
 /* "too_big", "bare_cr_lf", ...: the label of a refusal in /metrics. */

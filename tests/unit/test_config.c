@@ -62,6 +62,19 @@ test_defaults(void **state)
 	assert_string_equal(c.auth_backend, "internal");
 	assert_string_equal(c.auth_dovecot_socket, "");
 	assert_int_equal(c.auth_dovecot_timeout, 30);
+	/* the Sent filing: off, and its settings */
+	assert_string_equal(c.sent_imap_host, "");
+	assert_int_equal(c.sent_imap_port, 0);
+	assert_int_equal(c.sent_tls_mode, CONFIG_SENT_TLS_STARTTLS);
+	assert_string_equal(c.sent_tls, "starttls");
+	assert_true(c.sent_tls_verify);
+	assert_string_equal(c.sent_folder, "Sent");
+	assert_int_equal(c.sent_default_mode, CONFIG_OFF);
+	assert_string_equal(c.sent_default, "off");
+	assert_int_equal(c.sent_connections, 2);
+	assert_int_equal(c.sent_retry_base, 30);
+	assert_int_equal(c.sent_retry_max, 1800);
+	assert_int_equal(c.sent_max_lifetime, 172800);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	assert_true(c.hostname[0] != '\0');
 	assert_true(c.tokens_issuer[0] != '\0');
@@ -115,6 +128,9 @@ test_file_errors(void **state)
 		{ "[smtp]\nmax_message_size = 2G\n", "out of range" },
 		{ "[relay]\n\ntls = maybe\n", ":3: relay.tls: must be required, opportunistic or none, not \"maybe\"" },
 		{ "[smtp]\nlisten = 127.0.0.1:25 localhost:25\n", ":2: smtp.listen: item 2 is not an address:port" },
+		{ "[sent]\ntls = ssl\n", ":2: sent.tls: must be starttls, implicit or none, not \"ssl\"" },
+		{ "[sent]\ndefault = yes\n", ":2: sent.default: must be off or on, not \"yes\"" },
+		{ "[sent]\nconnections = 0\n", ":2: sent.connections: 0 is out of range [1, 64]" },
 	};
 	char err[256];
 
@@ -183,6 +199,10 @@ test_enums(void **state)
 		{ "auth.backend=dovecot", NULL, offsetof(struct config, auth_backend_kind), CONFIG_AUTH_DOVECOT },
 		{ "auth.backend=internal", NULL, offsetof(struct config, auth_backend_kind), CONFIG_AUTH_INTERNAL },
 		{ "auth.backend=ldap", "-o: auth.backend: must be internal or dovecot, not \"ldap\"", 0, 0 },
+		{ "sent.tls=implicit", NULL, offsetof(struct config, sent_tls_mode), CONFIG_SENT_TLS_IMPLICIT },
+		{ "sent.tls=none", NULL, offsetof(struct config, sent_tls_mode), CONFIG_SENT_TLS_NONE },
+		{ "sent.default=on", NULL, offsetof(struct config, sent_default_mode), CONFIG_ON },
+		{ "sent.default=On", "-o: sent.default: must be off or on, not \"On\"", 0, 0 },
 		{ "relay.tls=Required", "-o: relay.tls: must be required, opportunistic or none, not \"Required\"", 0, 0 },
 		{ "relay.tls=", "relay.tls: must be required, opportunistic or none, not \"\"", 0, 0 },
 		{ "log.target=file", "-o: log.target: must be stderr or syslog, not \"file\"", 0, 0 },
@@ -369,6 +389,29 @@ test_finish_checks(void **state)
 	config_override(&c, "auth.dovecot_socket=/run/dovecot/auth-submitd", err, sizeof(err));
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	config_free(&c);
+	/* the Sent filing: a master user needs its password file, filing needs
+	 * a master user, retries grow, the folder can be quoted */
+	static const struct { const char *ov[3]; const char *expect; } sent[] = {
+		{ { "sent.master_user=m", NULL }, "sent.master_user needs sent.master_password_file" },
+		{ { "sent.imap_host=imap.example", NULL }, "sent.imap_host needs sent.master_user" },
+		{ { "sent.retry_base=60", "sent.retry_max=30", NULL }, "sent.retry_max (30) is smaller than sent.retry_base (60)" },
+		{ { "sent.folder=a\"b", NULL }, "sent.folder: must be a mailbox name" },
+		{ { "sent.folder=", NULL }, "sent.folder: must be a mailbox name" },
+		{ { "sent.imap_host=imap.example", "sent.master_user=m", "sent.master_password_file=/p" }, NULL },
+	};
+	for (size_t i = 0; i < sizeof(sent) / sizeof(sent[0]); i++) {
+		config_defaults(&c);
+		for (size_t k = 0; k < 3 && sent[i].ov[k]; k++)
+			assert_int_equal(config_override(&c, sent[i].ov[k], err, sizeof(err)), 0);
+		if (sent[i].expect == NULL) {
+			assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
+		} else {
+			assert_int_equal(config_finish(&c, err, sizeof(err)), -1);
+			if (strstr(err, sent[i].expect) == NULL)
+				fail_msg("sent case %zu: error \"%s\" lacks \"%s\"", i, err, sent[i].expect);
+		}
+		config_free(&c);
+	}
 }
 
 int

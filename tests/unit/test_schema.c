@@ -3,7 +3,9 @@
  * database reaches the current version, migrating again is a no-op, a
  * database from a newer build is refused, the file is 0600, constraints
  * hold (STRICT types, one active key, cascades), the admin views run,
- * and migration 4 carries the users' sender addresses over to logins.
+ * migration 4 carries the users' sender addresses over to logins, and
+ * the Sent filing's jobs and settings (db/sent.h) work through their
+ * statements.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 
 #include <sodium.h>
 
+#include "db/sent.h"
 #include "db/store.h"
 #include "tokens/keyring.h"
 
@@ -252,6 +255,119 @@ test_migration_4(void **state)
 	sqlite3_close(db);
 }
 
+static void
+count_setting(const struct sent_setting *st, void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static void
+copy_state(const struct sent_state *st, void *arg)
+{
+	snprintf(arg, 32, "%s/%lld/%lld", st->state, (long long)st->attempts, (long long)st->uid);
+}
+
+/* The job's INSERT as the writer runs it: the login's setting, else the
+ * default; then a scan, the mark, a retry, the lifetime, the record. */
+static void
+test_sent_jobs(void **state)
+{
+	char err[256], text[32];
+	sqlite3 *db = store_open(path, err, sizeof(err));
+	sqlite3_stmt *ins;
+	struct sent_task *list = NULL;
+	int64_t pending = -1, skip[1];
+	bool failed;
+	int n = 0;
+
+	assert_non_null(db);
+	for (int i = 1; i <= 4; i++) {
+		char sql[512];
+		snprintf(sql, sizeof(sql), "INSERT INTO messages (public_id, received_at, auth_login, client_address, "
+		    "helo, envelope_from, body_type, smtputf8, size, sha256) VALUES ('m%d', '2026-11-29 00:00:0%d.000', "
+		    "'u%d', '::1', 'h', 'f', '7BIT', 0, 5, '%064d'); INSERT INTO message_bodies VALUES (%d, "
+		    "x'4d6573736167652d49443a203c61406b3e0d0a0d0a6869');", i, i, i, 0, i);
+		assert_int_equal(exec(db, sql), SQLITE_OK);
+	}
+	/* u2 off, u3 on, by login text without regard to case; u1, u4 default */
+	assert_int_equal(sent_setting_set(db, "U2", 0, 1000, err, sizeof(err)), 0);
+	assert_int_equal(sent_setting_set(db, "u3", 1, 1000, err, sizeof(err)), 0);
+	assert_int_equal(sent_setting_set(db, "u3", 1, 2000, err, sizeof(err)), 0);
+	assert_int_equal(sent_settings_list(db, count_setting, &n, err, sizeof(err)), 2);
+	assert_int_equal(sqlite3_prepare_v2(db, sent_job_insert_sql, -1, &ins, NULL), SQLITE_OK);
+	for (int i = 1; i <= 4; i++) {
+		char login[8];
+		snprintf(login, sizeof(login), "u%d", i);
+		sqlite3_bind_int64(ins, 1, i);
+		sqlite3_bind_text(ins, 2, login, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(ins, 3, "2026-11-29 00:00:00.000", -1, SQLITE_STATIC);
+		sqlite3_bind_int(ins, 4, i == 4 ? 0 : 1);    /* u4 sees sent.default = off */
+		assert_int_equal(sqlite3_step(ins), SQLITE_DONE);
+		sqlite3_reset(ins);
+	}
+	sqlite3_finalize(ins);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sent_jobs"), 2);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sent_jobs WHERE login IN ('u1', 'u3')"), 2);
+	/* a job is for a message: no orphan */
+	assert_int_not_equal(exec(db, "INSERT INTO sent_jobs (message_id, login, next_attempt_at) VALUES (99, 'x', 'n')"),
+	    SQLITE_OK);
+	assert_int_not_equal(exec(db, "UPDATE sent_jobs SET state = 'lost'"), SQLITE_OK);
+
+	/* due: both; skipping message 1 leaves message 3 */
+	skip[0] = 1;
+	assert_int_equal(sent_scan(db, 1796000000000LL, skip, 1, 10, 10, &list, &pending, err, sizeof(err)), SQLITE_OK);
+	assert_int_equal(pending, 2);
+	assert_non_null(list);
+	assert_null(list->next);
+	assert_int_equal(list->message_id, 3);
+	assert_string_equal(list->login, "u3");
+	assert_int_equal(list->size, 5);
+	assert_true(list->has_body);
+	assert_false(list->append_sent);
+	assert_null(list->head);
+	sent_task_free(&list);
+
+	/* marked: the next scan brings the head of the body for the search */
+	assert_int_equal(sent_mark_append(db, 3, "Sent", err, sizeof(err)), SQLITE_OK);
+	assert_int_equal(sent_record_retry(db, 3, "timeout", 1796000000000LL, 30, 86400 * 365 * 10, false, &failed,
+	    err, sizeof(err)), SQLITE_OK);
+	assert_false(failed);
+	assert_int_equal(sent_scan(db, 1796000000000LL + 31000, skip, 1, 10, 10, &list, &pending, err, sizeof(err)),
+	    SQLITE_OK);
+	assert_non_null(list);
+	assert_true(list->append_sent);
+	assert_string_equal(list->mailbox, "Sent");
+	assert_int_equal(list->head_len, 23);
+	assert_int_equal(list->attempts, 1);
+	sent_task_free(&list);
+	/* not due yet */
+	assert_int_equal(sent_scan(db, 1796000000000LL + 1000, skip, 1, 10, 10, &list, &pending, err, sizeof(err)),
+	    SQLITE_OK);
+	assert_null(list);
+
+	/* filed, then shown; the lifetime fails message 1 */
+	assert_int_equal(sent_record_filed(db, 3, "Sent", 77, 5, 1796000000000LL, err, sizeof(err)), SQLITE_OK);
+	assert_int_equal(sent_state_get(db, "m3", copy_state, text, err, sizeof(err)), 1);
+	assert_string_equal(text, "filed/2/5");
+	assert_int_equal(sent_record_retry(db, 1, "refused", 1796000000000LL, 30, 60, false, &failed, err,
+	    sizeof(err)), SQLITE_OK);
+	assert_true(failed);
+	assert_int_equal(sent_state_get(db, "m1", copy_state, text, err, sizeof(err)), 1);
+	assert_string_equal(text, "failed/1/0");
+	assert_int_equal(sent_state_get(db, "m2", copy_state, text, err, sizeof(err)), 0);
+	assert_int_equal(sent_scan(db, 1796000000000LL, NULL, 0, 10, 10, &list, &pending, err, sizeof(err)), SQLITE_OK);
+	assert_null(list);
+	assert_int_equal(pending, 0);
+
+	/* back to the default; deleting a message takes its job */
+	assert_int_equal(sent_setting_set(db, "u2", -1, 3000, err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sent_settings"), 1);
+	assert_int_equal(exec(db, "DELETE FROM messages WHERE public_id = 'm3'"), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sent_jobs"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sent_overview"), 1);
+	store_close(&db);
+}
+
 int
 main(void)
 {
@@ -260,6 +376,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_constraints_and_views, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_4, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sent_jobs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
