@@ -29,7 +29,7 @@ import sys
 # lowest first. A folder missing here is a finding, so a new one (a
 # top-level plugin folder such as imap/, or server/cluster) must be added
 # to this table, with the folders below it that it uses, before its first
-# file builds. smtp, relay and api are siblings: none includes another.
+# file builds. smtp, relay, api and sent are siblings: none includes another.
 ALLOWED = {
     "base": (),
     "tokens": (),
