@@ -236,6 +236,19 @@ read_addresses(sqlite3 *db, const char *login, char ***v, size_t *n)
 }
 
 int
+store_probe(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM signing_keys", -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(st) == SQLITE_ROW ? SQLITE_OK : SQLITE_ERROR;
+		sqlite3_finalize(st);
+	}
+	return rc;
+}
+
+int
 store_user_get(sqlite3 *db, const char *login, struct store_user *u)
 {
 	sqlite3_stmt *st;

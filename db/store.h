@@ -33,6 +33,9 @@ void store_close(sqlite3 **db);
 /* Migrations: the schema version this build expects, and the runner
  * (also used by the schema unit test). 0 or -1 with err. */
 int store_schema_version(void);
+/* A read that needs the schema (the API's /health): SQLITE_OK, or
+ * SQLITE_ERROR with sqlite3_errmsg(db) saying why. */
+int store_probe(sqlite3 *db);
 int store_migrate(sqlite3 *db, char *err, size_t errlen);
 /* Only up to version want (the tests of a migration start from the one before). */
 int store_migrate_to(sqlite3 *db, int want, char *err, size_t errlen);

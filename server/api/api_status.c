@@ -40,14 +40,7 @@ api_handle_keys(struct api_worker *w, struct evhttp_request *req)
 void
 api_handle_health(struct api_worker *w, struct evhttp_request *req)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(w->db, "SELECT count(*) FROM signing_keys", -1, &st, NULL);
-
-	if (rc == SQLITE_OK) {
-		rc = sqlite3_step(st) == SQLITE_ROW ? SQLITE_OK : SQLITE_ERROR;
-		sqlite3_finalize(st);
-	}
-	if (rc != SQLITE_OK) {
+	if (store_probe(w->db) != SQLITE_OK) {
 		api_reply_json(req, 503, "Service Unavailable", json_pack("{s:s, s:s}", "status", "unavailable",
 		    "error", sqlite3_errmsg(w->db)));
 		return;
