@@ -3,14 +3,16 @@
  */
 #include "server/base/line.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 
-size_t
-line_vformat(char *buf, size_t cap, const char *fmt, va_list ap)
+/* whole: refuse what does not fit instead of cutting it */
+static size_t
+format(char *buf, size_t cap, bool whole, const char *fmt, va_list ap)
 {
 	int n = vsnprintf(buf, cap - 2, fmt, ap);
 
-	if (n < 0)
+	if (n < 0 || (whole && (size_t)n > cap - 3))
 		return 0;
 	if ((size_t)n > cap - 3)
 		n = (int)(cap - 3);
@@ -21,13 +23,13 @@ line_vformat(char *buf, size_t cap, const char *fmt, va_list ap)
 }
 
 size_t
-line_format(char *buf, size_t cap, const char *fmt, ...)
+line_vformat(char *buf, size_t cap, const char *fmt, va_list ap)
 {
-	va_list ap;
-	size_t n;
+	return format(buf, cap, false, fmt, ap);
+}
 
-	va_start(ap, fmt);
-	n = line_vformat(buf, cap, fmt, ap);
-	va_end(ap);
-	return n;
+size_t
+line_vformat_whole(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+	return format(buf, cap, true, fmt, ap);
 }

@@ -1,8 +1,9 @@
 /*
  * line.h: one protocol line from a printf format: the text, cut to fit,
- * then CRLF. The SMTP session's replies, the relay's commands and the
- * bounce builder's lines are all written this way, so a line can never
- * lose its CRLF to truncation, and an over-long line is cut in one place.
+ * then CRLF. The SMTP session's replies, the relay's SMTP commands and
+ * the filer's IMAP commands are all written this way, so a line can never
+ * lose its CRLF to truncation, and an over-long line is cut (or refused)
+ * in one place.
  */
 #ifndef SUBMITD_LINE_H
 #define SUBMITD_LINE_H
@@ -15,7 +16,9 @@
  * length including the CRLF, or 0 when the format itself failed. */
 size_t line_vformat(char *buf, size_t cap, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
-size_t line_format(char *buf, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* The same for a line that must go out whole or not at all (a command
+ * whose cut argument would mean something else): 0 when it does not fit. */
+size_t line_vformat_whole(char *buf, size_t cap, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #endif

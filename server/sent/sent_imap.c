@@ -28,6 +28,7 @@
 #include <openssl/err.h>
 #include <sodium.h>
 
+#include "server/base/line.h"
 #include "server/base/log.h"
 #include "server/base/util.h"
 #include "server/net/tls_conn.h"
@@ -117,21 +118,19 @@ sent_send_cmd(struct sent_conn *c, enum sent_conn_state next, const char *fmt, .
 {
 	char line[2100];
 	va_list ap;
-	int n;
+	size_t n, m;
 
 	snprintf(c->tag, sizeof(c->tag), "s%u", ++c->tagno);
-	n = snprintf(line, sizeof(line), "%s ", c->tag);
+	n = (size_t)snprintf(line, sizeof(line), "%s ", c->tag);
 	va_start(ap, fmt);
-	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 2, fmt, ap);
+	m = line_vformat_whole(line + n, sizeof(line) - n, fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(line) - 2) {
+	if (m == 0) {
 		sent_conn_fail(c, "command too long");   /* never: every argument is bounded */
 		return;
 	}
-	line[n++] = '\r';
-	line[n++] = '\n';
 	c->state = next;
-	bufferevent_write(c->bev, line, (size_t)n);
+	bufferevent_write(c->bev, line, n + m);
 }
 
 /* The text of a response for an error message: printable, bounded. */
