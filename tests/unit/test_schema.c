@@ -80,7 +80,7 @@ test_fresh_and_again(void **state)
 	/* every table is STRICT */
 	assert_int_equal(scalar(db, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' "
 	    "AND type = 'table' AND name NOT LIKE 'sqlite_%' AND strict = 0"), 0);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view'"), 7);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view'"), 8);
 	assert_int_equal(scalar(db, "PRAGMA auto_vacuum"), 2);    /* INCREMENTAL */
 	assert_int_equal(store_migrate(db, err, sizeof(err)), 0);
 	assert_int_equal(scalar(db, "PRAGMA user_version"), store_schema_version());
