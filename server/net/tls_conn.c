@@ -39,3 +39,22 @@ tls_conn_upgrade(struct event_base *base, struct bufferevent *plain, SSL_CTX *ct
 	}
 	return tls;
 }
+
+void
+tls_conn_error(struct bufferevent *bev, short what, const char *peer, char *why, size_t whylen)
+{
+	unsigned long e = bufferevent_get_openssl_error(bev);
+
+	if (e) {
+		char buf[200];
+		ERR_error_string_n(e, buf, sizeof(buf));
+		snprintf(why, whylen, "TLS error: %s", buf);
+	} else if (what & BEV_EVENT_EOF) {
+		snprintf(why, whylen, "connection closed by %s", peer);
+	} else {
+		int err = EVUTIL_SOCKET_ERROR();
+		int dnserr = bufferevent_socket_get_dns_error(bev);
+		snprintf(why, whylen, "connection failed: %s",
+		    dnserr ? evutil_gai_strerror(dnserr) : err ? evutil_socket_error_to_string(err) : "unknown");
+	}
+}

@@ -32,4 +32,12 @@ enum tls_conn_role {
 struct bufferevent *tls_conn_upgrade(struct event_base *base, struct bufferevent *plain, SSL_CTX *ctx,
     enum tls_conn_role role, const char *peer_host, bool verify, char *err, size_t errlen);
 
+/*
+ * Why a client connection's event callback got an error or EOF, in words
+ * for a log line and a retry's last error: the TLS error when OpenSSL has
+ * one, "connection closed by <peer>" at EOF, else the socket's or the DNS
+ * lookup's error. peer names the other end ("the next hop").
+ */
+void tls_conn_error(struct bufferevent *bev, short what, const char *peer, char *why, size_t whylen);
+
 #endif

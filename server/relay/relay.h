@@ -9,7 +9,7 @@
  * db/queue.h and db/retention.h and runs in a writer job (db/writer.h):
  * run() on the writer thread inside a transaction of its own, done() back
  * on the loop from relay_jobs_done. That holds for the scans for due work,
- * for each piece of a body being sent (a read of BODY_READ octets, asked
+ * for each piece of a body being sent (db/body_stream.h, asked
  * for when the connection's output has room), for the results and bounces
  * and for the purge passes. The writer's one connection sees every commit
  * at once, and jobs run in the order they were submitted, so a scan never

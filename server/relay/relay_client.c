@@ -8,8 +8,8 @@
  * takes task after task before it says QUIT (connection reuse); each
  * finished task goes to relay_result.c.
  *
- * The body is streamed in pieces of BODY_READ octets, each read by a
- * writer job (db/queue.h, queue_body_read) while the loop goes on; the
+ * The body is streamed in pieces (db/body_stream.h), each read by a
+ * writer job while the loop goes on; the
  * next piece is asked for when the output has room again.
  */
 #include <stdarg.h>
@@ -24,9 +24,9 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <openssl/err.h>
 #include <sodium.h>
 
+#include "db/body_stream.h"
 #include "db/queue.h"
 #include "db/writer.h"
 #include "server/base/line.h"
@@ -37,19 +37,7 @@
 #include "server/relay/relay_internal.h"
 
 #define BODY_CHUNK (64 * 1024)      /* dot-stuffed at a time */
-#define BODY_READ (256 * 1024)      /* read per writer job */
 
-/* The next piece of the body, read on the writer thread: the event loop
- * does no database I/O (relay.h). */
-struct body_read {
-	struct writer_job job;
-	struct conn *c;               /* NULL: the connection went meanwhile */
-	int64_t message_id, off;
-	size_t n;
-	int rc;
-	char err[200];
-	char buf[BODY_READ];
-};
 
 static void conn_fail(struct conn *c, const char *why);
 static void conn_setup(struct conn *c);
@@ -89,10 +77,7 @@ relay_conn_free(struct conn **cp)
 	r->nconns--;
 	if (c->bev)
 		bufferevent_free(c->bev);
-	if (c->reading)
-		c->rd->c = NULL;        /* its done() frees it */
-	else
-		free(c->rd);
+	body_stream_free(&c->body);
 	free(c->owed);
 	free(c->header);
 	free(c);
@@ -354,36 +339,22 @@ body_emit(struct conn *c, const char *p, size_t len)
 	}
 }
 
-static int
-body_read_run(sqlite3 *db, void *arg)
-{
-	struct body_read *rd = arg;
-
-	rd->rc = queue_body_read(db, rd->message_id, rd->off, rd->buf, rd->n, rd->err, sizeof(rd->err));
-	return SQLITE_OK;       /* nothing to commit; the outcome is rd->rc */
-}
-
 static void body_pump(struct conn *c);
 
+/* The next piece of the body, read on the writer thread: the event loop
+ * does no database I/O (relay.h). */
 static void
-body_read_done(struct writer_job *job)
+body_piece(void *owner, const char *buf, size_t n, const char *err)
 {
-	struct body_read *rd = job->arg;
-	struct conn *c = rd->c;
+	struct conn *c = owner;
 
-	if (c == NULL) {
-		free(rd);
-		return;
-	}
-	c->reading = false;
-	if (job->rc != SQLITE_OK || rd->rc != SQLITE_OK) {
-		log_err("event=relay_body_read_failed msgid=%s error=\"%s\"", c->task->public_id,
-		    job->rc != SQLITE_OK ? sqlite3_errstr(job->rc) : rd->err);
+	if (err != NULL) {
+		log_err("event=relay_body_read_failed msgid=%s error=\"%s\"", c->task->public_id, err);
 		conn_fail(c, "cannot read the stored message");
 		return;
 	}
-	c->body_off += (int64_t)rd->n;
-	body_emit(c, rd->buf, rd->n);
+	c->body_off += (int64_t)n;
+	body_emit(c, buf, n);
 	body_pump(c);
 }
 
@@ -396,26 +367,16 @@ body_pump(struct conn *c)
 	struct queue_task *t = c->task;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	if (c->reading)
+	if (body_stream_busy(c->body))
 		return;
 	while (evbuffer_get_length(out) < OUT_HIGH) {
 		if (c->header_off < c->header_len) {
 			body_emit(c, c->header + c->header_off, c->header_len - c->header_off);
 			c->header_off = c->header_len;
 		} else if (c->body_off < t->size) {
-			struct body_read *rd = c->rd;
-			if (rd == NULL) {
-				rd = c->rd = xmalloc(sizeof(*rd));
-				rd->c = c;
-				rd->job.run = body_read_run;
-				rd->job.done = body_read_done;
-				rd->job.arg = rd;
-			}
-			rd->message_id = t->message_id;
-			rd->off = c->body_off;
-			rd->n = (size_t)(t->size - c->body_off < BODY_READ ? t->size - c->body_off : BODY_READ);
-			c->reading = true;
-			writer_job_submit(c->r->srv->writer, &rd->job);
+			if (c->body == NULL)
+				c->body = body_stream_new(c->r->srv->writer, body_piece, c);
+			body_stream_read(c->body, t->message_id, c->body_off, (size_t)(t->size - c->body_off));
 			return;
 		} else {
 			/* all out */
@@ -685,20 +646,8 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	{
-		unsigned long e = bufferevent_get_openssl_error(bev);
 		char why[300];
-		if (e) {
-			char buf[200];
-			ERR_error_string_n(e, buf, sizeof(buf));
-			snprintf(why, sizeof(why), "TLS error: %s", buf);
-		} else if (what & BEV_EVENT_EOF) {
-			snprintf(why, sizeof(why), "connection closed by the next hop");
-		} else {
-			int err = EVUTIL_SOCKET_ERROR();
-			int dnserr = bufferevent_socket_get_dns_error(bev);
-			snprintf(why, sizeof(why), "connection failed: %s",
-			    dnserr ? evutil_gai_strerror(dnserr) : err ? evutil_socket_error_to_string(err) : "unknown");
-		}
+		tls_conn_error(bev, what, "the next hop", why, sizeof(why));
 		conn_fail(c, why);
 	}
 }

@@ -30,7 +30,7 @@ enum conn_state {
 	C_CONNECT, C_GREETING, C_EHLO, C_STARTTLS, C_AUTH, C_READY, C_MAIL, C_DATA, C_BODY, C_DOT, C_RSET, C_QUIT
 };
 
-struct body_read;
+struct body_stream;
 
 /* One connection to the next hop (relay_client.c). */
 struct conn {
@@ -51,8 +51,7 @@ struct conn {
 	int64_t body_off;             /* octets of the body read so far */
 	bool at_line_start;
 	char last2[2];
-	struct body_read *rd;         /* the read job, made once per connection */
-	bool reading;                 /* rd is with the writer */
+	struct body_stream *body;     /* the stored body in pieces, made once per connection */
 	char reply[REPLY_MAX];
 	size_t reply_len;
 	struct conn *prev, *next;

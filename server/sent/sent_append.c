@@ -5,8 +5,8 @@
  * go out, so that a try cut short after it is always looked for before
  * another APPEND (exactly once). Then "APPEND mailbox (\Seen) date {n}"
  * (LITERAL+ when offered, else after the server's continuation) and the
- * stored body, unchanged, in pieces of BODY_READ octets read by writer
- * jobs while the loop goes on, as the relay streams it. The tagged answer
+ * stored body, unchanged, in pieces read by writer jobs while the loop
+ * goes on (db/body_stream.h), as the relay streams it. The tagged answer
  * is sent_imap.c's.
  */
 #include <stdio.h>
@@ -16,21 +16,11 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
-#include "db/queue.h"
+#include "db/body_stream.h"
 #include "server/base/log.h"
 #include "server/base/util.h"
 #include "server/protocol/imap_parse.h"
 #include "server/sent/sent_internal.h"
-
-struct body_read {
-	struct writer_job job;
-	struct sent_conn *c;          /* NULL: the connection went meanwhile */
-	int64_t message_id, off;
-	size_t n;
-	int rc;
-	char err[200];
-	char buf[BODY_READ];
-};
 
 struct mark {
 	struct writer_job job;
@@ -116,34 +106,18 @@ sent_start_append(struct sent_conn *c)
 	writer_job_submit(c->s->srv->writer, &m->job);
 }
 
-static int
-body_read_run(sqlite3 *db, void *arg)
-{
-	struct body_read *rd = arg;
-
-	rd->rc = queue_body_read(db, rd->message_id, rd->off, rd->buf, rd->n, rd->err, sizeof(rd->err));
-	return SQLITE_OK;       /* nothing to commit; the outcome is rd->rc */
-}
-
 static void
-body_read_done(struct writer_job *job)
+body_piece(void *owner, const char *buf, size_t n, const char *err)
 {
-	struct body_read *rd = job->arg;
-	struct sent_conn *c = rd->c;
+	struct sent_conn *c = owner;
 
-	if (c == NULL) {
-		free(rd);
-		return;
-	}
-	c->reading = false;
-	if (job->rc != SQLITE_OK || rd->rc != SQLITE_OK) {
-		log_err("event=sent_body_read_failed msgid=%s error=\"%s\"", c->task->public_id,
-		    job->rc != SQLITE_OK ? sqlite3_errstr(job->rc) : rd->err);
+	if (err != NULL) {
+		log_err("event=sent_body_read_failed msgid=%s error=\"%s\"", c->task->public_id, err);
 		sent_conn_fail(c, "cannot read the stored message");
 		return;
 	}
-	c->body_off += (int64_t)rd->n;
-	bufferevent_write(c->bev, rd->buf, rd->n);
+	c->body_off += (int64_t)n;
+	bufferevent_write(c->bev, buf, n);
 	sent_body_pump(c);
 }
 
@@ -153,24 +127,14 @@ sent_body_pump(struct sent_conn *c)
 	struct sent_task *t = c->task;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	if (c->reading || c->state != I_BODY)
+	if (body_stream_busy(c->body) || c->state != I_BODY)
 		return;
 	if (evbuffer_get_length(out) >= OUT_HIGH)
 		return;
 	if (c->body_off < t->size) {
-		struct body_read *rd = c->rd;
-		if (rd == NULL) {
-			rd = c->rd = xmalloc(sizeof(*rd));
-			rd->c = c;
-			rd->job.run = body_read_run;
-			rd->job.done = body_read_done;
-			rd->job.arg = rd;
-		}
-		rd->message_id = t->message_id;
-		rd->off = c->body_off;
-		rd->n = (size_t)(t->size - c->body_off < BODY_READ ? t->size - c->body_off : BODY_READ);
-		c->reading = true;
-		writer_job_submit(c->s->srv->writer, &rd->job);
+		if (c->body == NULL)
+			c->body = body_stream_new(c->s->srv->writer, body_piece, c);
+		body_stream_read(c->body, t->message_id, c->body_off, (size_t)(t->size - c->body_off));
 		return;
 	}
 	/* the literal is out: the command's line ends */
@@ -192,11 +156,7 @@ sent_body_pump(struct sent_conn *c)
 void
 sent_append_forget(struct sent_conn *c)
 {
-	if (c->reading)
-		c->rd->c = NULL;        /* its done() frees it */
-	else
-		free(c->rd);
-	c->rd = NULL;
+	body_stream_free(&c->body);
 	if (c->mk)
 		c->mk->c = NULL;        /* likewise */
 	c->mk = NULL;

@@ -25,7 +25,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
-#include <openssl/err.h>
 #include <sodium.h>
 
 #include "server/base/line.h"
@@ -604,20 +603,8 @@ conn_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	{
-		unsigned long e = bufferevent_get_openssl_error(bev);
 		char why[300];
-		if (e) {
-			char buf[200];
-			ERR_error_string_n(e, buf, sizeof(buf));
-			snprintf(why, sizeof(why), "TLS error: %s", buf);
-		} else if (what & BEV_EVENT_EOF) {
-			snprintf(why, sizeof(why), "connection closed by the IMAP server");
-		} else {
-			int err = EVUTIL_SOCKET_ERROR();
-			int dnserr = bufferevent_socket_get_dns_error(bev);
-			snprintf(why, sizeof(why), "connection failed: %s",
-			    dnserr ? evutil_gai_strerror(dnserr) : err ? evutil_socket_error_to_string(err) : "unknown");
-		}
+		tls_conn_error(bev, what, "the IMAP server", why, sizeof(why));
 		sent_conn_fail(c, why);
 	}
 }

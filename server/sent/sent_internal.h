@@ -61,7 +61,6 @@ void sent_task_done(struct sent *s, struct sent_task *t, enum sent_outcome out, 
 /* Hand pending tasks to new connections, up to sent.connections. */
 void sent_dispatch(struct sent *s);
 
-#define BODY_READ (256 * 1024)        /* body octets read per writer job */
 #define OUT_HIGH (256 * 1024)         /* output buffered before the body pump waits */
 #define MAX_CANDIDATES 16             /* copies a retry's search looks at */
 
@@ -70,7 +69,7 @@ enum sent_conn_state {
 	I_MARKING, I_APPEND, I_BODY, I_APPENDED, I_CREATE, I_LOGOUT
 };
 
-struct body_read;
+struct body_stream;
 struct mark;
 
 /* One IMAP connection, for one task. */
@@ -98,8 +97,7 @@ struct sent_conn {
 	bool refused, refused_trycreate;
 	char refused_text[256];
 	int64_t body_off;
-	struct body_read *rd;
-	bool reading;
+	struct body_stream *body;     /* the stored body in pieces */
 	struct mark *mk;              /* the mark job, while with the writer */
 	struct sent_conn *prev, *next;
 };
