@@ -14,7 +14,12 @@ each user:
 - a user whose \\Sent mailbox is "Sent Messages" gets the copy there;
 - with Dovecot stopped the job is retried, and filed once Dovecot is back;
 - kill -9 of submitd while 30 messages are being filed, then a restart on
-  the same data directory: every message is in Sent exactly once.
+  the same data directory: every message is in Sent exactly once;
+- a misbehaving IMAP server (a fake one in this file: garbage greeting,
+  garbage or a 100 KB line after AUTHENTICATE, the connection cut inside
+  the APPEND literal, silence) never crashes submitd nor gets a job filed:
+  it is retried with last_error set; a tagged OK with a malformed
+  APPENDUID is filed once, without a UID.
 
 Dovecot runs as root and switches to nobody for mail (see dovecot.py): this
 test needs root and the package dovecot-imapd, like test_imap.
@@ -28,6 +33,7 @@ import random
 import re
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import threading
@@ -372,6 +378,265 @@ class KillDuringFiling(unittest.TestCase):
         counts = message_ids(folder(ERIN))
         expected = {"<erin-%s-%d@client.test>" % (run, i): 1 for i in range(total)}
         self.assertEqual(counts, expected, "states at the kill: %r" % jobs)
+        s.stop()
+
+
+
+class FakeImap:
+    """A misbehaving IMAP server on loopback, for MisbehavingServer. One
+    accept thread; each connection is served by its own thread, in the
+    behaviour chosen by `mode` when it was accepted. The transcript records
+    what the filer sent, so a test can tell what reached the server."""
+
+    GREETING = b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR] fake ready\r\n"
+
+    def __init__(self):
+        self.port = free_port()
+        self.mode = "silence"
+        self.lock = threading.Lock()
+        self.events = []            # ("connect"|"command"|"literal", detail)
+        self.stopping = threading.Event()
+        self.threads = []
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(16)
+        self.listener.settimeout(0.2)
+        self.acceptor = threading.Thread(target=self.accept_loop, name="fake-imap")
+        self.acceptor.start()
+
+    def stop(self):
+        self.stopping.set()
+        self.acceptor.join(30)
+        for t in list(self.threads):
+            t.join(30)
+        self.listener.close()
+
+    def note(self, kind, detail):
+        with self.lock:
+            self.events.append((kind, detail))
+
+    def reset(self, mode):
+        with self.lock:
+            self.mode = mode
+            self.events = []
+
+    def seen(self, kind, prefix=b""):
+        with self.lock:
+            return [d for k, d in self.events if k == kind and d.startswith(prefix)]
+
+    def accept_loop(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            t = threading.Thread(target=self.serve, args=(conn, self.mode))
+            self.threads = [x for x in self.threads if x.is_alive()] + [t]
+            t.start()
+
+    def serve(self, conn, mode):
+        self.note("connect", mode)
+        conn.settimeout(0.2)
+        buf = bytearray()
+
+        def fill():
+            """More octets into buf; False at EOF or when the test ends."""
+            while not self.stopping.is_set():
+                try:
+                    data = conn.recv(65536)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    return False
+                if not data:
+                    return False
+                buf.extend(data)
+                return True
+            return False
+
+        def line():
+            while b"\r\n" not in buf:
+                if not fill():
+                    return None
+            i = buf.index(b"\r\n") + 2
+            out = bytes(buf[:i])
+            del buf[:i]
+            return out
+
+        def literal(n):
+            while len(buf) < n:
+                if not fill():
+                    return None
+            out = bytes(buf[:n])
+            del buf[:n]
+            return out
+
+        try:
+            if mode == "silence":
+                while fill():       # until the filer gives up and closes
+                    pass
+                return
+            if mode == "garbage-greeting":
+                conn.sendall(b"\x16\x03\x01\x00\xff garbage \x00\xfe\r\n")
+                while fill():
+                    pass
+                return
+            conn.sendall(self.GREETING)
+            while True:
+                cmd = line()
+                if cmd is None:
+                    return
+                self.note("command", cmd)
+                parts = cmd[:-2].split(b" ")
+                tag, verb = parts[0], parts[1].upper() if len(parts) > 1 else b""
+                if verb == b"AUTHENTICATE":
+                    if mode == "auth-garbage":
+                        conn.sendall(b"\x01\x02 not imap at all \xff\xfe\r\n")
+                    elif mode == "auth-huge":
+                        conn.sendall(b"* " + b"A" * (100 * 1024) + b"\r\n")
+                    else:
+                        conn.sendall(tag + b" OK logged in\r\n")
+                elif verb == b"APPEND":
+                    m = re.search(rb"\{(\d+)\}\r\n$", cmd)
+                    if m is None:
+                        conn.sendall(tag + b" BAD expected a synchronising literal\r\n")
+                        continue
+                    size = int(m.group(1))
+                    conn.sendall(b"+ go ahead\r\n")
+                    if mode == "append-cut":
+                        part = literal(min(size // 2, 200))
+                        self.note("literal-part", part or b"")
+                        return          # closed in the middle of the literal
+                    body = literal(size + 2)    # and the command's CRLF
+                    if body is None:
+                        return
+                    self.note("literal", body[:-2])
+                    conn.sendall(tag + b" OK [APPENDUID not-a-number 1:*] appended\r\n")
+                elif verb == b"CAPABILITY":
+                    conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR\r\n" + tag + b" OK done\r\n")
+                elif verb == b"LOGOUT":
+                    conn.sendall(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                    return
+                else:
+                    # EXAMINE (a marked job looks first): no such mailbox
+                    conn.sendall(tag + b" NO not here\r\n")
+        finally:
+            conn.close()
+
+
+class MisbehavingServer(unittest.TestCase):
+    """A hostile or broken IMAP server (FakeImap) never crashes submitd and
+    never gets a job recorded as filed when nothing was stored: the job is
+    retried with last_error saying what went wrong. One submitd per
+    behaviour, so that a job left pending by one does not meet the next."""
+
+    LOGIN = "frank@example.org"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.imap = FakeImap()
+        cls.addClassCleanup(cls.imap.stop)
+
+    def submitd(self):
+        s = Submitd()
+        self.addCleanup(s.cleanup)
+        s.options.update(sent_options(write_password_file(s.tmp), self.imap.port))
+        s.options["sent.timeout"] = "2"
+        s.start()
+        self.addCleanup(s.stop)
+        s.add_user(self.LOGIN, PASSWORD)
+        return s
+
+    def smtp(self, server):
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        c = smtplib.SMTP("127.0.0.1", server.port, timeout=30)
+        c.starttls(context=ctx)
+        return c
+
+    def submit(self, server, marker):
+        c = self.smtp(server)
+        c.user, c.password = self.LOGIN, PASSWORD
+        c.ehlo()
+        c.auth("PLAIN", c.auth_plain)
+        c.sendmail(self.LOGIN, ["rcpt@example.net"], make_body(self.LOGIN, marker))
+        c.quit()
+        return server.message_with_marker(marker)
+
+    def wait(self, what, server, fn):
+        end = time.monotonic() + DEADLINE
+        while True:
+            v = fn()
+            if v:
+                return v
+            if time.monotonic() > end:
+                raise AssertionError("timed out waiting for %s\n--- submitd log ---\n%s\n--- fake IMAP ---\n%r"
+                                     % (what, server.log()[-6000:], self.imap.events[-20:]))
+            time.sleep(0.1)
+
+    def still_serving(self, server):
+        self.assertIsNone(server.proc.poll(), "submitd exited:\n" + server.log()[-6000:])
+        c = self.smtp(server)
+        code, _ = c.ehlo()
+        self.assertEqual(code, 250)
+        c.quit()
+
+    def test_misbehaving_imap_server(self):
+        cases = (
+            # mode, what last_error says
+            ("garbage-greeting", r"^(malformed response|unexpected greeting)"),
+            ("auth-garbage", r"^malformed response from the IMAP server"),
+            ("auth-huge", r"^response too long from the IMAP server"),
+            ("append-cut", r"^connection (closed by the IMAP server|failed: )"),
+            ("silence", r"^timeout talking to the IMAP server"),
+        )
+        for mode, error in cases:
+            with self.subTest(mode=mode):
+                self.imap.reset(mode)
+                s = self.submitd()
+                marker = "frank-%s-%s" % (mode, uuid.uuid4().hex[:12])
+                msg = self.submit(s, marker)
+                job = self.wait("a failed try", s, lambda: (lambda j: j if j and j["attempts"] >= 1 and
+                                                            j["last_error"] else None)(job_of(s, msg["message_id"])))
+                self.still_serving(s)
+                self.assertIn(job["state"], ("pending", "filing"))
+                self.assertRegex(job["last_error"], error)
+                self.assertIn("(127.0.0.1)", job["last_error"])
+                self.assertIsNone(job["uid"])
+                self.assertIsNone(job["filed_at"])
+                # nothing was ever appended whole
+                self.assertEqual(self.imap.seen("literal"), [])
+                if mode == "append-cut":
+                    self.assertTrue(self.imap.seen("literal-part"), "the APPEND never came")
+                    self.assertEqual(job["append_sent"], 1)
+                overview = s.sql("SELECT * FROM sent_overview")
+                self.assertNotIn("filed", [r.get("state") for r in overview], overview)
+                self.assertEqual(s.sql("SELECT count(*) AS n FROM sent_jobs WHERE state = 'filed'")[0]["n"], 0)
+                s.stop()
+
+    def test_appenduid_malformed(self):
+        """A tagged OK for the APPEND whose [APPENDUID] does not parse.
+        The server said the message is stored; APPENDUID (RFC 4315) is
+        only information about where. on_tagged() therefore records the
+        job as filed, without uidvalidity and uid, and appends nothing
+        again: a retry would put a second copy in Sent. So the right
+        outcome here is 'filed' once, with NULL uid and uidvalidity, one
+        APPEND at the server, and submitd unharmed."""
+        self.imap.reset("appenduid-bad")
+        s = self.submitd()
+        marker = "frank-appenduid-" + uuid.uuid4().hex[:12]
+        msg = self.submit(s, marker)
+        job = self.wait("the job recorded", s, lambda: filed(s, msg["message_id"]))
+        self.still_serving(s)
+        self.assertEqual(job["attempts"], 1)
+        self.assertIsNone(job["last_error"])
+        self.assertIsNone(job["uid"])
+        self.assertIsNone(job["uidvalidity"])
+        self.assertEqual(job["mailbox"], "Sent")
+        appended = self.imap.seen("literal")
+        self.assertEqual(appended, [s.body(msg["message_id"])])
         s.stop()
 
 
