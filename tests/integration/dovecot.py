@@ -248,3 +248,53 @@ service imap-login {
         creds = b"\0" + user.encode() + b"\0" + password.encode()   # RFC 4616, UTF-8
         m.authenticate("PLAIN", lambda _: creds)
         return m
+
+    def folder(self, user, name="Sent"):
+        """{uid: (flags, internaldate, body)} of a user's mailbox, or None
+        when it does not exist."""
+        m = self.connect(user)
+        try:
+            typ, _ = m.select(quote(name), readonly=True)
+            if typ != "OK":
+                return None
+            typ, data = m.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE BODY.PEEK[])")
+            if typ != "OK":
+                raise AssertionError("UID FETCH: %r" % data)
+            out = {}
+            for item in data:
+                if not isinstance(item, tuple):
+                    continue
+                head = item[0].decode()
+                uid = int(re.search(r"UID (\d+)", head).group(1))
+                flags = re.search(r"FLAGS \(([^)]*)\)", head).group(1).split()
+                idate = re.search(r'INTERNALDATE "([^"]+)"', head).group(1)
+                out[uid] = (flags, idate, item[1])
+            return out
+        finally:
+            m.logout()
+
+    def folder_names(self, user):
+        m = self.connect(user)
+        try:
+            typ, data = m.list()
+            names = []
+            for line in data:
+                mm = re.match(rb'^\([^)]*\) "[^"]*" (?:"(.*)"|(.*))$', line)
+                names.append((mm.group(1) or mm.group(2)).decode())
+            return sorted(names)
+        finally:
+            m.logout()
+
+    def create_folder(self, user, name):
+        m = self.connect(user)
+        try:
+            typ, data = m.create(quote(name))
+            if typ != "OK":
+                raise AssertionError("CREATE %s: %r" % (name, data))
+        finally:
+            m.logout()
+
+
+def quote(name):
+    """An IMAP quoted string."""
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -26,7 +26,6 @@ SUBMITD_KEEP=1 keeps the temporary directories (submitd.log, dovecot.log).
 import datetime
 import hashlib
 import http.client
-import imaplib
 import json
 import os
 import re
@@ -55,55 +54,16 @@ DOVECOT = None    # the Dovecot
 SECRET = None     # API service credential for "imap"
 
 
-def quote(name):
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def folder_messages(user, folder="Sent"):
-    """{uid: (flags, internaldate, body)} of a folder, or None if it does not exist."""
-    m = DOVECOT.connect(user)
-    try:
-        typ, _ = m.select(quote(folder), readonly=True)
-        if typ != "OK":
-            return None
-        typ, data = m.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE BODY.PEEK[])")
-        if typ != "OK":
-            raise AssertionError("UID FETCH: %r" % data)
-        out = {}
-        for item in data:
-            if not isinstance(item, tuple):
-                continue
-            head = item[0].decode()
-            uid = int(re.search(r"UID (\d+)", head).group(1))
-            flags = re.search(r"FLAGS \(([^)]*)\)", head).group(1).split()
-            idate = re.search(r'INTERNALDATE "([^"]+)"', head).group(1)
-            out[uid] = (flags, idate, item[1])
-        return out
-    finally:
-        m.logout()
+    return DOVECOT.folder(user, folder)
 
 
 def folder_names(user):
-    m = DOVECOT.connect(user)
-    try:
-        typ, data = m.list()
-        names = []
-        for l in data:
-            mm = re.match(rb'^\([^)]*\) "[^"]*" (?:"(.*)"|(.*))$', l)
-            names.append((mm.group(1) or mm.group(2)).decode())
-        return sorted(names)
-    finally:
-        m.logout()
+    return DOVECOT.folder_names(user)
 
 
 def create_folder(user, folder):
-    m = DOVECOT.connect(user)
-    try:
-        typ, data = m.create(quote(folder))
-        if typ != "OK":
-            raise AssertionError("CREATE %s: %r" % (folder, data))
-    finally:
-        m.logout()
+    DOVECOT.create_folder(user, folder)
 
 
 # ------------------------------------------------------------------ module

@@ -83,32 +83,8 @@ def write_password_file(directory):
     return share_with_server(path)
 
 
-def quote(name):
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def folder(user, name="Sent"):
-    """{uid: (flags, internaldate, body)} of a mailbox, or None without it."""
-    m = DOVECOT.connect(user, PASSWORD)
-    try:
-        typ, _ = m.select(quote(name), readonly=True)
-        if typ != "OK":
-            return None
-        typ, data = m.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE BODY.PEEK[])")
-        if typ != "OK":
-            raise AssertionError("UID FETCH: %r" % data)
-        out = {}
-        for item in data:
-            if not isinstance(item, tuple):
-                continue
-            head = item[0].decode()
-            uid = int(re.search(r"UID (\d+)", head).group(1))
-            flags = re.search(r"FLAGS \(([^)]*)\)", head).group(1).split()
-            idate = re.search(r'INTERNALDATE "([^"]+)"', head).group(1)
-            out[uid] = (flags, idate, item[1])
-        return out
-    finally:
-        m.logout()
+    return DOVECOT.folder(user, name)
 
 
 def message_ids(messages):
@@ -255,12 +231,7 @@ class Filing(unittest.TestCase):
         self.assertEqual(message_ids(folder(BOB)), {"<%s@client.test>" % marker3: 1})
 
     def test_3_special_use_sent_messages(self):
-        m = DOVECOT.connect(CAROL, PASSWORD)
-        try:
-            typ, data = m.create(quote("Sent Messages"))
-            self.assertEqual(typ, "OK", data)
-        finally:
-            m.logout()
+        DOVECOT.create_folder(CAROL, "Sent Messages")
         marker = "carol-" + uuid.uuid4().hex[:12]
         swaks_submit(CAROL, make_body(CAROL, marker, msgid=False))
         msg = SMTPD.message_with_marker(marker)
