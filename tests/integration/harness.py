@@ -207,11 +207,22 @@ if MEMCHECK:
     atexit.register(_memcheck_at_exit)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    """A loopback port that was free a moment ago (bind to 0, read, close)."""
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A loopback port that was free a moment ago (bind to 0, read, close),
+    and that this process has not handed out before: the kernel may give
+    a port it just gave again once the probe closed, and a server started
+    with the same port for two listeners refuses to start (it happened:
+    smtp.listen_tls and http.listen got one port)."""
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def client_tls_context():

@@ -30,15 +30,10 @@ import tempfile
 import threading
 import time
 
+from harness import free_port
+
 SMTP_SINK = "/usr/sbin/smtp-sink"
 START_TIMEOUT = 10.0
-
-
-def free_port(host="127.0.0.1"):
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def listening(port, host="127.0.0.1"):
