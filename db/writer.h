@@ -83,6 +83,9 @@ struct writer_opts {
 	 * setting, or sent_default for a login without one, says off. */
 	bool sent_jobs;
 	bool sent_default;
+	/* No next hop (relay.host empty): recipients are stored unrouted, and
+	 * the relay leaves them until `submitctl queue release`. */
+	bool unrouted;
 	void (*notify)(void *arg);     /* called on the writer thread */
 	void *notify_arg;
 };

@@ -116,6 +116,16 @@ api_handle_metrics(struct api_worker *w, struct evhttp_request *req)
 	    "# TYPE submitd_sent_pending gauge\nsubmitd_sent_pending %llu\n",
 	    (unsigned long long)STAT_GET(s->sent_filed), (unsigned long long)STAT_GET(s->sent_retried),
 	    (unsigned long long)STAT_GET(s->sent_failed), (unsigned long long)STAT_GET(s->sent_pending));
+	evbuffer_add_printf(b,
+	    "# HELP submitd_limit_refused_total MAIL or RCPT refused with 450 4.7.1 by a sending limit.\n"
+	    "# TYPE submitd_limit_refused_total counter\n");
+	for (int k = 0; k < LIMIT_COUNT; k++)
+		evbuffer_add_printf(b, "submitd_limit_refused_total{limit=\"%s\"} %llu\n",
+		    limit_kind_name((enum limit_kind)k), (unsigned long long)STAT_GET(s->limits_refused[k]));
+	evbuffer_add_printf(b,
+	    "# HELP submitd_auth_disabled_total AUTH refused because the login is disabled.\n"
+	    "# TYPE submitd_auth_disabled_total counter\nsubmitd_auth_disabled_total %llu\n",
+	    (unsigned long long)STAT_GET(s->auth_disabled));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);

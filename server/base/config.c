@@ -142,6 +142,15 @@ static const struct cfg_entry table[] = {
 	INT("sent", "max_lifetime", sent_max_lifetime, 1, 30 * 86400, "172800"),
 	INT("sent", "timeout", sent_timeout, 1, 3600, "60"),
 	INT("sent", "poll_interval", sent_poll_interval, 1, 3600, "5"),
+	/* sending limits (docs/config.md#limits): 0 = none; windows in seconds */
+	INT("limits", "user_messages_per_hour", limits_user_messages, 0, 100000000, "300"),
+	INT("limits", "user_recipients_per_day", limits_user_recipients, 0, 100000000, "2000"),
+	INT("limits", "ip_messages_per_hour", limits_ip_messages, 0, 100000000, "1000"),
+	INT("limits", "user_messages_window", limits_user_messages_window, 1, 7 * 86400, "3600"),
+	INT("limits", "user_recipients_window", limits_user_recipients_window, 1, 7 * 86400, "86400"),
+	INT("limits", "ip_messages_window", limits_ip_messages_window, 1, 7 * 86400, "3600"),
+	INT("limits", "max_tracked", limits_max_tracked, 16, 10000000, "20000"),
+	INT("limits", "reload_interval", limits_reload_interval, 1, 3600, "5"),
 	INT("store", "batch", store_batch, 1, 4096, "256"),
 	INT("store", "checkpoint_pages", store_checkpoint_pages, 0, 1000000, "1000"),
 };

@@ -18,6 +18,7 @@
 
 #include "server/base/log.h"
 #include "server/base/util.h"
+#include "server/limits/limits.h"
 #include "server/net/tls_conn.h"
 #include "server/runtime/server.h"
 #include "server/smtp/smtp_session_internal.h"
@@ -95,6 +96,46 @@ sender_allowed(const struct smtp_session *s, const char *address)
 	return false;
 }
 
+/* A sending limit is reached (docs/config.md#limits): 450 4.7.1 naming
+ * it, a log line and a count; the client may try again later (RFC 5321
+ * 4.2.5: 450 at MAIL and RCPT, 4.7.1 "delivery not authorized"). */
+static void
+limit_refuse(struct smtp_session *s, const struct limits_refusal *r, const char *verb)
+{
+	const char *name = limit_kind_name(r->kind);
+
+	STAT_ADD(s->srv->stats.limits_refused[r->kind], 1);
+	log_info("event=limit_reached session=%016llx user=%s ip=%s limit=%s value=%lld window=%lld override=%s at=%s",
+	    (unsigned long long)s->id, s->login ? s->login : "-", s->peer, name, (long long)r->limit,
+	    (long long)r->window_s, r->override ? "yes" : "no", verb);
+	session_reply(s, "450 4.7.1 Sending limit reached: limits.%s (%lld %s in %lld s%s); try again later", name,
+	    (long long)r->limit, r->kind == LIMIT_USER_RECIPIENTS ? "recipients" : "messages", (long long)r->window_s,
+	    r->override ? ", set for this login" : "");
+}
+
+/* The checks of a new transaction that depend on who sends, not on what:
+ * a login disabled since it logged in, the message limits. */
+static bool
+mail_allowed(struct smtp_session *s)
+{
+	struct limits *l = s->srv->limits;
+	struct limits_refusal r;
+
+	if (l == NULL)
+		return true;
+	if (s->login != NULL && limits_disabled(l, s->login)) {
+		log_info("event=sender_refused session=%016llx user=%s reason=login_disabled", (unsigned long long)s->id,
+		    s->login);
+		session_reply_error(s, "554 5.7.1 Login disabled");
+		return false;
+	}
+	if (!limits_check_message(l, s->login, s->peer, now_ms(), &r)) {
+		limit_refuse(s, &r, "mail");
+		return false;
+	}
+	return true;
+}
+
 static void
 cmd_mail(struct smtp_session *s, const char *args, size_t len)
 {
@@ -128,6 +169,10 @@ cmd_mail(struct smtp_session *s, const char *args, size_t len)
 		session_reply_error(s, "553 5.7.1 Sender address rejected: not owned by the authenticated user");
 		return;
 	}
+	if (!mail_allowed(s)) {
+		memset(&s->mail, 0, sizeof(s->mail));
+		return;
+	}
 	session_enter_state(s, SMTP_MAIL);
 	session_reply(s, "250 2.1.0 Sender ok");
 }
@@ -152,6 +197,13 @@ cmd_rcpt(struct smtp_session *s, const char *args, size_t len)
 		 * as an error, the client is expected to send the rest later. */
 		session_reply(s, "452 4.5.3 Too many recipients (at most %lld)", (long long)cfg->max_recipients);
 		return;
+	}
+	if (s->srv->limits != NULL) {
+		struct limits_refusal lr;
+		if (!limits_check_recipient(s->srv->limits, s->login, s->nrcpt, now_ms(), &lr)) {
+			limit_refuse(s, &lr, "rcpt");
+			return;
+		}
 	}
 	s->rcpts = xrealloc(s->rcpts, (s->nrcpt + 1) * sizeof(char *));
 	s->rcpts[s->nrcpt++] = xstrdup(r.address);
