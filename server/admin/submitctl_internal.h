@@ -30,5 +30,9 @@ int submitctl_message(sqlite3 *db, int argc, char **argv);
 int submitctl_queue(sqlite3 *db, int argc, char **argv);
 int submitctl_sent(sqlite3 *db, int argc, char **argv);
 int submitctl_backup(sqlite3 *db, const char *path);
+/* submitctl_limits.c: user list|disable|enable|limit, queue release|drop
+ * --login; -1 when the arguments are none of those. */
+int submitctl_user_limits(sqlite3 *db, const struct config *cfg, int argc, char **argv);
+int submitctl_queue_limits(sqlite3 *db, int argc, char **argv);
 
 #endif

@@ -177,6 +177,8 @@ submitctl_queue(sqlite3 *db, int argc, char **argv)
 	char err[512];
 	int n;
 
+	if ((n = submitctl_queue_limits(db, argc, argv)) >= 0)
+		return n;       /* release, drop --login */
 	if (argc == 1 && strcmp(argv[0], "list") == 0)
 		return queue_print(db, NULL);
 	if (argc == 2 && strcmp(argv[0], "show") == 0)
