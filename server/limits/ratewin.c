@@ -16,6 +16,7 @@ ratewin_init(struct ratewin *w, int64_t window_ms)
 	if (window_ms < 1)
 		window_ms = 1;
 	w->width_ms = (window_ms + RATEWIN_BUCKETS - 1) / RATEWIN_BUCKETS;
+	w->nbuckets = (window_ms + w->width_ms - 1) / w->width_ms;
 	w->slot = 0;
 }
 
@@ -47,7 +48,7 @@ ratewin_add(struct ratewin *w, int64_t now_ms, uint32_t n)
 	uint32_t *c;
 
 	advance(w, slot);
-	if (slot <= w->slot - RING)
+	if (slot < w->slot - w->nbuckets)
 		return;                 /* older than the window: already gone */
 	c = &w->count[slot % RING];
 	*c = *c > UINT32_MAX - n ? UINT32_MAX : *c + n;
@@ -59,9 +60,9 @@ ratewin_sum(const struct ratewin *w, int64_t now_ms)
 	int64_t now = slot_of(w, now_ms);
 	uint64_t sum = 0;
 
-	/* the slots now - RATEWIN_BUCKETS .. now that the ring still holds */
+	/* the slots now - nbuckets .. now that the ring still holds */
 	for (int64_t s = w->slot - RING + 1; s <= w->slot; s++)
-		if (s >= 0 && s >= now - RATEWIN_BUCKETS && s <= now)
+		if (s >= 0 && s >= now - w->nbuckets && s <= now)
 			sum += w->count[s % RING];
 	return sum;
 }

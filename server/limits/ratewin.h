@@ -1,11 +1,12 @@
 /*
  * ratewin.h: a rolling-window counter, pure (no clock, no I/O: the caller
- * passes the time). The window of W milliseconds is cut into
- * RATEWIN_BUCKETS buckets of ceil(W / RATEWIN_BUCKETS) ms each, plus the
- * bucket being filled, so an event leaves the count between W and W plus
- * one bucket after it happened: never early, at most 1/60 of the window
- * late (a minute for an hour, 24 minutes for a day). The sending limits
- * (server/limits/limits.c) keep one per login and per client address.
+ * passes the time). The window of W milliseconds is cut into at most
+ * RATEWIN_BUCKETS buckets of width ceil(W / RATEWIN_BUCKETS) ms, as many
+ * as cover W, plus the bucket being filled, so an event leaves the count
+ * between W and W plus two widths after it happened: never early, at most
+ * 1/30 of the window late (two minutes for an hour, 48 minutes for a
+ * day). The sending limits (server/limits/limits.c) keep one per login
+ * and per client address.
  */
 #ifndef SUBMITD_RATEWIN_H
 #define SUBMITD_RATEWIN_H
@@ -17,6 +18,7 @@
 struct ratewin {
 	int64_t slot;                         /* index of the newest bucket: time / width */
 	int64_t width_ms;                     /* of one bucket */
+	int64_t nbuckets;                     /* that cover the window: <= RATEWIN_BUCKETS */
 	uint32_t count[RATEWIN_BUCKETS + 1];  /* by slot modulo RATEWIN_BUCKETS + 1 */
 };
 
