@@ -1,6 +1,6 @@
 /*
  * api_delivery.c: GET/POST /v1/status, where a token's message stands with
- * the relay (docs/api.md section 5.3). The token is the credential: it is
+ * the relay (docs/api.md section 5.7). The token is the credential: it is
  * checked exactly as for /v1/verify (api_token_gate, same refusals), and
  * the answer holds delivery state only, for the recipients the token
  * covers (db/delivery.h decides which). No service credential is needed;

@@ -1,5 +1,5 @@
 """test_status.py: delivery status for token holders (docs/api.md section
-5.3): GET/POST /v1/status and `submitctl message status`, end to end.
+5.7): GET/POST /v1/status and `submitctl message status`, end to end.
 
 A real submitd relays to the scripted next hop of nexthop.py, which answers
 4xx, 5xx or 2xx per recipient or per transaction; the tokens from the
