@@ -474,6 +474,26 @@ xst_save(struct xst_cmd *x)
 
 /* ---- the command ---- */
 
+/* The human text of a refusal; programs look at the response code. */
+static const char *
+xst_class_text(enum submit_token_class c)
+{
+	switch (c) {
+	case SUBMIT_TOKEN_MALFORMED: return "Not a submission token";
+	case SUBMIT_TOKEN_BADSIGNATURE: return "The token's signature does not verify";
+	case SUBMIT_TOKEN_UNKNOWNKEY: return "The token is signed by a key the submission server does not know";
+	case SUBMIT_TOKEN_EXPIRED: return "The token has expired";
+	case SUBMIT_TOKEN_REVOKED: return "The token was revoked";
+	case SUBMIT_TOKEN_NOTYOURS: return "The token is for another address";
+	case SUBMIT_TOKEN_PURGED: return "The message is no longer stored";
+	case SUBMIT_TOKEN_TOOBIG: return "The message is too big to file";
+	case SUBMIT_TOKEN_OK:
+	case SUBMIT_TOKEN_UNAVAILABLE:
+		break;
+	}
+	return "The submission server did not answer";
+}
+
 /* cmd->func while waiting: runs only when the command is cancelled (the
  * client went away). */
 static bool
@@ -501,7 +521,7 @@ xst_cmd_finish(struct client_command_context *cmd)
 		} else {
 			code = submit_token_class_code(x->outcome);
 			client_send_tagline(cmd, t_strdup_printf("NO [%s] %s.", code,
-				x->outcome_text != NULL ? x->outcome_text : "The token is refused"));
+				x->outcome_text != NULL ? x->outcome_text : xst_class_text(x->outcome)));
 		}
 	}
 	xst_release(x);
