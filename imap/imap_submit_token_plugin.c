@@ -228,6 +228,8 @@ xst_payload_input(struct xst_cmd *x)
 
 	while ((ret = i_stream_read_more(x->payload, &data, &size)) > 0) {
 		if (x->body->used + size > x->body_cap) {
+			e_warning(x->cmd->client->event, "submit_token: %s answered more than %zu octets",
+				  x->step == XST_VERIFY ? "verify" : "fetch", x->body_cap);
 			io_remove(&x->io);
 			i_stream_unref(&x->payload);
 			xst_conclude(x, SUBMIT_TOKEN_UNAVAILABLE, x->step == XST_FETCH && x->status == 200 ?
@@ -346,6 +348,8 @@ static void
 xst_deadline(struct xst_cmd *x)
 {
 	timeout_remove(&x->to_deadline);
+	e_warning(x->cmd->client->event, "submit_token: %s: no answer in time",
+		  x->step == XST_VERIFY ? "verify" : "fetch");
 	xst_conclude(x, SUBMIT_TOKEN_UNAVAILABLE, "The submission server did not answer in time");
 }
 

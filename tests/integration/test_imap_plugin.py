@@ -45,6 +45,7 @@ import imaplib
 import json
 import os
 import re
+import socket
 import socketserver
 import threading
 import time
@@ -379,6 +380,32 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
 class FakeApiTests(unittest.TestCase):
     """A second Dovecot whose plugin talks to FakeApi."""
 
+    def check_concurrency(self):
+        """While one XSUBMITTOKEN waits for a silent API, the session answers
+        NOOP first; LOGOUT, and a connection dropped while a command
+        waits, end cleanly."""
+        before = self.dovecot.folder(SENDER, "Sent")
+        self.api.mode = "silent"
+        for ending in ("logout", "drop"):
+            with socket.create_connection(("127.0.0.1", self.dovecot.port), timeout=30) as s:
+                f = s.makefile("rb")
+                f.readline()
+                s.sendall(b'a LOGIN "%s" "%s"\r\n' % (SENDER.encode(), PASSWORD.encode()))
+                self.assertTrue(f.readline().startswith(b"a OK"))
+                s.sendall(b"b XSUBMITTOKEN Sent v4.public.eyJhIjoiYiJ9\r\nc NOOP\r\n")
+                tagged = []
+                while not tagged or tagged[-1] != b"c":
+                    line = f.readline()
+                    self.assertTrue(line, tagged)
+                    if not line.startswith(b"*"):
+                        tagged.append(line.split(b" ")[0])
+                self.assertEqual(tagged, [b"c"])          # NOOP answered, XSUBMITTOKEN still waiting
+                if ending == "logout":
+                    s.sendall(b"d LOGOUT\r\n")
+                    rest = f.read()
+                    self.assertIn(b"d OK", rest)
+        self.assertEqual(self.dovecot.folder(SENDER, "Sent"), before)
+
     @classmethod
     def setUpClass(cls):
         cls.api = FakeApi()
@@ -424,6 +451,7 @@ class FakeApiTests(unittest.TestCase):
             self.assertEqual(headers.get("Authorization"), "Bearer sd_fake-secret")
         self.assertEqual(json.loads(reqs[0][3]), {"token": "v4.public.eyJhIjoiYiJ9", "address": SENDER})
         self.assertEqual(reqs[1][2].get("Submit-Token"), "v4.public.eyJhIjoiYiJ9")
+        self.check_concurrency()
         log = self.dovecot.log()
         self.assertNotRegex(log, r"(?i)panic|fatal|killed with signal|segmentation")
 
