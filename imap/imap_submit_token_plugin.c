@@ -324,7 +324,7 @@ xst_answer_read(struct xst_cmd *x)
 		if (c == SUBMIT_TOKEN_OK && x->verify.size > x->max_size)
 			c = SUBMIT_TOKEN_TOOBIG;
 		if (c != SUBMIT_TOKEN_OK)
-			xst_conclude(x, c, c == SUBMIT_TOKEN_NOTYOURS ? "Not a sender token" : NULL);
+			xst_conclude(x, c, NULL);
 		else
 			xst_start_fetch(x);
 		return;
@@ -488,7 +488,8 @@ xst_class_text(enum submit_token_class c)
 	case SUBMIT_TOKEN_UNKNOWNKEY: return "The token is signed by a key the submission server does not know";
 	case SUBMIT_TOKEN_EXPIRED: return "The token has expired";
 	case SUBMIT_TOKEN_REVOKED: return "The token was revoked";
-	case SUBMIT_TOKEN_NOTYOURS: return "The token is for another address";
+	case SUBMIT_TOKEN_WRONGADDRESS: return "The token is for another address";
+	case SUBMIT_TOKEN_WRONGROLE: return "Not a sender token";
 	case SUBMIT_TOKEN_PURGED: return "The message is no longer stored";
 	case SUBMIT_TOKEN_TOOBIG: return "The message is too big to file";
 	case SUBMIT_TOKEN_OK:

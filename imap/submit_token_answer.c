@@ -403,7 +403,7 @@ submit_token_refusal_class(unsigned int status, const char *result)
 		{ 404, "unknown_key", SUBMIT_TOKEN_UNKNOWNKEY },
 		{ 410, "expired", SUBMIT_TOKEN_EXPIRED },
 		{ 403, "revoked", SUBMIT_TOKEN_REVOKED },
-		{ 409, "wrong_address", SUBMIT_TOKEN_NOTYOURS },
+		{ 409, "wrong_address", SUBMIT_TOKEN_WRONGADDRESS },
 		{ 410, "purged", SUBMIT_TOKEN_PURGED },
 	};
 
@@ -435,7 +435,7 @@ submit_token_answer_check(const struct submit_token_answer *a)
 	    !is_lower_hex(a->sha256, 64) || submit_token_parse_time(a->received_at, &t) < 0)
 		return SUBMIT_TOKEN_UNAVAILABLE;
 	if (strcmp(a->role, "sender") != 0)
-		return SUBMIT_TOKEN_NOTYOURS;
+		return SUBMIT_TOKEN_WRONGROLE;
 	return SUBMIT_TOKEN_OK;
 }
 
@@ -449,7 +449,8 @@ submit_token_class_code(enum submit_token_class c)
 	case SUBMIT_TOKEN_UNKNOWNKEY: return "XSUBMITTOKEN-UNKNOWNKEY";
 	case SUBMIT_TOKEN_EXPIRED: return "XSUBMITTOKEN-EXPIRED";
 	case SUBMIT_TOKEN_REVOKED: return "XSUBMITTOKEN-REVOKED";
-	case SUBMIT_TOKEN_NOTYOURS: return "XSUBMITTOKEN-NOTYOURS";
+	case SUBMIT_TOKEN_WRONGADDRESS: return "XSUBMITTOKEN-WRONGADDRESS";
+	case SUBMIT_TOKEN_WRONGROLE: return "XSUBMITTOKEN-WRONGROLE";
 	case SUBMIT_TOKEN_PURGED: return "XSUBMITTOKEN-PURGED";
 	case SUBMIT_TOKEN_TOOBIG: return "XSUBMITTOKEN-TOOBIG";
 	case SUBMIT_TOKEN_UNAVAILABLE: return "XSUBMITTOKEN-UNAVAILABLE";

@@ -48,7 +48,8 @@ enum submit_token_class {
 	SUBMIT_TOKEN_UNKNOWNKEY,    /* signed by a key this submitd lacks */
 	SUBMIT_TOKEN_EXPIRED,       /* past its lifetime, or no longer on record */
 	SUBMIT_TOKEN_REVOKED,
-	SUBMIT_TOKEN_NOTYOURS,      /* another address, or not a sender token */
+	SUBMIT_TOKEN_WRONGADDRESS,  /* bound to another address than the user's */
+	SUBMIT_TOKEN_WRONGROLE,     /* a recipient token: not the sender's copy */
 	SUBMIT_TOKEN_PURGED,        /* valid, but the stored copy is gone */
 	SUBMIT_TOKEN_TOOBIG,        /* bigger than submit_token_max_size */
 	SUBMIT_TOKEN_UNAVAILABLE,   /* the API did not give a usable answer */
@@ -72,7 +73,7 @@ enum submit_token_class submit_token_refusal_class(unsigned int status, const ch
 
 /* The class of a 200 verify answer: SUBMIT_TOKEN_OK when it is complete
  * ("valid", a message id, received_at, size, a 64-digit lower-case sha256)
- * and a sender token; NOTYOURS for another role; UNAVAILABLE when
+ * and a sender token; WRONGROLE for another role; UNAVAILABLE when
  * incomplete. */
 enum submit_token_class submit_token_answer_check(const struct submit_token_answer *a);
 

@@ -45,7 +45,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc < 0)
 		FUZZ_CHECK(a.result[0] == '\0' && a.message_id[0] == '\0' && !a.has_size);
 	c = submit_token_answer_check(&a);
-	FUZZ_CHECK(c == SUBMIT_TOKEN_OK || c == SUBMIT_TOKEN_NOTYOURS || c == SUBMIT_TOKEN_UNAVAILABLE);
+	FUZZ_CHECK(c == SUBMIT_TOKEN_OK || c == SUBMIT_TOKEN_WRONGROLE || c == SUBMIT_TOKEN_UNAVAILABLE);
 	c = submit_token_refusal_class(size > 0 ? data[0] * 4u : 0, a.result);
 	FUZZ_CHECK(submit_token_class_code(c) != NULL);
 

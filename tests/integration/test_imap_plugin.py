@@ -250,11 +250,11 @@ class PluginTests(unittest.TestCase):
         tokens, _ = submit(rcpts=(ALICE, BOB))
         m = self.session()
         # the recipient's token, presented by the recipient: wrong role
-        self.assertRefused(self.session(ALICE), "Sent", tokens[ALICE], "XSUBMITTOKEN-NOTYOURS", user=ALICE)
+        self.assertRefused(self.session(ALICE), "Sent", tokens[ALICE], "XSUBMITTOKEN-WRONGROLE", user=ALICE)
         # the sender's token, presented by another user: wrong address
-        self.assertRefused(self.session(BOB), "Sent", tokens[SENDER], "XSUBMITTOKEN-NOTYOURS", user=BOB)
+        self.assertRefused(self.session(BOB), "Sent", tokens[SENDER], "XSUBMITTOKEN-WRONGADDRESS", user=BOB)
         # a recipient token presented by the sender: wrong address
-        self.assertRefused(m, "Sent", tokens[ALICE], "XSUBMITTOKEN-NOTYOURS")
+        self.assertRefused(m, "Sent", tokens[ALICE], "XSUBMITTOKEN-WRONGADDRESS")
         self.assertRefused(m, "Sent", forge(tokens[SENDER]), "XSUBMITTOKEN-BADSIGNATURE")
         self.assertRefused(m, "Sent", "v4.public.nonsense", "XSUBMITTOKEN-MALFORMED")
         self.assertRefused(m, "Sent", "not a token", "XSUBMITTOKEN-MALFORMED")
@@ -432,7 +432,7 @@ class FakeApiTests(unittest.TestCase):
                 self.assertEqual(m.noop()[0], "OK", mode)
             self.api.mode = "notyours"
             self.assertEqual(xsubmittoken(m, "Sent", "v4.public.eyJhIjoiYiJ9")[:2],
-                             ("NO", "XSUBMITTOKEN-NOTYOURS"))
+                             ("NO", "XSUBMITTOKEN-WRONGADDRESS"))
             # a well-formed answer is filed: the fake is realistic
             self.api.mode = "good"
             with self.api.lock:

@@ -179,7 +179,7 @@ test_refusal_class(void **state)
 		{ 404, "unknown_key", SUBMIT_TOKEN_UNKNOWNKEY, "XSUBMITTOKEN-UNKNOWNKEY" },
 		{ 410, "expired", SUBMIT_TOKEN_EXPIRED, "XSUBMITTOKEN-EXPIRED" },
 		{ 403, "revoked", SUBMIT_TOKEN_REVOKED, "XSUBMITTOKEN-REVOKED" },
-		{ 409, "wrong_address", SUBMIT_TOKEN_NOTYOURS, "XSUBMITTOKEN-NOTYOURS" },
+		{ 409, "wrong_address", SUBMIT_TOKEN_WRONGADDRESS, "XSUBMITTOKEN-WRONGADDRESS" },
 		{ 410, "purged", SUBMIT_TOKEN_PURGED, "XSUBMITTOKEN-PURGED" },
 		/* the plugin's misconfiguration or a server fault: not the token's */
 		{ 401, "unauthorized", SUBMIT_TOKEN_UNAVAILABLE, "XSUBMITTOKEN-UNAVAILABLE" },
@@ -209,7 +209,7 @@ test_check(void **state)
 		const char *from, *to;
 		enum submit_token_class c;
 	} edits[] = {
-		{ "\"role\":\"sender\"", "\"role\":\"recipient\"", SUBMIT_TOKEN_NOTYOURS },
+		{ "\"role\":\"sender\"", "\"role\":\"recipient\"", SUBMIT_TOKEN_WRONGROLE },
 		{ "\"result\":\"valid\"", "\"result\":\"other\"", SUBMIT_TOKEN_UNAVAILABLE },
 		{ "\"size\":146,", "", SUBMIT_TOKEN_UNAVAILABLE },
 		{ "\"id\":\"blZYim8k4suf_sgp\",", "", SUBMIT_TOKEN_UNAVAILABLE },
