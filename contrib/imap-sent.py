@@ -104,6 +104,13 @@ XCODE_REFUSED = {"malformed": "malformed", "badsignature": "bad_signature", "unk
                  "wrongrole": "wrong_role", "missingtoken": "missing_token", "noperm": "noperm",
                  "authorizationfailed": "authorizationfailed"}
 XCODE_FETCH = {"purged": "purged", "unavailable": "unavailable", "serverbug": "serverbug"}
+# The server will not hold a copy this large (its submit_token_max_size):
+# the copy is still good, so fetch it here and APPEND it.
+XCODE_FALLBACK = {"toobig"}
+
+
+class Fallback(Exception):
+    """The server cannot file this copy itself: fetch and APPEND instead."""
 
 
 class Failure(Exception):
@@ -412,6 +419,8 @@ def xcode_failure(code, text, typ="NO"):
             key = key[len(prefix):]
     if key in XCODE_REFUSED:
         return refused(XCODE_REFUSED[key], text)
+    if key in XCODE_FALLBACK:
+        return Fallback(text)
     if key in XCODE_FETCH:
         return Failure(EXIT_FETCH, "IMAP %s: result=%s (%s)" % (XCMD, XCODE_FETCH[key], text))
     return Failure(EXIT_IMAP, "IMAP %s: %s %s%s" % (XCMD, typ, "[%s] " % code if code else "", text))
@@ -636,7 +645,11 @@ def run(args):
     imap = open_imap(args, password)
     try:
         if use_command(args, imap):
-            return run_command(args, imap, token)
+            try:
+                return run_command(args, imap, token)
+            except Fallback as e:
+                log(args, "the server does not file this copy (%s): fetching it", e)
+                return run_fetch_append(args, imap, address, secret, token)
         log(args, "the server does not file by token%s: fetching the copy",
             "" if XCMD not in imap.caps else " for this request")
         return run_fetch_append(args, imap, address, secret, token)

@@ -183,6 +183,16 @@ class XSubmitToken(unittest.TestCase):
             self.assertIn(text, p.stderr, reply)
             self.assertEqual(fake.commands("APPEND"), [])
 
+    def test_toobig_falls_back_to_fetch_and_append(self):
+        # the server will not hold a copy this large: the client goes to the
+        # API itself (a closed port here, so exit 3 after trying it)
+        fake = self.imap(replies=["NO [XSUBMITTOKEN-TOOBIG] larger than 64 MiB"])
+        p = self.run_client(fake)
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn("does not file this copy", p.stderr)
+        self.assertIn("API POST", p.stderr)
+        self.assertEqual(len(fake.commands("XSUBMITTOKEN")), 1)
+
     def test_fallback_without_the_command(self):
         # no XSUBMITTOKEN: the client goes to the API (a closed port here): exit 3
         fake = self.imap(command=False)
