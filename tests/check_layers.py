@@ -45,6 +45,9 @@ ALLOWED = {
     "sent": ("base", "tokens", "db", "protocol", "runtime", "net"),
     "daemon": ("base", "tokens", "db", "protocol", "runtime", "net", "auth", "limits", "smtp", "relay", "api", "sent"),
     "admin": ("base", "tokens", "db", "protocol", "auth"),
+    # the Dovecot plugin: built against Dovecot's headers alone, it runs in
+    # Dovecot's imap process and talks to submitd over HTTP only
+    "imap": (),
 }
 
 # Top-level folders that are not product code.

@@ -56,6 +56,7 @@ submitctl_usage(FILE *f)
 	    "  message list [--limit N]       newest first\n"
 	    "  message show PUBLIC_ID         metadata, recipients, tokens\n"
 	    "  message fetch TOKEN|- [--address ADDR]  the stored copy on stdout\n"
+	    "  message status TOKEN|- [--json]  delivery state of the recipients the token covers\n"
 	    "relay queue:\n"
 	    "  queue list                     recipients waiting for delivery, and why\n"
 	    "  queue show PUBLIC_ID\n"
@@ -141,7 +142,7 @@ main(int argc, char **argv)
 	else if (strcmp(argv[0], "token") == 0)
 		rc = submitctl_token(db, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "message") == 0)
-		rc = submitctl_message(db, argc - 1, argv + 1);
+		rc = submitctl_message(db, &cfg, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "service") == 0)
 		rc = submitctl_service(db, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "queue") == 0)

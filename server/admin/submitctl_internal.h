@@ -26,7 +26,7 @@ int submitctl_user(sqlite3 *db, const struct config *cfg, int argc, char **argv)
 int submitctl_service(sqlite3 *db, int argc, char **argv);
 int submitctl_key(sqlite3 *db, int argc, char **argv);
 int submitctl_token(sqlite3 *db, int argc, char **argv);
-int submitctl_message(sqlite3 *db, int argc, char **argv);
+int submitctl_message(sqlite3 *db, const struct config *cfg, int argc, char **argv);
 int submitctl_queue(sqlite3 *db, int argc, char **argv);
 int submitctl_sent(sqlite3 *db, int argc, char **argv);
 int submitctl_backup(sqlite3 *db, const char *path);

@@ -1,7 +1,7 @@
 /*
  * http_api.c: see http_api.h and docs/api.md. The threads and their
  * listeners, the routing table, service credentials and the JSON replies;
- * the handlers are in api_tokens.c and api_status.c (see
+ * the handlers are in api_tokens.c, api_delivery.c and api_status.c (see
  * http_api_internal.h for where a new endpoint goes).
  *
  * Every request is routed by path, then checked for its method, then for
@@ -117,6 +117,7 @@ static const struct route {
 } routes[] = {
 	{ "/v1/verify", M_GET | M_POST, "GET, POST", api_handle_verify },
 	{ "/v1/message", M_GET | M_HEAD, "GET, HEAD", api_handle_fetch },
+	{ "/v1/status", M_GET | M_POST, "GET, POST", api_handle_status },
 	{ "/v1/keys", M_GET, "GET", api_handle_keys },
 	{ "/healthz", M_GET, "GET", api_handle_health },
 	{ "/metrics", M_GET, "GET", api_handle_metrics },
