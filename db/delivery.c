@@ -26,13 +26,22 @@ enum { ANY_RELAY, WITH_RELAY, WITHOUT_RELAY };
  * One row per state; the first row whose db_name and relay condition fit
  * wins. A new state of recipients.state (say 'held') is one more row.
  * Without a next hop nothing leaves 'queued', so there a queued recipient
- * is "not_relayed": it will not move until a relay is configured.
+ * is "not_relayed": it will not move until a relay is configured. The
+ * query reports the two holds (docs/schema.md, "Where a recipient
+ * stands") as states of their own: held_no_next_hop (accepted without a
+ * next hop, until `submitctl queue release`), held_login_disabled.
  */
 static const struct {
 	int relay;
 	struct delivery_state s;
 } states[] = {
 	{ WITHOUT_RELAY, { "queued", "not_relayed", "not relayed: no next hop is configured", NULL, false, false, false } },
+	{ WITHOUT_RELAY, { "held_no_next_hop", "not_relayed", "not relayed: no next hop is configured", NULL, false, false,
+	    false } },
+	{ ANY_RELAY, { "held_no_next_hop", "held", "held: accepted while no next hop was configured, until released",
+	    NULL, false, false, false } },
+	{ ANY_RELAY, { "held_login_disabled", "held", "held: the sender's login is disabled", NULL, true, false,
+	    false } },
 	{ ANY_RELAY, { "queued", "queued", "waiting for its first try", NULL, false, false, false } },
 	{ ANY_RELAY, { "deferred", "deferred", "deferred, will be tried again", "last_attempt_at", true, true, false } },
 	{ ANY_RELAY, { "delivered", "delivered", "delivered to the next hop", "delivered_at", true, false, false } },
@@ -95,7 +104,11 @@ delivery_status_get(sqlite3 *db, const char *token_id, struct delivery_status *s
 	 * recipient_id is NULL), else its own. */
 	if (sqlite3_prepare_v2(db,
 	    "SELECT t.role, t.address, m.public_id, m.received_at, m.size, m.sha256, "
-	    "r.address, r.state, r.attempts, r.next_attempt_at, r.last_reply, r.updated_at, "
+	    "r.address, CASE WHEN r.state NOT IN ('queued', 'deferred') THEN r.state "
+	    "  WHEN r.unrouted = 1 THEN 'held_no_next_hop' "
+	    "  WHEN EXISTS (SELECT 1 FROM login_policies p WHERE p.login = m.auth_login AND p.disabled = 1) "
+	    "  THEN 'held_login_disabled' ELSE r.state END, "
+	    "r.attempts, r.next_attempt_at, r.last_reply, r.updated_at, "
 	    "r.state = 'failed' AND m.envelope_from <> '' AND EXISTS (SELECT 1 FROM messages b "
 	    "  JOIN recipients br ON br.message_id = b.message_id WHERE b.envelope_from = '' "
 	    "  AND b.received_at = r.updated_at AND br.address = m.envelope_from) "

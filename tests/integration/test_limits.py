@@ -12,12 +12,13 @@ relay.host is not sent when relay.host is set later, only after
 Run: SUBMITD_BUILD_DIR=/path/to/build python3 -m unittest -v test_limits
 """
 
+import json
 import time
 import unittest
 import urllib.request
 import uuid
 
-from harness import TIMEOUT_SCALE, RawSMTP, Submitd, dot_stuff, free_port
+from harness import TIMEOUT_SCALE, RawSMTP, Submitd, dot_stuff, free_port, parse_token_reply
 from nexthop import ScriptedHop
 
 ALICE, BOB = "alice@example.org", "bob@example.org"
@@ -40,6 +41,9 @@ def body(marker):
 
 
 class LimitsCase(unittest.TestCase):
+    def setUp(self):
+        self.tokens = {}
+
     def server(self, options=None, users=(ALICE, BOB)):
         opts = dict(BASE)
         opts.update(options or {})
@@ -77,7 +81,15 @@ class LimitsCase(unittest.TestCase):
         c.send(dot_stuff(body(marker)))
         r = c.reply()
         self.assertEqual(r.code, 250, r)
+        self.tokens[marker] = parse_token_reply(r)[-1].token    # the sender's
         return marker
+
+    def status(self, s, marker):
+        """The recipients' states GET /v1/status reports for the sender's token."""
+        req = urllib.request.Request("http://127.0.0.1:%d/v1/status" % s.http_port,
+                                     headers={"Submit-Token": self.tokens[marker]})
+        with urllib.request.urlopen(req, timeout=10) as f:
+            return [r["state"] for r in json.loads(f.read())["recipients"]]
 
     def assert_limited(self, r, name):
         self.assertEqual(r.code, 450, r)
@@ -236,6 +248,7 @@ class Disable(LimitsCase):
         self.assertEqual(r.code, 554, r)
         self.assertRegex(s.submitctl("user", "list").stdout, r"alice@example.org\t.*disabled=yes")
         self.assertIn("held:login_disabled", s.submitctl("queue", "list").stdout)
+        self.assertEqual(self.status(s, held), ["held"])
 
         hop = ScriptedHop(port=hop_port).start()
         self.addCleanup(hop.stop)
@@ -274,6 +287,7 @@ class Unrouted(LimitsCase):
         rows = s.sql("SELECT m.received_at, r.unrouted FROM messages m JOIN recipients r USING (message_id) "
                      "ORDER BY m.message_id")
         self.assertEqual([r["unrouted"] for r in rows], [1, 1])
+        self.assertEqual(self.status(s, first), ["not_relayed"])
         c.close()
         s.stop()
 
@@ -283,6 +297,7 @@ class Unrouted(LimitsCase):
         s.options.update(FAST_RELAY)
         s.start()
         self.assertEqual(s.submitctl("queue", "list").stdout.count("held:no_next_hop"), 2)
+        self.assertEqual(self.status(s, first), ["held"])
         # a message accepted now is relayed; the two before are not
         third = self.send(self.session(s))
         self.wait_for("the new message relayed", lambda: any(third.encode() in m.data for m in hop.messages()))
@@ -296,6 +311,8 @@ class Unrouted(LimitsCase):
                       lambda: any(first.encode() in m.data for m in hop.messages()))
         self.assertFalse(any(second.encode() in m.data for m in hop.messages()))
         self.assertEqual(s.submitctl("queue", "list").stdout.count("held:no_next_hop"), 1)
+        self.wait_for("the released message's status", lambda: self.status(s, first) == ["delivered"])
+        self.assertEqual(self.status(s, second), ["held"])
         # then everything up to now
         self.assertIn("1 recipients released", s.submitctl("queue", "release").stdout)
         self.wait_for("the rest relayed", lambda: any(second.encode() in m.data for m in hop.messages()))
