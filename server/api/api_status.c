@@ -116,6 +116,10 @@ api_handle_metrics(struct api_worker *w, struct evhttp_request *req)
 	    "# TYPE submitd_sent_pending gauge\nsubmitd_sent_pending %llu\n",
 	    (unsigned long long)STAT_GET(s->sent_filed), (unsigned long long)STAT_GET(s->sent_retried),
 	    (unsigned long long)STAT_GET(s->sent_failed), (unsigned long long)STAT_GET(s->sent_pending));
+	evbuffer_add_printf(b,
+	    "# HELP submitd_smtp_pipelining_refused_total Unauthenticated SMTP clients disconnected for not waiting for a reply (smtp.forbid_unauth_pipelining).\n"
+	    "# TYPE submitd_smtp_pipelining_refused_total counter\nsubmitd_smtp_pipelining_refused_total %llu\n",
+	    (unsigned long long)STAT_GET(s->pipelining_refused));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);

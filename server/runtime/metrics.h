@@ -32,6 +32,7 @@ struct server_stats {
 	uint64_t tokens_refused[8];        /* by enum token_status */
 	uint64_t fetches;
 	uint64_t auth_ok, auth_failed;
+	uint64_t pipelining_refused;       /* smtp.forbid_unauth_pipelining disconnects */
 	uint64_t commit_bucket[COMMIT_BUCKETS];   /* cumulative at render time */
 	uint64_t commit_count;
 	uint64_t commit_sum_us;
