@@ -198,6 +198,10 @@ session_sync_check(struct smtp_session *s)
 		if (r > 0) {
 			n = (size_t)r;
 			p = peeked;
+			/* take it after all: closing with unread input would
+			 * reset the connection, and the 554 with it */
+			ssize_t taken = recv(bufferevent_getfd(s->bev), peeked, n, MSG_DONTWAIT);
+			(void)taken;
 		}
 	}
 	if (n == 0)
