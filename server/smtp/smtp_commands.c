@@ -3,7 +3,9 @@
  *
  * The dialogue is a table of verbs (commands[] below). Each row says
  * whether the verb takes arguments, whether the client must be
- * authenticated (or in a trusted network), the states it may run in and
+ * authenticated (or in a trusted network), whether it must end a
+ * pipelined group (the client waits for its reply: CMD_LAST, checked by
+ * session_sync_check in smtp_session.c), the states it may run in and
  * the reply that refuses it in the others. dispatch() checks all of that
  * in one place before the handler runs, so a handler only deals with its
  * own verb: a MAIL handler never looks at the state. The handlers of the
