@@ -126,6 +126,10 @@ api_handle_metrics(struct api_worker *w, struct evhttp_request *req)
 	    "# HELP submitd_auth_disabled_total AUTH refused because the login is disabled.\n"
 	    "# TYPE submitd_auth_disabled_total counter\nsubmitd_auth_disabled_total %llu\n",
 	    (unsigned long long)STAT_GET(s->auth_disabled));
+	evbuffer_add_printf(b,
+	    "# HELP submitd_smtp_pipelining_refused_total Unauthenticated SMTP clients disconnected for not waiting for a reply (smtp.forbid_unauth_pipelining).\n"
+	    "# TYPE submitd_smtp_pipelining_refused_total counter\nsubmitd_smtp_pipelining_refused_total %llu\n",
+	    (unsigned long long)STAT_GET(s->pipelining_refused));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);

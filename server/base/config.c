@@ -84,6 +84,8 @@ static const struct cfg_entry table[] = {
 	INT("smtp", "session_timeout", session_timeout, 1, 86400, "1800"),
 	INT("smtp", "command_timeout", command_timeout, 1, 86400, "300"),
 	INT("smtp", "body_memory", body_memory, 4096, 64 * 1024 * 1024, "262144"),
+	BOOL("smtp", "binarymime", binarymime, "false"),
+	BOOL("smtp", "forbid_unauth_pipelining", forbid_unauth_pipelining, "true"),
 	STR("tls", "certificate", tls_certificate, ""),
 	STR("tls", "key", tls_key, ""),
 	INT("auth", "workers", auth_workers, 1, 64, "2"),

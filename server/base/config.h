@@ -58,6 +58,8 @@ struct config {
 	int64_t session_timeout;
 	int64_t command_timeout;
 	int64_t body_memory;        /* body octets kept in memory before spooling */
+	bool binarymime;            /* offer BODY=BINARYMIME (RFC 3030 3) */
+	bool forbid_unauth_pipelining;  /* disconnect unauthenticated RFC 2920 violators */
 	/* [tls] */
 	char *tls_certificate;      /* "" = generate a self-signed one in data_dir */
 	char *tls_key;

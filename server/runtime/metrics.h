@@ -37,6 +37,7 @@ struct server_stats {
 	uint64_t auth_ok, auth_failed;
 	uint64_t auth_disabled;            /* right password, disabled login: 535 */
 	uint64_t limits_refused[LIMIT_COUNT];   /* 450 4.7.1 at MAIL or RCPT, by limit */
+	uint64_t pipelining_refused;       /* smtp.forbid_unauth_pipelining disconnects */
 	uint64_t commit_bucket[COMMIT_BUCKETS];   /* cumulative at render time */
 	uint64_t commit_count;
 	uint64_t commit_sum_us;
