@@ -215,7 +215,8 @@ policy_collect(const struct limits_db_policy *p, void *arg)
 static void
 policies_swap(struct limits *l, struct policy_list *pl)
 {
-	qsort(pl->v, pl->n, sizeof(*pl->v), policy_cmp);
+	if (pl->n > 1)
+		qsort(pl->v, pl->n, sizeof(*pl->v), policy_cmp);
 	policies_free(l->pol, l->npol);
 	l->pol = pl->v;
 	l->npol = pl->n;
