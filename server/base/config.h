@@ -77,6 +77,8 @@ struct config {
 	bool tokens_enabled;
 	int64_t tokens_lifetime;
 	char *tokens_issuer;            /* "" = hostname */
+	/* [dkim] */
+	bool dkim_enabled;              /* sign with the active keys of the From: domain */
 	/* [http] the verification API */
 	char *http_listen;
 	struct netaddr_listen_list http_listen_addrs;
