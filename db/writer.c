@@ -50,6 +50,7 @@ writer_msg_free(struct writer_msg **mp)
 		free(m->tokens);
 	}
 	free(m->token_meta);
+	free(m->prepend);
 	free(m);
 	*mp = NULL;
 }
@@ -156,6 +157,9 @@ writer_main(void *arg)
 			/* The bodies are stored (or failed): release them now, not on
 			 * the event loop, which only needs the status and the tokens. */
 			for (struct writer_msg *m = batch; m; m = m->next) {
+				/* the signer may still read a body that failed to store */
+				if (w->o.prepend)
+					writer_wait_signed(w, m);
 				xfreep(&m->body);
 				if (m->spool_fd != -1) {
 					close(m->spool_fd);
@@ -231,7 +235,7 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 	}
 	/* Named for top -H, perf and gdb. */
 	pthread_setname_np(w->thread, "sd-writer");
-	if (w->o.tokens && writer_signer_start(w) == -1) {
+	if ((w->o.tokens || w->o.prepend) && writer_signer_start(w) == -1) {
 		snprintf(err, errlen, "cannot start the signer thread");
 		writer_stop(&w);
 		return NULL;
@@ -256,15 +260,17 @@ writer_submit(struct writer *w, struct writer_msg *m)
 	/* The claims of every token, so that the rows can be written while
 	 * the signer signs: ids (random, outside the lock) and expiry here,
 	 * the key below. */
-	struct writer_token_meta *meta = w->signer_started ? writer_claim_tokens(w, m) : NULL;
+	struct writer_token_meta *meta = w->signer_started && w->o.tokens ? writer_claim_tokens(w, m) : NULL;
 
 	m->status = WRITER_PENDING;
 	m->submitted_us = mono_us();
 	pthread_mutex_lock(&w->lock);
-	if (meta && w->active.has_secret) {
-		writer_name_key(meta, m->nrcpt + 1, w->active.kid);
-		m->token_meta = meta;
-		meta = NULL;
+	if ((meta && w->active.has_secret) || w->o.prepend) {
+		if (meta && w->active.has_secret) {
+			writer_name_key(meta, m->nrcpt + 1, w->active.kid);
+			m->token_meta = meta;
+			meta = NULL;
+		}
 		m->pending = 2;
 		m->signed_done = false;
 		workq_push_locked(&w->to_sign, m);

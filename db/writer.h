@@ -12,6 +12,11 @@
  * sum. A message comes back when both are done, and a token is handed out
  * only if its row committed with the message.
  *
+ * A message may also get header fields to put in front of it when it is
+ * relayed (DKIM signatures): writer_opts.prepend computes them on the
+ * signer thread, beside the commit, and they are stored in the message's
+ * transaction (message_dkim), so the 250 covers them as well.
+ *
  * The event loop never blocks on the disk: it is told through notify(),
  * called on the writer thread, and then collects finished messages.
  */
@@ -59,6 +64,7 @@ struct writer_msg {
 	struct writer_token_meta *token_meta;  /* the rows' columns, writer-private */
 	uint64_t submitted_us;         /* monotonic clock at writer_submit */
 	uint64_t commit_us;            /* submit-to-commit latency */
+	char *prepend;                 /* writer_opts.prepend's header fields, or NULL */
 
 	/* For the submitter: who waits (cleared when it goes away). */
 	void *owner;
@@ -83,6 +89,11 @@ struct writer_opts {
 	 * setting, or sent_default for a login without one, says off. */
 	bool sent_jobs;
 	bool sent_default;
+	/* Optional: header fields for m (CRLF-terminated, malloc'd) or NULL,
+	 * called on the signer thread for every message; m's body (body or
+	 * spool_fd) may be read, nothing written. Stored with the message. */
+	char *(*prepend)(void *arg, const struct writer_msg *m);
+	void *prepend_arg;
 	void (*notify)(void *arg);     /* called on the writer thread */
 	void *notify_arg;
 };
