@@ -38,11 +38,12 @@ ALLOWED = {
     "runtime": ("base",),
     "net": ("base",),
     "auth": ("base", "tokens", "db", "protocol"),
+    "dkim": ("base", "db", "protocol"),
     "smtp": ("base", "tokens", "db", "protocol", "runtime", "net", "auth"),
     "relay": ("base", "tokens", "db", "protocol", "runtime", "net"),
     "api": ("base", "tokens", "db", "protocol", "runtime", "net"),
     "sent": ("base", "tokens", "db", "protocol", "runtime", "net"),
-    "daemon": ("base", "tokens", "db", "protocol", "runtime", "net", "auth", "smtp", "relay", "api", "sent"),
+    "daemon": ("base", "tokens", "db", "protocol", "runtime", "net", "auth", "dkim", "smtp", "relay", "api", "sent"),
     "admin": ("base", "tokens", "db", "protocol", "auth"),
 }
 

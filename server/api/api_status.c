@@ -116,6 +116,12 @@ api_handle_metrics(struct api_worker *w, struct evhttp_request *req)
 	    "# TYPE submitd_sent_pending gauge\nsubmitd_sent_pending %llu\n",
 	    (unsigned long long)STAT_GET(s->sent_filed), (unsigned long long)STAT_GET(s->sent_retried),
 	    (unsigned long long)STAT_GET(s->sent_failed), (unsigned long long)STAT_GET(s->sent_pending));
+	evbuffer_add_printf(b,
+	    "# HELP submitd_dkim_signed_total Accepted messages signed with DKIM.\n"
+	    "# TYPE submitd_dkim_signed_total counter\nsubmitd_dkim_signed_total %llu\n"
+	    "# HELP submitd_dkim_failed_total Accepted messages whose DKIM signing failed (relayed unsigned).\n"
+	    "# TYPE submitd_dkim_failed_total counter\nsubmitd_dkim_failed_total %llu\n",
+	    (unsigned long long)STAT_GET(s->dkim_signed), (unsigned long long)STAT_GET(s->dkim_failed));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);
