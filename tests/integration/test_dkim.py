@@ -9,7 +9,7 @@ pass; one changed body octet or one changed signed header fails both; a
 message from a domain without keys goes unsigned; the stored copy fetched
 by token (GET /v1/message) is the client's bytes exactly; a retired key no
 longer signs (without a restart); dkim.enabled=false signs nothing; the
-/metrics counter.
+/metrics counters; a key that cannot sign leaves the message unsigned.
 
 Needs /usr/bin/python3 with python3-dkim and python3-nacl (dkim_verify.py).
 Run: SUBMITD_BUILD_DIR=/path/to/build python3 -m unittest -v test_dkim
@@ -266,6 +266,23 @@ class TestDkimKeys(DkimCase):
         self.assertIn("exists", p.stderr)
         p = self.srv.submitctl("dkim", "export", "none.test", check=False)
         self.assertNotEqual(p.returncode, 0)
+
+    def test_failed_signing_relays_unsigned(self):
+        """A key libopendkim cannot read (put there behind submitctl's
+        back): the message is accepted and relayed unsigned, logged and
+        counted."""
+        self.srv.sql("INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, state, "
+                     "created_at) VALUES ('broken.test', 'bad', 'rsa-sha256', "
+                     "'-----BEGIN PRIVATE KEY-----' || char(10) || 'AAAA' || char(10) || "
+                     "'-----END PRIVATE KEY-----' || char(10), 'AAAA', 'active', '2026-12-02 00:00:00.000')")
+        marker = "m" + uuid.uuid4().hex
+        self.send(self.body(marker, frm="X <x@broken.test>"))
+        data = self.relayed(marker)
+        self.assertEqual(signatures(data), [])
+        self.assertRegex(self.srv.log(), r"event=dkim_sign_failed msgid=\S+ domain=broken\.test")
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.http_port, timeout=30) as r:
+            text = r.read().decode()
+        self.assertRegex(text, r"(?m)^submitd_dkim_failed_total 1$")
 
     def test_disabled_signs_nothing(self):
         hop = self.hop()
