@@ -183,6 +183,19 @@ class TestDkim(DkimCase):
         extra = data.replace(b"From: Alice", b"From: Mallory <m@evil.test>\r\nFrom: Alice", 1)
         self.assertEqual(self.verify_each(extra), [False, False])
 
+    def test_large_spooled_message(self):
+        """A body past smtp.body_memory is spooled to a file: the signer
+        reads it from there, in pieces, beside the writer."""
+        marker = "m" + uuid.uuid4().hex
+        lines = b"".join(b"line %06d of a large message, to be signed whole\r\n" % i for i in range(12000))
+        body = self.body(marker) + lines
+        self.assertGreater(len(body), 512 * 1024)
+        self.send(body)
+        data = self.relayed(marker)
+        self.assertTrue(data.endswith(lines))
+        self.assertEqual(sorted(s["a"] for s in signatures(data)), ["ed25519-sha256", "rsa-sha256"])
+        self.assertEqual(self.verify_each(data), [True, True])
+
     def test_domain_without_keys_unsigned(self):
         marker = "m" + uuid.uuid4().hex
         self.send(self.body(marker, frm="Bob <bob@nokeys.test>"), sender="bob@nokeys.test")
