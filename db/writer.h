@@ -13,8 +13,9 @@
  * only if its row committed with the message.
  *
  * A message may also get header fields to put in front of it when it is
- * relayed (DKIM signatures): writer_opts.prepend computes them on the
- * signer thread, beside the commit, and they are stored in the message's
+ * relayed (DKIM signatures): writer_opts.prepend computes them on worker
+ * threads of the writer (prepend_threads of them), beside the commit, and
+ * the writer thread waits for them and stores them in the message's
  * transaction (message_dkim), so the 250 covers them as well.
  *
  * The event loop never blocks on the disk: it is told through notify(),
@@ -75,6 +76,9 @@ struct writer_msg {
 	struct writer_msg *s_next;
 	unsigned pending;
 	bool signed_done;
+	/* Writer-private: the prepend workers' queue; prepend is final. */
+	struct writer_msg *p_next;
+	bool prepend_done;
 };
 
 struct writer_opts {
@@ -90,10 +94,12 @@ struct writer_opts {
 	bool sent_jobs;
 	bool sent_default;
 	/* Optional: header fields for m (CRLF-terminated, malloc'd) or NULL,
-	 * called on the signer thread for every message; m's body (body or
-	 * spool_fd) may be read, nothing written. Stored with the message. */
-	char *(*prepend)(void *arg, const struct writer_msg *m);
+	 * called for every message on one of prepend_threads worker threads
+	 * (thread: 0 .. prepend_threads - 1, for per-thread state); m's body
+	 * (body or spool_fd) may be read, nothing written. Stored with it. */
+	char *(*prepend)(void *arg, int thread, const struct writer_msg *m);
 	void *prepend_arg;
+	int prepend_threads;           /* >= 1 with prepend */
 	void (*notify)(void *arg);     /* called on the writer thread */
 	void *notify_arg;
 };

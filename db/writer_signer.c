@@ -5,9 +5,7 @@
  * claims the tokens (ids, expiry, the active key) so that the writer
  * thread can store their rows at once, and the signer fills in the
  * signatures. The writer thread follows the key ring (submitctl rotates
- * and retires keys) and publishes the active key under the lock. The
- * signer also computes writer_opts.prepend (DKIM signatures) for every
- * message, which the writer thread waits for before it stores them.
+ * and retires keys) and publishes the active key under the lock.
  */
 #include "db/writer_internal.h"
 
@@ -162,12 +160,8 @@ signer_main(void *arg)
 		w->signing = true;
 		pthread_mutex_unlock(&w->lock);
 
-		for (struct writer_msg *m = list; m; m = m->s_next) {
-			if (m->token_meta)
-				sign_claimed(w, m, &active, &previous);
-			if (w->o.prepend)
-				m->prepend = w->o.prepend(w->o.prepend_arg, m);
-		}
+		for (struct writer_msg *m = list; m; m = m->s_next)
+			sign_claimed(w, m, &active, &previous);
 		sodium_memzero(&active, sizeof(active));
 		sodium_memzero(&previous, sizeof(previous));
 

@@ -321,10 +321,11 @@ store_message(struct writer *w, struct writer_msg *m)
 		if (rc != SQLITE_DONE)
 			return rc;
 	}
-	/* The signatures, computed on the signer thread while the rows and
-	 * the body above were written: they commit with the message. */
+	/* The header fields (DKIM signatures), computed by a prepend worker
+	 * while the rows and the body above were written: they commit with
+	 * the message. */
 	if (w->o.prepend) {
-		writer_wait_signed(w, m);
+		writer_wait_prepended(w, m);
 		if (m->prepend) {
 			st = w->st[ST_PREPEND];
 			sqlite3_bind_int64(st, 1, message_id);

@@ -41,8 +41,9 @@
 /* The Sent filing: the daemon's alone (struct server knows no filer), it
  * wires the filer to the writer's wake-up, the drain and the shutdown. */
 static struct sent *sent;
-/* The DKIM signer (dkim.enabled): called on the writer's signer thread. */
-static struct dkim_signer *dkim;
+/* The DKIM signers (dkim.enabled), one per prepend worker of the writer. */
+static struct dkim_signer **dkim;
+static int ndkim;
 
 static void
 usage(FILE *f)
@@ -63,15 +64,15 @@ wake(void *arg)
 	event_active(arg, EV_READ, 0);
 }
 
-/* writer_opts.prepend, on the writer's signer thread: the message's DKIM
- * signatures. A message whose signing fails goes unsigned (logged by the
- * signer, counted here). */
+/* writer_opts.prepend, on the writer's prepend worker `thread`: the
+ * message's DKIM signatures. A message whose signing fails goes unsigned
+ * (logged by the signer, counted here). */
 static char *
-dkim_prepend(void *arg, const struct writer_msg *m)
+dkim_prepend(void *arg, int thread, const struct writer_msg *m)
 {
 	struct server *srv = arg;
 	char *out;
-	int rc = dkim_signer_sign(dkim, m->public_id, m->body, m->spool_fd, m->size, &out);
+	int rc = dkim_signer_sign(dkim[thread], m->public_id, m->body, m->spool_fd, m->size, &out);
 
 	if (rc == 1)
 		STAT_ADD(srv->stats.dkim_signed, 1);
@@ -480,10 +481,13 @@ main(int argc, char **argv)
 		srv.smtp_backend = &backend;
 	}
 	if (cfg.dkim_enabled) {
-		dkim = dkim_signer_new(srv.db_path, err, sizeof(err));
-		if (dkim == NULL) {
-			log_err("event=startup_failed error=\"dkim: %s\"", err);
-			return 1;
+		dkim = xcalloc((size_t)cfg.dkim_workers, sizeof(*dkim));
+		for (ndkim = 0; ndkim < (int)cfg.dkim_workers; ndkim++) {
+			dkim[ndkim] = dkim_signer_new(srv.db_path, err, sizeof(err));
+			if (dkim[ndkim] == NULL) {
+				log_err("event=startup_failed error=\"dkim: %s\"", err);
+				return 1;
+			}
 		}
 	}
 	{
@@ -493,7 +497,7 @@ main(int argc, char **argv)
 			.batch = (int)cfg.store_batch,
 			.checkpoint_pages = (int)cfg.store_checkpoint_pages, .notify = wake, .notify_arg = srv.writer_ev,
 			.sent_jobs = cfg.sent_imap_host[0] != '\0', .sent_default = cfg.sent_default_mode == CONFIG_ON,
-			.prepend = dkim ? dkim_prepend : NULL, .prepend_arg = &srv,
+			.prepend = dkim ? dkim_prepend : NULL, .prepend_arg = &srv, .prepend_threads = ndkim,
 		};
 		srv.writer = writer_start(&wo, err, sizeof(err));
 		if (srv.writer == NULL) {
@@ -564,7 +568,9 @@ main(int argc, char **argv)
 	sent_free(&sent);
 	/* Messages already handed to the writer are committed before exit. */
 	writer_stop(&srv.writer);
-	dkim_signer_free(&dkim);
+	for (int i = 0; i < ndkim; i++)
+		dkim_signer_free(&dkim[i]);
+	free(dkim);
 	auth_pool_stop(&srv.auth);
 	/* Drain what the threads finished after the loop stopped. */
 	event_free(srv.writer_ev);

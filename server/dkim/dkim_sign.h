@@ -1,9 +1,9 @@
 /*
  * dkim_sign.h: DKIM signatures (RFC 6376; ed25519-sha256, RFC 8463) of an
  * accepted message, made with libopendkim and the active keys of its
- * From: domain (`submitctl dkim generate`). The writer's signer thread
- * calls dkim_signer_sign for each message (writer_opts.prepend, wired by
- * the daemon) while the writer stores it, and the header fields it
+ * From: domain (`submitctl dkim generate`). The writer's prepend workers
+ * call dkim_signer_sign for each message (writer_opts.prepend, wired by
+ * the daemon, one signer per worker) while the writer stores it, and the header fields it
  * returns are committed with the message and put in front of it when it
  * is relayed: the stored copy stays the client's bytes.
  *

@@ -51,6 +51,7 @@ test_defaults(void **state)
 	assert_true(c.tokens_enabled);
 	assert_int_equal(c.tokens_lifetime, 7 * 86400);
 	assert_true(c.dkim_enabled);
+	assert_int_equal(c.dkim_workers, 2);
 	assert_int_equal(c.listen_addrs.n, 1);
 	assert_string_equal(c.listen_addrs.v[0].text, "127.0.0.1:2587");
 	assert_int_equal(c.trusted_nets.n, 0);
