@@ -11,12 +11,21 @@ the message into the user's Sent folder without the client uploading it a
 second time. This program does exactly that, with nothing but the Python 3
 standard library, and is meant to be read as much as run (docs/imap.md):
 
+  0. IMAP first: log in (AUTHENTICATE PLAIN, else LOGIN). When the server
+     advertises XSUBMITTOKEN (submitd's Dovecot plugin, docs/imap.md), it
+     verifies and files the copy itself: find the Sent folder (below) and
+     send `tag XSUBMITTOKEN <folder> <token>`; its `OK [APPENDUID v uid]`
+     ends the work, a NO names the refusal in its response code, and
+     `NO [TRYCREATE]` makes the folder and tries once more. No API access
+     is needed then. Otherwise (or with --no-xsubmittoken, --any-role,
+     --any-address, or an --address other than the IMAP user, which the
+     command cannot express), the client does it all itself:
   1. POST /v1/verify: the token must be valid, its role "sender" (unless
      --any-role) and bound to the user's address (--address, by default the
      IMAP user name when it is an address; --any-address skips this);
   2. GET /v1/message: the stored copy; its length, SHA-256 and ETag must match
      what verify said (size, sha256) before anything is written;
-  3. IMAP: log in (AUTHENTICATE PLAIN, else LOGIN), find the Sent folder (the one the server flags \\Sent,
+  3. IMAP: find the Sent folder (the one the server flags \\Sent,
      RFC 6154, else --folder, created when missing), skip the append when
      a byte-identical copy is already there (running twice files once), and
      APPEND the bytes unchanged with \\Seen and the time submitd received
@@ -33,10 +42,12 @@ Exit status:
   0   filed (or an identical copy was already there)
   2   the token was refused: result=<name> on standard error (malformed,
       bad_signature, unknown_key, expired, revoked, wrong_address,
-      missing_token, or wrong_role for a recipient token without --any-role)
+      missing_token, or wrong_role for a recipient token without --any-role;
+      with XSUBMITTOKEN, the name of the server's response code)
   3   API or integrity problem: API unreachable or answering unexpectedly,
       credential refused (result=unauthorized), copy no longer stored
-      (result=purged), bytes that do not match the verified size/SHA-256
+      (result=purged), bytes that do not match the verified size/SHA-256;
+      with XSUBMITTOKEN, the server's NO [UNAVAILABLE] or [PURGED]
   4   IMAP problem: connection, TLS, login, folder, append
   64  usage or configuration error
 
@@ -83,6 +94,23 @@ HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # the token's fault.
 TOKEN_RESULTS = {"malformed", "missing_token", "bad_signature", "unknown_key",
                  "expired", "revoked", "wrong_address"}
+# XSUBMITTOKEN's NO response codes (docs/imap.md), compared in lower case
+# without "-" or "_" and without an "XSUBMITTOKEN-" or "SUBMITTOKEN-"
+# prefix: refusals of the token (exit 2, as result=<name>), and problems
+# of the server's side (exit 3).
+XCMD = "XSUBMITTOKEN"
+XCODE_REFUSED = {"malformed": "malformed", "badsignature": "bad_signature", "unknownkey": "unknown_key",
+                 "expired": "expired", "revoked": "revoked", "wrongaddress": "wrong_address",
+                 "wrongrole": "wrong_role", "missingtoken": "missing_token", "noperm": "noperm",
+                 "authorizationfailed": "authorizationfailed"}
+XCODE_FETCH = {"purged": "purged", "unavailable": "unavailable", "serverbug": "serverbug"}
+# The server will not hold a copy this large (its submit_token_max_size):
+# the copy is still good, so fetch it here and APPEND it.
+XCODE_FALLBACK = {"toobig"}
+
+
+class Fallback(Exception):
+    """The server cannot file this copy itself: fetch and APPEND instead."""
 
 
 class Failure(Exception):
@@ -383,6 +411,21 @@ def check(resp, what):
     return data
 
 
+def xcode_failure(code, text, typ="NO"):
+    """The Failure for an XSUBMITTOKEN refusal with response code code."""
+    key = re.sub(r"[-_]", "", code.lower())
+    for prefix in ("xsubmittoken", "submittoken"):
+        if key.startswith(prefix) and len(key) > len(prefix):
+            key = key[len(prefix):]
+    if key in XCODE_REFUSED:
+        return refused(XCODE_REFUSED[key], text)
+    if key in XCODE_FALLBACK:
+        return Fallback(text)
+    if key in XCODE_FETCH:
+        return Failure(EXIT_FETCH, "IMAP %s: result=%s (%s)" % (XCMD, XCODE_FETCH[key], text))
+    return Failure(EXIT_IMAP, "IMAP %s: %s %s%s" % (XCMD, typ, "[%s] " % code if code else "", text))
+
+
 class Imap:
     """One IMAP session, as the user whose Sent folder receives the copy."""
 
@@ -463,6 +506,26 @@ class Imap:
                     return uid.decode()
         return None
 
+    def xsubmittoken(self, folder, token):
+        """tag XSUBMITTOKEN <folder> <token>: the server verifies the token,
+        fetches the copy and files it. Returns (uidvalidity, uid) or None;
+        a NO becomes a Failure named after its response code."""
+        for attempt in (1, 2):
+            # the token is an atom (TOKEN_CHARS); the folder a quoted string
+            typ, data = self.m.xatom(XCMD, quote(folder), token)
+            text = b" ".join(d for d in data or [] if isinstance(d, bytes)).decode("utf-8", "replace")
+            if typ == "OK":
+                m = re.search(r"\[APPENDUID (\d+) (\d+)\]", text, re.I)
+                return (m.group(1), m.group(2)) if m else None
+            m = re.match(r"^\[([^\] ]+)[^\]]*\]\s*(.*)$", text)
+            code = m.group(1).upper() if m else ""
+            if code == "TRYCREATE" and attempt == 1:
+                # the folder went away since the LIST: make it, once
+                check(self.m.create(quote(folder)), "CREATE %s" % utf7_decode(folder))
+                continue
+            raise xcode_failure(code, m.group(2) if m else text, typ)
+        raise Failure(EXIT_IMAP, "IMAP %s: [TRYCREATE] again after CREATE" % XCMD)
+
     def append(self, folder, data, when):
         """APPEND with \\Seen and internal date; returns (uidvalidity, uid) or None."""
         # imaplib rewrites bare CR and LF into CRLF, and a literal cannot hold
@@ -521,6 +584,8 @@ def parse_args(argv):
                    help="always use --folder, even if another folder is flagged \\Sent")
     i.add_argument("--allow-duplicate", action="store_true",
                    help="append even if the folder already holds identical octets")
+    i.add_argument("--no-xsubmittoken", action="store_true",
+                   help="fetch and APPEND even when the server offers XSUBMITTOKEN")
     p.add_argument("--timeout", type=float, default=60.0, help="network timeout, seconds (default 60)")
     p.add_argument("-v", "--verbose", action="store_true", help="say what is done, on standard error")
     return p.parse_args(argv)
@@ -539,12 +604,61 @@ def expected_address(args):
                   "--address (or --any-address to skip the check)")
 
 
+def use_command(args, imap):
+    """Whether to let the IMAP server file the copy (XSUBMITTOKEN): when it
+    offers the command and nothing asked for what the command cannot do
+    (another role, no or another address binding than the logged-in user's)."""
+    if XCMD not in imap.caps or args.no_xsubmittoken or args.any_role or args.any_address:
+        return False
+    return args.address is None or args.address == args.imap_user
+
+
+def open_imap(args, password):
+    try:
+        return Imap(args, password)
+    except (OSError, imaplib.IMAP4.error) as e:
+        raise Failure(EXIT_IMAP, "IMAP %s: %s" % (args.imap_host, imap_text(e)))
+
+
+def run_command(args, imap, token):
+    """The server verifies, fetches and files: one command."""
+    try:
+        folder, created = imap.sent_folder()
+        log(args, "folder %s%s; %s %s", utf7_decode(folder), " (created)" if created else "", XCMD, short(token))
+        res = imap.xsubmittoken(folder, token)
+    except (OSError, imaplib.IMAP4.error) as e:
+        raise Failure(EXIT_IMAP, "IMAP: %s" % imap_text(e))
+    if res:
+        log(args, "filed by the server into %s: UIDVALIDITY %s UID %s", utf7_decode(folder), *res)
+        print(res[1])
+    else:
+        log(args, "filed by the server into %s (no APPENDUID)", utf7_decode(folder))
+    return EXIT_OK
+
+
 def run(args):
     address = expected_address(args)
     secret = api_secret(args)
     password = imap_password(args)
     token = read_token(args)
 
+    imap = open_imap(args, password)
+    try:
+        if use_command(args, imap):
+            try:
+                return run_command(args, imap, token)
+            except Fallback as e:
+                log(args, "the server does not file this copy (%s): fetching it", e)
+                return run_fetch_append(args, imap, address, secret, token)
+        log(args, "the server does not file by token%s: fetching the copy",
+            "" if XCMD not in imap.caps else " for this request")
+        return run_fetch_append(args, imap, address, secret, token)
+    finally:
+        imap.logout()
+
+
+def run_fetch_append(args, imap, address, secret, token):
+    """Verify and fetch with the API, then APPEND."""
     api = Api(args, secret)
     try:
         log(args, "verify %s at %s", short(token), api.where)
@@ -561,10 +675,6 @@ def run(args):
     finally:
         api.close()
 
-    try:
-        imap = Imap(args, password)
-    except (OSError, imaplib.IMAP4.error) as e:
-        raise Failure(EXIT_IMAP, "IMAP %s: %s" % (args.imap_host, imap_text(e)))
     try:
         folder, created = imap.sent_folder()
         log(args, "folder %s%s", utf7_decode(folder), " (created)" if created else "")
@@ -583,8 +693,6 @@ def run(args):
             log(args, "appended message %s to %s (no APPENDUID from the server)", m["id"], utf7_decode(folder))
     except (OSError, imaplib.IMAP4.error) as e:
         raise Failure(EXIT_IMAP, "IMAP: %s" % imap_text(e))
-    finally:
-        imap.logout()
     return EXIT_OK
 
 

@@ -188,7 +188,31 @@ static const char *const migrations[] = {
 	"  SELECT m.public_id, m.received_at, j.login, j.state, j.attempts, j.next_attempt_at, j.last_error,\n"
 	"         j.append_sent, j.mailbox, j.uidvalidity, j.uid, j.filed_at\n"
 	"  FROM sent_jobs j JOIN messages m USING (message_id);\n",
-	/* 6 (issue 18's migration 8): DKIM keys per domain and selector, and
+	/* 6: sending limits and holds (docs/config.md#limits). A recipient
+	 * accepted while no next hop was configured is unrouted: the relay
+	 * passes it over until `submitctl queue release` says otherwise, so
+	 * setting relay.host later sends nothing by surprise. The relay's
+	 * scan reads the partial index, which unrouted rows stay out of.
+	 * login_policies: per-login limits and the disabled flag. */
+	"ALTER TABLE recipients ADD COLUMN unrouted INTEGER NOT NULL DEFAULT 0 CHECK (unrouted IN (0, 1));\n"
+	"CREATE INDEX recipients_due ON recipients(state, next_attempt_at) WHERE unrouted = 0;\n"
+	"CREATE TABLE login_policies (\n"
+	"  login              TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,\n"
+	"  disabled           INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1)),\n"
+	"  messages_per_hour  INTEGER CHECK (messages_per_hour IS NULL OR messages_per_hour >= 0),\n"
+	"  recipients_per_day INTEGER CHECK (recipients_per_day IS NULL OR recipients_per_day >= 0),\n"
+	"  updated_at         TEXT NOT NULL\n"
+	") STRICT;\n"
+	"DROP VIEW queue_overview;\n"
+	"CREATE VIEW queue_overview AS\n"
+	"  SELECT m.public_id, m.received_at, m.envelope_from, r.position, r.address, r.state, r.attempts,\n"
+	"         r.next_attempt_at, r.last_reply,\n"
+	"         CASE WHEN r.unrouted = 1 THEN 'no_next_hop'\n"
+	"              WHEN EXISTS (SELECT 1 FROM login_policies p WHERE p.login = m.auth_login AND p.disabled = 1)\n"
+	"              THEN 'login_disabled' END AS hold\n"
+	"  FROM recipients r JOIN messages m USING (message_id)\n"
+	"  WHERE r.state IN ('queued', 'deferred');\n",
+	/* 7: DKIM keys per domain and selector, and
 	 * the signature header fields computed when a message was accepted,
 	 * put in front of its stored bytes when it is relayed (docs/schema.md) */
 	"CREATE TABLE dkim_keys (\n"

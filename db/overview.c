@@ -190,7 +190,8 @@ int
 overview_queue(sqlite3 *db, const char *public_id, void (*fn)(const struct overview_queue *q, void *arg),
     void *arg, char *err, size_t errlen)
 {
-	sqlite3_stmt *st = prepare(db, "SELECT public_id, position, address, state, attempts, "
+	/* a held recipient shows why it waits: held:no_next_hop, held:login_disabled */
+	sqlite3_stmt *st = prepare(db, "SELECT public_id, position, address, coalesce('held:' || hold, state), attempts, "
 	    "coalesce(next_attempt_at, 'now'), coalesce(last_reply, '') FROM queue_overview "
 	    "WHERE ?1 IS NULL OR public_id = ?1 ORDER BY received_at, position", err, errlen);
 	int n = 0;

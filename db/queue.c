@@ -14,8 +14,15 @@
 #include "db/store.h"
 
 /* The due-recipient condition, shared by the scan and the task loading
- * so that both agree on what "due" means. */
-#define DUE "state IN ('queued', 'deferred') AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)"
+ * so that both agree on what "due" means. An unrouted recipient (accepted
+ * while no next hop was configured) waits for `submitctl queue release`;
+ * the partial index recipients_due holds only the others, so a database
+ * full of them costs the scan nothing. */
+#define DUE "state IN ('queued', 'deferred') AND (next_attempt_at IS NULL OR next_attempt_at <= ?1) " \
+	"AND unrouted = 0"
+/* The mail of a disabled login is held, not sent, until it is enabled
+ * again (or the mail dropped): `submitctl user disable`. */
+#define NOT_HELD "NOT EXISTS (SELECT 1 FROM login_policies p WHERE p.login = m.auth_login AND p.disabled = 1)"
 
 static char *
 col_dup(sqlite3_stmt *st, int i)
@@ -101,7 +108,8 @@ queue_scan(sqlite3 *db, int64_t now_ms, const int64_t *skip, size_t nskip, size_
 	    "coalesce(m.auth_login, ''), m.body_type, m.smtputf8, m.size, "
 	    "EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id), "
 	    "(SELECT d.headers FROM message_dkim d WHERE d.message_id = m.message_id) FROM messages m "
-	    "WHERE m.message_id IN (SELECT DISTINCT message_id FROM recipients WHERE " DUE ") "
+	    "WHERE m.message_id IN (SELECT DISTINCT message_id FROM recipients INDEXED BY recipients_due WHERE " DUE ") "
+	    "AND " NOT_HELD " "
 	    "ORDER BY m.message_id LIMIT ?2", -1, &st, NULL) != SQLITE_OK)
 		return fail(db, SQLITE_ERROR, err, errlen);
 	if (sqlite3_prepare_v2(db, "SELECT recipient_id, address FROM recipients WHERE message_id = ?2 AND " DUE

@@ -50,7 +50,8 @@ struct queue_task {
 void queue_task_free(struct queue_task **tp);
 
 /*
- * Due messages, oldest first: at most limit rows are looked at, ids in
+ * Due messages, oldest first (unrouted recipients and the mail of a
+ * disabled login are held, not due): at most limit rows are looked at, ids in
  * skip[] (messages already being delivered) are passed over, and the scan
  * stops once want messages with a stored body were found. Messages whose
  * due recipients vanished meanwhile are left out. The tasks come back

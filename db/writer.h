@@ -100,6 +100,9 @@ struct writer_opts {
 	char *(*prepend)(void *arg, int thread, const struct writer_msg *m);
 	void *prepend_arg;
 	int prepend_threads;           /* >= 1 with prepend */
+	/* No next hop (relay.host empty): recipients are stored unrouted, and
+	 * the relay leaves them until `submitctl queue release`. */
+	bool unrouted;
 	void (*notify)(void *arg);     /* called on the writer thread */
 	void *notify_arg;
 };

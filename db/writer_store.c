@@ -35,7 +35,8 @@ static const char *const sql[ST_COUNT] = {
 	    "envelope_from, body_type, smtputf8, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[ST_BODY] = "INSERT INTO message_bodies (message_id, content) VALUES (?1, ?2)",
 	[ST_BODY_ZERO] = "INSERT INTO message_bodies (message_id, content) VALUES (?1, zeroblob(?2))",
-	[ST_RCPT] = "INSERT INTO recipients (message_id, position, address, updated_at) VALUES (?1, ?2, ?3, ?4)",
+	[ST_RCPT] = "INSERT INTO recipients (message_id, position, address, updated_at, unrouted) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_TOKEN] = "INSERT INTO tokens (token_id, message_id, recipient_id, role, address, key_id, "
 	    "issued_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[ST_AUDIT] = "INSERT INTO audit_log (at, action, result, service, token_id, client_address) "
@@ -289,6 +290,7 @@ store_message(struct writer *w, struct writer_msg *m)
 	st = w->st[ST_RCPT];
 	for (size_t i = 0; i < m->nrcpt; i++) {
 		sqlite3_bind_int64(st, 1, message_id);
+		sqlite3_bind_int(st, 5, w->o.unrouted ? 1 : 0);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)(i + 1));
 		sqlite3_bind_text(st, 3, m->rcpts[i], -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, received, -1, SQLITE_STATIC);

@@ -4,7 +4,7 @@
  * daemon (found the same way, from the same configuration and defaults), so
  * run from the same folder both agree without options. Changes take effect
  * in a running daemon without a signal: users at the next AUTH, keys at the
- * next message.
+ * next message, disabled logins and limits within limits.reload_interval.
  *
  * This file reads the options and the configuration (config_load, as
  * submitd does), opens the database and hands each command to its group;
@@ -34,11 +34,14 @@ submitctl_usage(FILE *f)
 	    "  user add LOGIN                 create a user\n"
 	    "  user passwd LOGIN              change a password\n"
 	    "  user del LOGIN                 delete a user\n"
-	    "  user list                      list users and their sender addresses\n"
+	    "  user list                      users, sender addresses, disabled, counts/limits\n"
 	    "  user address add LOGIN ADDR    let LOGIN send as ADDR (with auth.backend = dovecot,\n"
 	    "                                 any login Dovecot checks)\n"
 	    "  user address del LOGIN ADDR\n"
 	    "  user address list [LOGIN]      every grant, or LOGIN's\n"
+	    "  user disable LOGIN             AUTH refused, queued mail held (also Dovecot logins)\n"
+	    "  user enable LOGIN\n"
+	    "  user limit LOGIN KEY N|default KEY: user_messages_per_hour, user_recipients_per_day\n"
 	    "signing keys:\n"
 	    "  key generate                   create the first signing key\n"
 	    "  key rotate                     new signing key; the old one only verifies\n"
@@ -53,11 +56,15 @@ submitctl_usage(FILE *f)
 	    "  message list [--limit N]       newest first\n"
 	    "  message show PUBLIC_ID         metadata, recipients, tokens\n"
 	    "  message fetch TOKEN|- [--address ADDR]  the stored copy on stdout\n"
+	    "  message status TOKEN|- [--json]  delivery state of the recipients the token covers\n"
 	    "relay queue:\n"
 	    "  queue list                     recipients waiting for delivery, and why\n"
 	    "  queue show PUBLIC_ID\n"
 	    "  queue retry PUBLIC_ID          deferred recipients are due now\n"
 	    "  queue drop PUBLIC_ID           pending recipients fail, without a bounce\n"
+	    "  queue drop --login LOGIN       the same for every message of LOGIN\n"
+	    "  queue release [--since T] [--until T]  mail accepted without relay.host may go\n"
+	    "                                 (T: \"YYYY-MM-DD HH:MM:SS\" UTC, or now)\n"
 	    "  backup FILE                    consistent copy of the database, online\n"
 	    "Sent filing (the sender's copy in the user's IMAP Sent mailbox):\n"
 	    "  sent enable LOGIN              file copies for LOGIN\n"
@@ -141,7 +148,7 @@ main(int argc, char **argv)
 	else if (strcmp(argv[0], "token") == 0)
 		rc = submitctl_token(db, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "message") == 0)
-		rc = submitctl_message(db, argc - 1, argv + 1);
+		rc = submitctl_message(db, &cfg, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "service") == 0)
 		rc = submitctl_service(db, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "queue") == 0)

@@ -27,10 +27,14 @@ int submitctl_user(sqlite3 *db, const struct config *cfg, int argc, char **argv)
 int submitctl_service(sqlite3 *db, int argc, char **argv);
 int submitctl_key(sqlite3 *db, int argc, char **argv);
 int submitctl_token(sqlite3 *db, int argc, char **argv);
-int submitctl_message(sqlite3 *db, int argc, char **argv);
+int submitctl_message(sqlite3 *db, const struct config *cfg, int argc, char **argv);
 int submitctl_queue(sqlite3 *db, int argc, char **argv);
 int submitctl_sent(sqlite3 *db, int argc, char **argv);
 int submitctl_backup(sqlite3 *db, const char *path);
 int submitctl_dkim(sqlite3 *db, int argc, char **argv);
+/* submitctl_limits.c: user list|disable|enable|limit, queue release|drop
+ * --login; -1 when the arguments are none of those. */
+int submitctl_user_limits(sqlite3 *db, const struct config *cfg, int argc, char **argv);
+int submitctl_queue_limits(sqlite3 *db, int argc, char **argv);
 
 #endif

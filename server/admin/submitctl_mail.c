@@ -1,6 +1,7 @@
 /*
  * submitctl_mail.c: the mail submitd holds: messages (list, show, fetch
- * the stored copy with a token, checked as the API checks it), the relay
+ * the stored copy with a token, checked as the API checks it, and the
+ * delivery status a token holder sees, as GET /v1/status), the relay
  * queue (list, show, retry, drop), the Sent filing (per-login settings,
  * and a message's filing state in message show) and an online backup of
  * the database.
@@ -11,10 +12,12 @@
 #include <string.h>
 
 #include "db/admin.h"
+#include "db/delivery.h"
 #include "db/overview.h"
 #include "db/sent.h"
 #include "db/store.h"
 #include "server/admin/submitctl_internal.h"
+#include "server/base/config.h"
 #include "server/base/util.h"
 #include "tokens/token.h"
 
@@ -113,8 +116,82 @@ message_fetch(sqlite3 *db, const char *arg, const char *address)
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/* The lines of message status: the fields of the API's JSON, one
+ * recipient a line, its reply last as it has spaces. */
+static void
+print_status(const struct delivery_status *ds, bool relay_configured)
+{
+	char t[32];
+
+	delivery_time_rfc3339(ds->received_at, t);
+	printf("token_id=%s\nrole=%s\naddress=%s\nmessage=%s\nreceived_at=%s\nsize=%lld\nsha256=%s\n", ds->token_id,
+	    ds->role, ds->address ? ds->address : "", ds->public_id, t, (long long)ds->size, ds->sha256);
+	for (size_t i = 0; i < ds->nrcpt; i++) {
+		const struct delivery_rcpt *r = &ds->rcpts[i];
+		struct delivery_state unknown;
+		const struct delivery_state *st = delivery_state_of(r->state, relay_configured, &unknown);
+
+		printf("rcpt=%s\tstate=%s\tattempts=%d", r->address, st->name, r->attempts);
+		if (st->at_key && r->updated_at) {
+			delivery_time_rfc3339(r->updated_at, t);
+			printf("\t%s=%s", st->at_key, t);
+		}
+		if (st->next_attempt && r->next_attempt_at) {
+			delivery_time_rfc3339(r->next_attempt_at, t);
+			printf("\tnext_attempt_at=%s", t);
+		}
+		if (st->bounce)
+			printf("\tbounce_sent=%s", r->bounce_sent ? "yes" : "no");
+		if (st->reply && r->last_reply)
+			printf("\treply=%s", r->last_reply);
+		printf("\t(%s)\n", st->text);
+	}
+}
+
+/* What GET /v1/status answers for the token, from the same query
+ * (db/delivery.h); --json prints the API's very answer. */
+static int
+message_status(sqlite3 *db, const struct config *cfg, const char *arg, bool json)
+{
+	struct token_claims c;
+	struct store_token_info info;
+	struct delivery_status ds;
+	enum token_status st;
+	bool relay = cfg->relay_host[0] != '\0';
+	char tok[4096], err[512];
+	int found;
+
+	if (submitctl_read_token(arg, tok, sizeof(tok)))
+		return 1;
+	if (admin_token_verify(db, tok, NULL, now_unix(), &st, &c, &info, err, sizeof(err)) == -1)
+		return submitctl_fail("%s", err);
+	store_token_info_free(&info);
+	found = st == TOKEN_VALID ? delivery_status_get(db, c.jti, &ds, err, sizeof(err)) : 0;
+	if (found == -1)
+		return submitctl_fail("%s", err);
+	if (found == 0) {
+		/* gone between the check and the read: retention, as expired */
+		const char *name = token_status_name(st == TOKEN_VALID ? TOKEN_EXPIRED : st);
+		if (json)
+			printf("{\"result\":\"%s\"}\n", name);
+		else
+			fprintf(stderr, "result=%s\n", name);
+		return 1;
+	}
+	if (json) {
+		json_t *j = delivery_status_json(&ds, relay);
+		char *text = json_dumps(j, JSON_COMPACT);
+		printf("%s\n", text ? text : "{}");
+		free(text);
+		json_decref(j);
+	} else
+		print_status(&ds, relay);
+	delivery_status_free(&ds);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 int
-submitctl_message(sqlite3 *db, int argc, char **argv)
+submitctl_message(sqlite3 *db, const struct config *cfg, int argc, char **argv)
 {
 	char err[512];
 
@@ -138,6 +215,10 @@ submitctl_message(sqlite3 *db, int argc, char **argv)
 		return message_fetch(db, argv[1], NULL);
 	if (argc == 4 && strcmp(argv[0], "fetch") == 0 && strcmp(argv[2], "--address") == 0)
 		return message_fetch(db, argv[1], argv[3]);
+	if (argc == 2 && strcmp(argv[0], "status") == 0)
+		return message_status(db, cfg, argv[1], false);
+	if (argc == 3 && strcmp(argv[0], "status") == 0 && strcmp(argv[2], "--json") == 0)
+		return message_status(db, cfg, argv[1], true);
 	submitctl_usage(stderr);
 	return 2;
 }
@@ -177,6 +258,8 @@ submitctl_queue(sqlite3 *db, int argc, char **argv)
 	char err[512];
 	int n;
 
+	if ((n = submitctl_queue_limits(db, argc, argv)) >= 0)
+		return n;       /* release, drop --login */
 	if (argc == 1 && strcmp(argv[0], "list") == 0)
 		return queue_print(db, NULL);
 	if (argc == 2 && strcmp(argv[0], "show") == 0)

@@ -92,12 +92,6 @@ hashed_password(char *hash)
 }
 
 static void
-print_user(const struct overview_user *u, void *arg)
-{
-	printf("%s\tcreated=%s\taddresses=%s\n", u->login, u->created_at, u->addresses);
-}
-
-static void
 print_address(const struct overview_login_address *a, void *arg)
 {
 	printf("%s\t%s\tpassword=%s\n", a->login, a->address, a->internal_user ? "here" : "elsewhere");
@@ -109,11 +103,8 @@ submitctl_user(sqlite3 *db, const struct config *cfg, int argc, char **argv)
 	char hash[crypto_pwhash_STRBYTES], err[512];
 	int rc;
 
-	if (argc >= 1 && strcmp(argv[0], "list") == 0) {
-		if (overview_users(db, print_user, NULL, err, sizeof(err)) == -1)
-			return submitctl_fail("%s", err);
-		return 0;
-	}
+	if ((rc = submitctl_user_limits(db, cfg, argc, argv)) >= 0)
+		return rc;      /* list, disable, enable, limit */
 	if (argc == 2 && strcmp(argv[0], "add") == 0) {
 		if (check_login(argv[1]) || hashed_password(hash))
 			return 1;

@@ -122,6 +122,20 @@ api_handle_metrics(struct api_worker *w, struct evhttp_request *req)
 	    "# HELP submitd_dkim_failed_total Accepted messages whose DKIM signing failed (relayed unsigned).\n"
 	    "# TYPE submitd_dkim_failed_total counter\nsubmitd_dkim_failed_total %llu\n",
 	    (unsigned long long)STAT_GET(s->dkim_signed), (unsigned long long)STAT_GET(s->dkim_failed));
+	evbuffer_add_printf(b,
+	    "# HELP submitd_limit_refused_total MAIL or RCPT refused with 450 4.7.1 by a sending limit.\n"
+	    "# TYPE submitd_limit_refused_total counter\n");
+	for (int k = 0; k < LIMIT_COUNT; k++)
+		evbuffer_add_printf(b, "submitd_limit_refused_total{limit=\"%s\"} %llu\n",
+		    limit_kind_name((enum limit_kind)k), (unsigned long long)STAT_GET(s->limits_refused[k]));
+	evbuffer_add_printf(b,
+	    "# HELP submitd_auth_disabled_total AUTH refused because the login is disabled.\n"
+	    "# TYPE submitd_auth_disabled_total counter\nsubmitd_auth_disabled_total %llu\n",
+	    (unsigned long long)STAT_GET(s->auth_disabled));
+	evbuffer_add_printf(b,
+	    "# HELP submitd_smtp_pipelining_refused_total Unauthenticated SMTP clients disconnected for not waiting for a reply (smtp.forbid_unauth_pipelining).\n"
+	    "# TYPE submitd_smtp_pipelining_refused_total counter\nsubmitd_smtp_pipelining_refused_total %llu\n",
+	    (unsigned long long)STAT_GET(s->pipelining_refused));
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
 	evbuffer_free(b);

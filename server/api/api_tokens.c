@@ -124,14 +124,14 @@ rfc3339_from_db(const char *db, char *out, size_t len)
 	snprintf(out, len, "%.10sT%.12sZ", db, strlen(db) > 11 ? db + 11 : "00:00:00");
 }
 
-/* The common part of verify and fetch: read the input, check the token.
- * true with claims and info filled when valid; otherwise a reply was sent
- * and the refusal counted and audited. */
-static bool
-token_gate(struct api_worker *w, struct evhttp_request *req, const char *action, const char *service,
+bool
+api_token_gate(struct api_worker *w, struct evhttp_request *req, const char *action, const char *service,
     struct token_claims *c, struct store_token_info *info)
 {
 	struct server *srv = w->api->srv;
+	/* audit_log.action knows verify and fetch: a status request is
+	 * audited as the verification it begins with. */
+	const char *audited = strcmp(action, "fetch") == 0 ? "fetch" : "verify";
 	char token[TOKEN_INPUT_MAX + 1], addr[1024], peer[64], shorttok[LOG_TOKEN_SHORT];
 	const char *why = NULL;
 	struct store_token_check k = { .db = w->db, .stmt = &w->token_stmt };
@@ -144,7 +144,7 @@ token_gate(struct api_worker *w, struct evhttp_request *req, const char *action,
 	if (rc != 0) {
 		const char *result = rc == -3 ? "missing_token" : rc == -2 ? "bad_request" : "malformed";
 		api_reply_error(req, 400, "Bad Request", result, why);
-		writer_audit(srv->writer, action, result, service[0] ? service : NULL, NULL, peer);
+		writer_audit(srv->writer, audited, result, service[0] ? service : NULL, NULL, peer);
 		return false;
 	}
 	memset(c, 0, sizeof(*c));
@@ -165,7 +165,7 @@ token_gate(struct api_worker *w, struct evhttp_request *req, const char *action,
 		 * answers "expired", as the token is no longer honoured. */
 		log_info("event=api_fetch result=purged token=%s service=%s ip=%s", log_token_short(shorttok, token),
 		    service[0] ? service : "-", peer);
-		writer_audit(srv->writer, action, "purged", service[0] ? service : NULL, c->jti, peer);
+		writer_audit(srv->writer, audited, "purged", service[0] ? service : NULL, c->jti, peer);
 		api_reply_error(req, 410, "Gone", "purged", "the saved copy is no longer stored");
 		store_token_info_free(&k.info);
 		return false;
@@ -176,7 +176,7 @@ token_gate(struct api_worker *w, struct evhttp_request *req, const char *action,
 	    log_token_short(shorttok, token), service[0] ? service : "-", peer);
 	if (st != TOKEN_VALID) {
 		STAT_ADD(srv->stats.tokens_refused[st], 1);
-		writer_audit(srv->writer, action, token_status_name(st), service[0] ? service : NULL,
+		writer_audit(srv->writer, audited, token_status_name(st), service[0] ? service : NULL,
 		    c->jti[0] ? c->jti : NULL, peer);
 		status_reply(req, st);
 		store_token_info_free(&k.info);
@@ -200,7 +200,7 @@ api_handle_verify(struct api_worker *w, struct evhttp_request *req)
 		writer_audit(w->api->srv->writer, "verify", "unauthorized", NULL, NULL, api_peer_of(req, peer, sizeof(peer)));
 		return;
 	}
-	if (!token_gate(w, req, "verify", service, &c, &info))
+	if (!api_token_gate(w, req, "verify", service, &c, &info))
 		return;
 	token_time_format(c.exp, exp);
 	rfc3339_from_db(info.received_at, received, sizeof(received));
@@ -293,7 +293,7 @@ api_handle_fetch(struct api_worker *w, struct evhttp_request *req)
 		writer_audit(srv->writer, "fetch", "unauthorized", NULL, NULL, api_peer_of(req, peer, sizeof(peer)));
 		return;
 	}
-	if (!token_gate(w, req, "fetch", service, &c, &info))
+	if (!api_token_gate(w, req, "fetch", service, &c, &info))
 		return;
 	api_peer_of(req, peer, sizeof(peer));
 	if (!info.has_body) {

@@ -1,7 +1,7 @@
 /*
  * http_api.c: see http_api.h and docs/api.md. The threads and their
  * listeners, the routing table, service credentials and the JSON replies;
- * the handlers are in api_tokens.c and api_status.c (see
+ * the handlers are in api_tokens.c, api_delivery.c and api_status.c (see
  * http_api_internal.h for where a new endpoint goes).
  *
  * Every request is routed by path, then checked for its method, then for
@@ -117,10 +117,58 @@ static const struct route {
 } routes[] = {
 	{ "/v1/verify", M_GET | M_POST, "GET, POST", api_handle_verify },
 	{ "/v1/message", M_GET | M_HEAD, "GET, HEAD", api_handle_fetch },
+	{ "/v1/status", M_GET | M_POST, "GET, POST", api_handle_status },
 	{ "/v1/keys", M_GET, "GET", api_handle_keys },
 	{ "/healthz", M_GET, "GET", api_handle_health },
 	{ "/metrics", M_GET, "GET", api_handle_metrics },
 };
+
+/*
+ * The size limits. libevent 2.1 answers the requests it refuses itself
+ * (over its limits, a malformed request line) with an HTML page, and has
+ * no hook to change that (evhttp_set_errorcb came with 2.2, and even there
+ * labels the page text/html). So evhttp's own limits are a backstop
+ * API_LIMIT_SLACK times the configured ones, and the configured ones are
+ * enforced here, answered in JSON like every other error: a request over
+ * them gets HTML only when it is over the backstop too.
+ */
+#define API_LIMIT_SLACK 4
+
+/* The octets of the request line and header lines, line ends excluded,
+ * as evhttp counts them against its own limit. */
+static size_t
+request_head_size(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	const char *uri = evhttp_request_get_uri(req);
+	size_t n = strlen("OPTIONS ") + (uri ? strlen(uri) : 0) + strlen(" HTTP/1.1");
+
+	for (struct evkeyval *kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
+		n += strlen(kv->key) + 2 + strlen(kv->value);
+	return n;
+}
+
+static bool
+request_within_limits(struct api_worker *w, struct evhttp_request *req)
+{
+	const struct config *cfg = w->api->srv->cfg;
+	char text[96];
+
+	if (request_head_size(req) > (size_t)cfg->http_max_header_size) {
+		/* RFC 6585 5 */
+		snprintf(text, sizeof(text), "request header too large (at most %lld octets)",
+		    (long long)cfg->http_max_header_size);
+		api_reply_error(req, 431, "Request Header Fields Too Large", NULL, text);
+		return false;
+	}
+	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > (size_t)cfg->http_max_body_size) {
+		snprintf(text, sizeof(text), "request body too large (at most %lld octets)",
+		    (long long)cfg->http_max_body_size);
+		api_reply_error(req, 413, "Payload Too Large", NULL, text);
+		return false;
+	}
+	return true;
+}
 
 static void
 dispatch(struct evhttp_request *req, void *arg)
@@ -131,6 +179,8 @@ dispatch(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	unsigned m = cmd == EVHTTP_REQ_GET ? M_GET : cmd == EVHTTP_REQ_HEAD ? M_HEAD : cmd == EVHTTP_REQ_POST ? M_POST : 0;
 
+	if (!request_within_limits(w, req))
+		return;
 	if (path == NULL || *path == '\0')
 		path = "/";
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
@@ -198,12 +248,15 @@ worker_init(struct api_worker *w, struct http_api *api, unsigned index, char *er
 	}
 	w->http = evhttp_new(w->base);
 	evhttp_set_gencb(w->http, dispatch, w);
-	evhttp_set_max_headers_size(w->http, (ev_ssize_t)cfg->http_max_header_size);
-	evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->http_max_body_size);
+	/* the backstop: see request_within_limits */
+	evhttp_set_max_headers_size(w->http, (ev_ssize_t)cfg->http_max_header_size * API_LIMIT_SLACK);
+	evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->http_max_body_size * API_LIMIT_SLACK);
 	evhttp_set_timeout(w->http, (int)cfg->http_timeout);
-	/* Unknown methods get 405 from dispatch; evhttp refuses the exotic ones. */
+	/* Every method evhttp knows gets its 405 (JSON) from dispatch; only
+	 * a method it does not know is its own (HTML) 400. */
 	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
+	    EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	if (cfg->http_tls)
 		evhttp_set_bevcb(w->http, tls_bevcb, w);
 	return 0;

@@ -3,8 +3,9 @@
  * (server/api/http_api.h says what it does). http_api.c holds the threads,
  * the listeners, the routing table, service credentials and the JSON
  * replies; each endpoint's handler lives in the file of its job:
- * api_tokens.c what a token refers to (verify, fetch), api_status.c the
- * server's own state (keys, health, metrics).
+ * api_tokens.c what a token refers to (verify, fetch), api_delivery.c
+ * where a token's message stands with the relay (status), api_status.c
+ * the server's own state (keys, health, metrics).
  *
  * A new endpoint: its handler in the file of its job (or a new
  * api_<job>.c listed in meson.build), declared below, and one line in
@@ -68,10 +69,20 @@ const char *api_peer_of(struct evhttp_request *req, char *buf, size_t len);
 bool api_check_credential(struct api_worker *w, struct evhttp_request *req, bool required, char *service,
     size_t len);
 
+/* api_tokens.c */
+/* Every check of a presented token, for each endpoint that takes one: read
+ * the input (headers or JSON body), verify, look it up. true with c and
+ * info filled (the caller frees info); otherwise the refusal was answered,
+ * counted, logged as event=api_<action> and audited. */
+bool api_token_gate(struct api_worker *w, struct evhttp_request *req, const char *action, const char *service,
+    struct token_claims *c, struct store_token_info *info);
+
 /* The handlers, one per route. */
 /* api_tokens.c */
 void api_handle_verify(struct api_worker *w, struct evhttp_request *req);
 void api_handle_fetch(struct api_worker *w, struct evhttp_request *req);
+/* api_delivery.c */
+void api_handle_status(struct api_worker *w, struct evhttp_request *req);
 /* api_status.c */
 void api_handle_keys(struct api_worker *w, struct evhttp_request *req);
 void api_handle_health(struct api_worker *w, struct evhttp_request *req);

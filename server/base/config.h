@@ -58,6 +58,8 @@ struct config {
 	int64_t session_timeout;
 	int64_t command_timeout;
 	int64_t body_memory;        /* body octets kept in memory before spooling */
+	bool binarymime;            /* offer BODY=BINARYMIME (RFC 3030 3) */
+	bool forbid_unauth_pipelining;  /* disconnect unauthenticated RFC 2920 violators */
 	/* [tls] */
 	char *tls_certificate;      /* "" = generate a self-signed one in data_dir */
 	char *tls_key;
@@ -109,6 +111,15 @@ struct config {
 	int64_t relay_command_timeout;
 	bool relay_show_client_address;
 	int64_t relay_poll_interval;
+	/* [limits] sending limits; 0 = none */
+	int64_t limits_user_messages;           /* limits.user_messages_per_hour */
+	int64_t limits_user_recipients;         /* limits.user_recipients_per_day */
+	int64_t limits_ip_messages;             /* limits.ip_messages_per_hour */
+	int64_t limits_user_messages_window;    /* seconds */
+	int64_t limits_user_recipients_window;
+	int64_t limits_ip_messages_window;
+	int64_t limits_max_tracked;             /* logins, addresses: each table */
+	int64_t limits_reload_interval;         /* policies re-read, seconds */
 	/* [retention] */
 	int64_t retention_keep;
 	int64_t retention_interval;

@@ -28,6 +28,7 @@
 #include "server/api/http_api.h"
 #include "server/daemon/listener.h"
 #include "server/base/log.h"
+#include "server/limits/limits.h"
 #include "server/relay/relay.h"
 #include "server/runtime/server.h"
 #include "server/sent/sent.h"
@@ -177,8 +178,11 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
 	char err[512];
-	SSL_CTX *ctx = tls_ctx_new(srv->cert_path, srv->key_path, err, sizeof(err));
+	SSL_CTX *ctx;
 
+	/* per-login policies (submitctl user disable, limit): read again now */
+	limits_reload(srv);
+	ctx = tls_ctx_new(srv->cert_path, srv->key_path, err, sizeof(err));
 	if (ctx == NULL) {
 		log_err("event=reload_failed what=tls error=\"%s\" keeping=old_certificate", err);
 		return;
@@ -460,6 +464,14 @@ main(int argc, char **argv)
 		if (rc == 1)
 			log_info("event=key_generated reason=first_start");
 	}
+	/* The counts of the last windows and the per-login policies, read
+	 * here, before the loop runs: the loop itself never reads SQLite. */
+	srv.limits = limits_new(&cfg);
+	if (limits_load(srv.limits, db, now_ms(), err, sizeof(err)) == -1) {
+		log_err("event=startup_failed error=\"%s\"", err);
+		store_close(&db);
+		return 1;
+	}
 	store_close(&db);
 	if (cfg.user[0]) {
 		struct passwd *pw = getpwnam(cfg.user);
@@ -498,6 +510,7 @@ main(int argc, char **argv)
 			.checkpoint_pages = (int)cfg.store_checkpoint_pages, .notify = wake, .notify_arg = srv.writer_ev,
 			.sent_jobs = cfg.sent_imap_host[0] != '\0', .sent_default = cfg.sent_default_mode == CONFIG_ON,
 			.prepend = dkim ? dkim_prepend : NULL, .prepend_arg = &srv, .prepend_threads = ndkim,
+			.unrouted = cfg.relay_host[0] == '\0',
 		};
 		srv.writer = writer_start(&wo, err, sizeof(err));
 		if (srv.writer == NULL) {
@@ -537,6 +550,7 @@ main(int argc, char **argv)
 		log_err("event=startup_failed error=\"sent: %s\"", err);
 		return 1;
 	}
+	limits_start(&srv);
 	srv.conn_per_ip = throttle_new(THROTTLE_CAPACITY, 0);
 	srv.auth_fail_ip = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
 	srv.auth_fail_user = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
@@ -562,6 +576,7 @@ main(int argc, char **argv)
 	 * them commit and collect them while both still exist to take them
 	 * back. */
 	sent_stop(sent);
+	limits_stop(&srv);
 	writer_flush(srv.writer);
 	relay_jobs_done(&srv);
 	relay_stop(&srv);
@@ -571,6 +586,7 @@ main(int argc, char **argv)
 	for (int i = 0; i < ndkim; i++)
 		dkim_signer_free(&dkim[i]);
 	free(dkim);
+	limits_free(&srv.limits);
 	auth_pool_stop(&srv.auth);
 	/* Drain what the threads finished after the loop stopped. */
 	event_free(srv.writer_ev);

@@ -842,22 +842,16 @@ smtp_bdat_parse(const char *args, size_t len,
 bool
 smtp_address_equal(const char *a, const char *b)
 {
-	/* The last "@" separates: a quoted local part may hold "@", a domain
-	 * we accepted cannot (we refuse General-address-literal). */
-	const char *at_a = strrchr(a, '@'), *at_b = strrchr(b, '@');
-	size_t la, i;
+	/* RFC 5321 2.4 lets a local part be case-sensitive, but the database
+	 * keeps logins and user_addresses unique COLLATE NOCASE (ASCII case
+	 * folded, octets above 0x7f compared as they are): ME@x and me@x can
+	 * belong to one user only, so the binding compares the same way, the
+	 * whole address. A spelling variant of the same local part ("a"@x vs
+	 * a@x) still compares unequal: refusing is the safe side. */
+	size_t i;
 
-	if (at_a == NULL || at_b == NULL)
-		return at_a == NULL && at_b == NULL && strcmp(a, b) == 0;
-	la = (size_t)(at_a - a);
-	/* RFC 5321 2.4: the local part may be case-sensitive, so only
-	 * the domain is compared without case. Spelling variants of the same
-	 * local part ("a"@x vs a@x) compare unequal: refusing is the safe side. */
-	if (la != (size_t)(at_b - b) || memcmp(a, b, la) != 0)
-		return false;
-	for (i = 1; at_a[i] != '\0' || at_b[i] != '\0'; i++) {
-		if (lower((unsigned char)at_a[i]) != lower((unsigned char)at_b[i]))
+	for (i = 0; a[i] != '\0' || b[i] != '\0'; i++)
+		if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
 			return false;
-	}
 	return true;
 }

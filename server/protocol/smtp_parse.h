@@ -104,8 +104,9 @@ enum smtp_parse_result smtp_mailbox_check(const char *s, size_t len, bool utf8_o
 enum smtp_parse_result smtp_bdat_parse(const char *args, size_t len,
     uint64_t *size_r, bool *last_r);
 
-/* Compare two addresses for sender binding: local part exact, domain
- * case-insensitive (ASCII). */
+/* Compare two addresses for sender binding the way the database's
+ * COLLATE NOCASE does: ASCII case ignored in the local part and the
+ * domain, every other octet exact. */
 bool smtp_address_equal(const char *a, const char *b);
 
 #endif

@@ -16,6 +16,15 @@ refuse_reason_name(enum refuse_reason r)
 	return r < REFUSE_COUNT ? names[r] : "unknown";
 }
 
+const char *
+limit_kind_name(enum limit_kind k)
+{
+	static const char *const names[LIMIT_COUNT] = {
+		"user_messages_per_hour", "user_recipients_per_day", "ip_messages_per_hour",
+	};
+	return k < LIMIT_COUNT ? names[k] : "unknown";
+}
+
 void
 stats_commit_latency(struct server_stats *st, uint64_t us)
 {

@@ -14,6 +14,9 @@ enum refuse_reason {
 	REFUSE_COUNT
 };
 
+/* The sending limits (server/limits/), by the key that sets them. */
+enum limit_kind { LIMIT_USER_MESSAGES = 0, LIMIT_USER_RECIPIENTS, LIMIT_IP_MESSAGES, LIMIT_COUNT };
+
 /* Upper bounds (seconds) of the commit latency histogram's buckets. */
 #define COMMIT_BUCKETS 12
 extern const double commit_bucket_le[COMMIT_BUCKETS];
@@ -32,6 +35,9 @@ struct server_stats {
 	uint64_t tokens_refused[8];        /* by enum token_status */
 	uint64_t fetches;
 	uint64_t auth_ok, auth_failed;
+	uint64_t auth_disabled;            /* right password, disabled login: 535 */
+	uint64_t limits_refused[LIMIT_COUNT];   /* 450 4.7.1 at MAIL or RCPT, by limit */
+	uint64_t pipelining_refused;       /* smtp.forbid_unauth_pipelining disconnects */
 	uint64_t commit_bucket[COMMIT_BUCKETS];   /* cumulative at render time */
 	uint64_t commit_count;
 	uint64_t commit_sum_us;
@@ -47,6 +53,8 @@ struct server_stats {
 
 /* "too_big", "bare_cr_lf", ...: the label of a refusal in /metrics. */
 const char *refuse_reason_name(enum refuse_reason r);
+/* "user_messages_per_hour", ...: the limit's key in [limits], its label in /metrics. */
+const char *limit_kind_name(enum limit_kind k);
 /* Count one commit that took us microseconds from submit to commit. */
 void stats_commit_latency(struct server_stats *st, uint64_t us);
 

@@ -29,6 +29,7 @@ struct dovecot_client;
 struct throttle;
 struct http_api;
 struct relay;
+struct limits;
 
 struct listener {
 	struct server *srv;
@@ -53,6 +54,7 @@ struct server {
 	const struct smtp_backend *smtp_backend;  /* the writer and auth pool, as sessions see them */
 	struct throttle *conn_per_ip;
 	struct throttle *auth_fail_ip, *auth_fail_user;
+	struct limits *limits;             /* sending limits and disabled logins (server/limits/) */
 	struct listener *listeners;
 	struct http_api *http;
 	struct relay *relay;

@@ -25,6 +25,7 @@
 
 #include "server/auth/auth.h"
 #include "server/auth/dovecot_client.h"
+#include "server/limits/limits.h"
 #include "server/base/log.h"
 #include "server/base/throttle.h"
 #include "server/base/util.h"
@@ -392,6 +393,17 @@ smtp_session_auth_done(struct server *srv, struct auth_request *done)
 		}
 		s->auth_req = NULL;
 		s->waiting = false;
+		if (r->result == AUTH_OK && srv->limits != NULL && limits_disabled(srv->limits, r->canonical_login)) {
+			/* submitctl user disable: the password is right, the login
+			 * may not send; the same 535 as a wrong password. */
+			STAT_ADD(srv->stats.auth_disabled, 1);
+			STAT_ADD(srv->stats.auth_failed, 1);
+			log_info("event=auth_failed session=%016llx user=%s reason=login_disabled", (unsigned long long)s->id,
+			    r->canonical_login);
+			session_reply(s, "535 5.7.8 Authentication credentials invalid");
+			auth_request_free(&r);
+			goto answered;
+		}
 		switch (r->result) {
 		case AUTH_OK:
 			STAT_ADD(srv->stats.auth_ok, 1);

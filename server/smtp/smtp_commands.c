@@ -3,7 +3,9 @@
  *
  * The dialogue is a table of verbs (commands[] below). Each row says
  * whether the verb takes arguments, whether the client must be
- * authenticated (or in a trusted network), the states it may run in and
+ * authenticated (or in a trusted network), whether it must end a
+ * pipelined group (the client waits for its reply: CMD_LAST, checked by
+ * session_sync_check in smtp_session.c), the states it may run in and
  * the reply that refuses it in the others. dispatch() checks all of that
  * in one place before the handler runs, so a handler only deals with its
  * own verb: a MAIL handler never looks at the state. The handlers of the
@@ -18,6 +20,7 @@
 
 #include "server/base/log.h"
 #include "server/base/util.h"
+#include "server/limits/limits.h"
 #include "server/net/tls_conn.h"
 #include "server/runtime/server.h"
 #include "server/smtp/smtp_session_internal.h"
@@ -60,7 +63,8 @@ do_greet(struct smtp_session *s, const char *args, size_t len, bool esmtp)
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
 	session_reply(s, "250-SMTPUTF8");
-	session_reply(s, "250-BINARYMIME");
+	if (cfg->binarymime)
+		session_reply(s, "250-BINARYMIME");
 	if (!s->tls && s->srv->ssl_ctx)
 		session_reply(s, "250-STARTTLS");
 	if (session_auth_offered(s) && s->login == NULL && session_auth_mechanisms(s) != NULL)
@@ -95,6 +99,46 @@ sender_allowed(const struct smtp_session *s, const char *address)
 	return false;
 }
 
+/* A sending limit is reached (docs/config.md#limits): 450 4.7.1 naming
+ * it, a log line and a count; the client may try again later (RFC 5321
+ * 4.2.5: 450 at MAIL and RCPT, 4.7.1 "delivery not authorized"). */
+static void
+limit_refuse(struct smtp_session *s, const struct limits_refusal *r, const char *verb)
+{
+	const char *name = limit_kind_name(r->kind);
+
+	STAT_ADD(s->srv->stats.limits_refused[r->kind], 1);
+	log_info("event=limit_reached session=%016llx user=%s ip=%s limit=%s value=%lld window=%lld override=%s at=%s",
+	    (unsigned long long)s->id, s->login ? s->login : "-", s->peer, name, (long long)r->limit,
+	    (long long)r->window_s, r->override ? "yes" : "no", verb);
+	session_reply(s, "450 4.7.1 Sending limit reached: limits.%s (%lld %s in %lld s%s); try again later", name,
+	    (long long)r->limit, r->kind == LIMIT_USER_RECIPIENTS ? "recipients" : "messages", (long long)r->window_s,
+	    r->override ? ", set for this login" : "");
+}
+
+/* The checks of a new transaction that depend on who sends, not on what:
+ * a login disabled since it logged in, the message limits. */
+static bool
+mail_allowed(struct smtp_session *s)
+{
+	struct limits *l = s->srv->limits;
+	struct limits_refusal r;
+
+	if (l == NULL)
+		return true;
+	if (s->login != NULL && limits_disabled(l, s->login)) {
+		log_info("event=sender_refused session=%016llx user=%s reason=login_disabled", (unsigned long long)s->id,
+		    s->login);
+		session_reply_error(s, "554 5.7.1 Login disabled");
+		return false;
+	}
+	if (!limits_check_message(l, s->login, s->peer, now_ms(), &r)) {
+		limit_refuse(s, &r, "mail");
+		return false;
+	}
+	return true;
+}
+
 static void
 cmd_mail(struct smtp_session *s, const char *args, size_t len)
 {
@@ -111,6 +155,13 @@ cmd_mail(struct smtp_session *s, const char *args, size_t len)
 	case SMTP_PARSE_NON_ASCII: session_reply_error(s, "553 5.6.7 Non-ASCII address requires SMTPUTF8"); return;
 	case SMTP_PARSE_BAD_PARAM: session_reply_error(s, "555 5.5.4 Unsupported MAIL parameter (%s)", why ? why : "unknown"); return;
 	}
+	if (s->mail.body == SMTP_BODY_BINARYMIME && !cfg->binarymime) {
+		/* RFC 5321 4.1.1.11: a parameter of an extension not offered is
+		 * a 555. Off by default: see smtp.binarymime in docs/config.md. */
+		memset(&s->mail, 0, sizeof(s->mail));
+		session_reply_error(s, "555 5.5.4 Unsupported MAIL parameter (BODY=BINARYMIME is not offered)");
+		return;
+	}
 	if (s->mail.size > cfg->max_message_size) {
 		memset(&s->mail, 0, sizeof(s->mail));
 		session_reply_error(s, "552 5.3.4 Message size exceeds fixed maximum message size (%lld)",
@@ -126,6 +177,10 @@ cmd_mail(struct smtp_session *s, const char *args, size_t len)
 		    strlen(s->mail.address), LOG_SAMPLE));
 		memset(&s->mail, 0, sizeof(s->mail));
 		session_reply_error(s, "553 5.7.1 Sender address rejected: not owned by the authenticated user");
+		return;
+	}
+	if (!mail_allowed(s)) {
+		memset(&s->mail, 0, sizeof(s->mail));
 		return;
 	}
 	session_enter_state(s, SMTP_MAIL);
@@ -152,6 +207,13 @@ cmd_rcpt(struct smtp_session *s, const char *args, size_t len)
 		 * as an error, the client is expected to send the rest later. */
 		session_reply(s, "452 4.5.3 Too many recipients (at most %lld)", (long long)cfg->max_recipients);
 		return;
+	}
+	if (s->srv->limits != NULL) {
+		struct limits_refusal lr;
+		if (!limits_check_recipient(s->srv->limits, s->login, s->nrcpt, now_ms(), &lr)) {
+			limit_refuse(s, &lr, "rcpt");
+			return;
+		}
 	}
 	s->rcpts = xrealloc(s->rcpts, (s->nrcpt + 1) * sizeof(char *));
 	s->rcpts[s->nrcpt++] = xstrdup(r.address);
@@ -219,6 +281,8 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 	}
 	session_reply(s, "220 2.0.0 Ready to start TLS");
 	session_reply_flush(s);         /* in clear, before the TLS filter takes over */
+	if (s->closing)
+		return;                 /* input came before the 220: session_sync_check */
 	/* RFC 3207 4.2 / the STARTTLS injection class: whatever the client
 	 * pipelined after STARTTLS arrived in cleartext and must not be
 	 * executed inside the TLS session. */
@@ -265,6 +329,9 @@ enum {
 	CMD_UNAUTHED = 1 << 3,   /* not once logged in: else 503 */
 	CMD_CHUNK    = 1 << 4,   /* octets follow the line whatever the answer:
 	                            the handler reads them, then refuses */
+	CMD_LAST     = 1 << 5,   /* last of a pipelined group: the client waits
+	                            for the reply (RFC 2920 3.1, RFC 3207 4,
+	                            RFC 4954 4); see session_sync_expect */
 };
 
 /* The states a verb may run in, one bit each: the session's states, and
@@ -298,26 +365,26 @@ struct smtp_cmd {
  * after checks of its own (TLS on already, no certificate) whose replies
  * come first. */
 static const struct smtp_cmd commands[SMTP_VERB_COUNT] = {
-	[SMTP_VERB_EHLO]     = { CMD_ARGS, ANY, cmd_ehlo, "EHLO hostname", { 0 } },
-	[SMTP_VERB_HELO]     = { CMD_ARGS, ANY, cmd_helo, "HELO hostname", { 0 } },
+	[SMTP_VERB_EHLO]     = { CMD_ARGS | CMD_LAST, ANY, cmd_ehlo, "EHLO hostname", { 0 } },
+	[SMTP_VERB_HELO]     = { CMD_ARGS | CMD_LAST, ANY, cmd_helo, "HELO hostname", { 0 } },
 	[SMTP_VERB_MAIL]     = { CMD_ARGS | CMD_AUTHED, IN(SMTP_HELO), cmd_mail, "MAIL FROM:<address>",
 	    { [SMTP_MAIL] = NESTED_MAIL, [SMTP_RCPT] = NESTED_MAIL, [GATE_CHUNKING] = NESTED_MAIL } },
 	[SMTP_VERB_RCPT]     = { CMD_ARGS | CMD_AUTHED, IN(SMTP_MAIL) | IN(SMTP_RCPT), cmd_rcpt,
 	    "RCPT TO:<address>",
 	    { [SMTP_HELO] = NEED_MAIL, [GATE_CHUNKING] = "503 5.5.1 Error: RCPT after BDAT" } },
-	[SMTP_VERB_DATA]     = { CMD_NOARGS | CMD_AUTHED, IN(SMTP_RCPT), session_cmd_data, "DATA",
+	[SMTP_VERB_DATA]     = { CMD_NOARGS | CMD_AUTHED | CMD_LAST, IN(SMTP_RCPT), session_cmd_data, "DATA",
 	    { [SMTP_HELO] = "503 5.5.1 Error: need RCPT command", [SMTP_MAIL] = NO_RCPT,
 	      [GATE_CHUNKING] = "503 5.5.1 Error: DATA after BDAT" } },
 	[SMTP_VERB_BDAT]     = { CMD_ARGS | CMD_AUTHED | CMD_CHUNK, IN(SMTP_RCPT) | IN(GATE_CHUNKING),
 	    session_cmd_bdat, "BDAT size [LAST]", { [SMTP_HELO] = NEED_MAIL, [SMTP_MAIL] = NO_RCPT } },
 	[SMTP_VERB_RSET]     = { CMD_NOARGS, ANY, cmd_rset, "RSET", { 0 } },
-	[SMTP_VERB_NOOP]     = { 0, ANY, cmd_noop, "NOOP", { 0 } },
-	[SMTP_VERB_QUIT]     = { CMD_NOARGS, ANY, cmd_quit, "QUIT", { 0 } },
+	[SMTP_VERB_NOOP]     = { CMD_LAST, ANY, cmd_noop, "NOOP", { 0 } },
+	[SMTP_VERB_QUIT]     = { CMD_NOARGS | CMD_LAST, ANY, cmd_quit, "QUIT", { 0 } },
 	[SMTP_VERB_HELP]     = { 0, ANY, cmd_help, "HELP", { 0 } },
-	[SMTP_VERB_VRFY]     = { CMD_ARGS, ANY, cmd_vrfy, "VRFY address", { 0 } },
-	[SMTP_VERB_EXPN]     = { 0, ANY, cmd_expn, "EXPN list", { 0 } },
-	[SMTP_VERB_STARTTLS] = { CMD_NOARGS, GREETED, cmd_starttls, "STARTTLS", { 0 } },
-	[SMTP_VERB_AUTH]     = { CMD_ARGS | CMD_UNAUTHED, IN(SMTP_HELO), session_cmd_auth,
+	[SMTP_VERB_VRFY]     = { CMD_ARGS | CMD_LAST, ANY, cmd_vrfy, "VRFY address", { 0 } },
+	[SMTP_VERB_EXPN]     = { CMD_LAST, ANY, cmd_expn, "EXPN list", { 0 } },
+	[SMTP_VERB_STARTTLS] = { CMD_NOARGS | CMD_LAST, GREETED, cmd_starttls, "STARTTLS", { 0 } },
+	[SMTP_VERB_AUTH]     = { CMD_ARGS | CMD_UNAUTHED | CMD_LAST, IN(SMTP_HELO), session_cmd_auth,
 	    "AUTH mechanism [initial-response]",
 	    { [SMTP_MAIL] = AUTH_IN_TRANSACTION, [SMTP_RCPT] = AUTH_IN_TRANSACTION,
 	      [GATE_CHUNKING] = AUTH_IN_TRANSACTION } },
@@ -351,11 +418,16 @@ session_dispatch(struct smtp_session *s, const char *line, size_t len)
 	const char *refusal;
 
 	if (s->state == SMTP_AUTH) {
+		/* each line of the exchange waits for its 334 or the outcome */
+		session_sync_expect(s, "AUTH");
 		session_sasl_response(s, line, len);
 		return;
 	}
 	smtp_command_parse(line, len, &c);
 	cmd = &commands[c.verb];
+	/* Whether it runs or is refused: RFC 2920 3.1 binds the verb. */
+	if (cmd->flags & CMD_LAST)
+		session_sync_expect(s, smtp_verb_name(c.verb));
 	if (cmd->proceed == NULL) {
 		session_log_bad_input(s, "unknown_command", line, len);
 		session_reply_error(s, "500 5.5.2 Error: command not recognized");

@@ -18,6 +18,7 @@
 #include "db/writer.h"
 #include "server/base/log.h"
 #include "server/base/util.h"
+#include "server/limits/limits.h"
 #include "server/protocol/smtp_reply.h"
 #include "server/runtime/server.h"
 #include "server/smtp/smtp_session_internal.h"
@@ -314,6 +315,9 @@ smtp_session_writer_done(struct server *srv, struct writer_msg *done)
 		struct smtp_session *s = m->owner;
 		list = m->next;
 		committed += m->status == WRITER_OK;
+		/* counted once committed, whether or not its client still waits */
+		if (m->status == WRITER_OK && srv->limits != NULL)
+			limits_count(srv->limits, m->auth_login, m->client_address, m->nrcpt, m->received_ms);
 		if (s != NULL) {
 			s->pending = NULL;
 			s->waiting = false;

@@ -41,6 +41,14 @@ session_reply_flush(struct smtp_session *s)
 
 	if (len == 0)
 		return;
+	/* The reply the client waits for leaves now: what it sent before
+	 * this point did not wait for it; what comes after may. A reply
+	 * still being worked on (s->waiting) is not this one. */
+	if (s->sync_wait && !s->waiting) {
+		if (!session_sync_check(s))
+			s->sync_wait = false;
+		len = evbuffer_get_length(s->cork);
+	}
 	if (!s->tls && evbuffer_get_length(out) == 0) {
 		ssize_t n = send(bufferevent_getfd(s->bev), evbuffer_pullup(s->cork, -1), len,
 		    MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -55,6 +63,8 @@ session_reply_flush(struct smtp_session *s)
 void
 session_reply_raw(struct smtp_session *s, const char *line, size_t len)
 {
+	if (s->silenced)
+		return;
 	evbuffer_add(s->cork, line, len);
 	if (s->corked == 0)
 		session_reply_flush(s);

@@ -13,6 +13,7 @@
  * stops and resumes when the answer comes back, so later commands of the
  * group are never answered before earlier ones.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -155,6 +156,74 @@ line_incomplete(struct smtp_session *s)
 	session_close(s, "command_timeout");
 }
 
+/*
+ * smtp.forbid_unauth_pipelining, as Postfix's smtpd_forbid_unauth_pipelining:
+ * RFC 2920 3.1 lets a client send a group of commands without waiting, but
+ * the group ends with EHLO, DATA, VRFY, EXPN, QUIT or NOOP (RFC 3207 4 adds
+ * STARTTLS, RFC 4954 4 AUTH and each line of its exchange), and nothing may
+ * come before the greeting. A client that does not wait there is a sender
+ * of "SMTP smuggling" payloads or a bot, never a real MUA: an
+ * unauthenticated one is disconnected. The reply is owed from the dispatch
+ * of such a verb until session_reply_flush hands it to the socket; octets
+ * seen in that span were sent before the client could have read it.
+ */
+void
+session_sync_expect(struct smtp_session *s, const char *after)
+{
+	if (!s->srv->cfg->forbid_unauth_pipelining || s->login != NULL)
+		return;
+	s->sync_wait = true;
+	s->sync_after = after;
+}
+
+bool
+session_sync_check(struct smtp_session *s)
+{
+	struct evbuffer *in;
+	char peeked[LOG_SAMPLE], sample[LOG_SAMPLE * 4 + 8];
+	const char *p = NULL;
+	size_t n = 0;
+
+	if (!s->sync_wait || s->closing)
+		return false;
+	in = bufferevent_get_input(s->bev);
+	if (evbuffer_get_length(in) > 0) {
+		n = evbuffer_get_length(in);
+		p = (const char *)evbuffer_pullup(in, (ev_ssize_t)(n < LOG_SAMPLE ? n : LOG_SAMPLE));
+	} else if (!s->tls) {
+		/* Not read from the socket yet (the greeting is written before
+		 * the first read): look without taking. Over TLS the socket
+		 * holds records, not commands. */
+		ssize_t r = recv(bufferevent_getfd(s->bev), peeked, sizeof(peeked), MSG_PEEK | MSG_DONTWAIT);
+		if (r > 0) {
+			n = (size_t)r;
+			p = peeked;
+			/* take it after all: closing with unread input would
+			 * reset the connection, and the 554 with it */
+			ssize_t taken = recv(bufferevent_getfd(s->bev), peeked, n, MSG_DONTWAIT);
+			(void)taken;
+		}
+	}
+	if (n == 0)
+		return false;
+	s->sync_wait = false;
+	STAT_ADD(s->srv->stats.pipelining_refused, 1);
+	/* After AUTH, what came early may be credentials. */
+	if (strcmp(s->sync_after, "AUTH") == 0)
+		snprintf(sample, sizeof(sample), "\"********\"");
+	else
+		log_sanitize(sample, sizeof(sample), p, n < LOG_SAMPLE ? n : LOG_SAMPLE, LOG_SAMPLE);
+	log_info("event=pipelining_refused session=%016llx ip=%s after=%s sample=%s", (unsigned long long)s->id,
+	    s->peer, s->sync_after, sample);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	/* Into the cork, not through session_reply: the caller may be
+	 * session_reply_flush itself, which sends the cork next. */
+	evbuffer_add_printf(s->cork, "554 5.5.0 Error: SMTP protocol synchronization\r\n");
+	s->silenced = true;
+	session_close(s, "pipelining");
+	return true;
+}
+
 void
 session_process(struct smtp_session *s)
 {
@@ -175,6 +244,9 @@ session_process_lines(struct smtp_session *s)
 		struct evbuffer *in = bufferevent_get_input(s->bev);
 		size_t avail = evbuffer_get_length(in), max, look, line_len = 0, consumed = 0;
 		const char *p;
+
+		if (avail > 0 && s->sync_wait && session_sync_check(s))
+			return;
 
 		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUTPUT_HIGH) {
 			s->out_blocked = true;
@@ -461,6 +533,10 @@ smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *
 		session_close(s, "draining");
 		return;
 	}
+	/* Implicit TLS: the greeting waits for the handshake, and what
+	 * came before it cannot be told from what came after. */
+	if (!implicit_tls)
+		session_sync_expect(s, "CONNECT");
 	session_reply(s, "220 %s ESMTP submitd", cfg->hostname);
 }
 

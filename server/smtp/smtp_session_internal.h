@@ -68,6 +68,9 @@ struct smtp_session {
 	bool out_blocked;
 	bool discard_line;      /* skipping the rest of an over-long line */
 	int flush_polls;        /* closing: checks for the last reply to leave */
+	bool sync_wait;         /* a reply the client must wait for is not sent yet */
+	const char *sync_after; /* the verb that owes it ("CONNECT": the greeting) */
+	bool silenced;          /* the 554 of a violation was the last word */
 	struct event *timer;    /* total session time, then auth delays */
 	struct event *delay;    /* delayed auth failure reply; closing: the close */
 	char *delayed_reply;
@@ -114,6 +117,14 @@ void session_reply_error(struct smtp_session *s, const char *fmt, ...) __attribu
 void session_log_bad_input(struct smtp_session *s, const char *what, const char *buf, size_t len);
 
 /* smtp_session.c: lifecycle. */
+/* smtp.forbid_unauth_pipelining (RFC 2920 3.1): the reply now owed to an
+ * unauthenticated client, after `after` (a static string), is one it must
+ * wait for; input that arrives before that reply is sent is a violation. */
+void session_sync_expect(struct smtp_session *s, const char *after);
+/* If a reply is owed and the client has sent input anyway: log, count,
+ * queue the 554 in the cork (never flushing it: the caller does) and
+ * close; true then. Else false. */
+bool session_sync_check(struct smtp_session *s);
 void session_enter_state(struct smtp_session *s, enum smtp_state st);
 /* Close once the replies queued so far are written; never frees s. */
 void session_close(struct smtp_session *s, const char *reason);

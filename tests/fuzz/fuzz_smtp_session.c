@@ -8,7 +8,10 @@
  * struct smtp_backend, answering on the loop through events as the real
  * ones do.
  *
- * Input: the first octet chooses the setting (bits below); the rest is
+ * Input: the first octet chooses the setting (bits below; two settings
+ * ride on bits of others, so that the seeds kept their meaning when they
+ * came: smtp.forbid_unauth_pipelining is on with OPT_NO_TOKENS only, and
+ * smtp.binarymime on unless OPT_SMALL); the rest is
  * what the client sends, cut into separate writes at each 0xFF octet, so
  * that pipelined groups, partial lines and chunks split anywhere all
  * happen. After the last write the client shuts down its side and reads
@@ -24,6 +27,8 @@
  *    with a code from 200 to 599, a "-" line is followed by one with the
  *    same code, and no text says "(null)";
  *  - the first reply is the 220 greeting;
+ *  - the 554 of a pipelining violation is the last thing the server says,
+ *    and comes only with forbid_unauth_pipelining;
  *  - a message is acknowledged ("... Saved") exactly as often as the stub
  *    committed one for a session that was there to hear it: never a 250
  *    for a message the store did not keep;
@@ -318,6 +323,10 @@ check_replies(void)
 		continued = p[3] == '-' ? code : 0;
 		if (p[3] == ' ' && code == 250 && len >= 8 && memcmp(p + len - 8, " Saved\r\n", 8) == 0)
 			saved++;
+		if (code == 554 && len >= 10 && memcmp(p + 4, "5.5.0 ", 6) == 0) {
+			FUZZ_CHECK(cfg.forbid_unauth_pipelining);
+			FUZZ_CHECK(p + len == end);
+		}
 		p += len;
 	}
 	FUZZ_CHECK(continued == 0);
@@ -394,6 +403,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data++, size--;
 
 	cfg.tokens_enabled = !(run.opts & OPT_NO_TOKENS);
+	cfg.forbid_unauth_pipelining = (run.opts & OPT_NO_TOKENS) != 0;
+	cfg.binarymime = !(run.opts & OPT_SMALL);
 	cfg.body_memory = run.opts & OPT_SPOOL ? 64 : 1 << 20;
 	cfg.max_errors = run.opts & OPT_SMALL ? 3 : 10;
 	cfg.max_recipients = run.opts & OPT_SMALL ? 2 : 100;

@@ -479,13 +479,18 @@ class Submitd:
     """One server: `with Submitd() as s:` or start()/stop().
 
     options: extra {"section.key": "value"} passed with -o, after the
-    harness's own (data_dir, listen, listen_tls, hostname, and fast AUTH
-    failure settings so that tests of wrong passwords do not sleep).
+    harness's own (data_dir, listen, listen_tls, hostname, fast AUTH
+    failure settings so that tests of wrong passwords do not sleep, and no
+    sending limits, so that tests that send hundreds of messages from one
+    login or address are not cut off: test_limits sets its own).
     """
 
     DEFAULTS = {
         "auth.delay_ms": "0",
         "auth.max_failures": "1000",
+        "limits.user_messages_per_hour": "0",
+        "limits.user_recipients_per_day": "0",
+        "limits.ip_messages_per_hour": "0",
     }
 
     def __init__(self, options=None, tls_listener=True, keep=False):

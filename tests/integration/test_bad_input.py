@@ -50,6 +50,7 @@ MAIN_OPTIONS = {
     "smtp.max_errors": str(MAX_ERRORS),
     "smtp.max_recipients": str(MAX_RCPT),
     "smtp.max_message_size": str(MAX_SIZE),
+    "smtp.binarymime": "true",          # off by default; the smuggling cases send it
     # many short connections one after the other; the limit has its own class
     "server.max_connections_per_ip": "1000",
 }
@@ -464,11 +465,13 @@ class CommandLineTests(StillServing, Base):
         # smtp.max_errors is followed by 421 4.7.0 and the close, whether the
         # 535 is sent at once or delayed (a regression test: at first only
         # the delayed path checked the limit).
+        # (Nothing pipelined after the AUTH: smtp.forbid_unauth_pipelining
+        # would close the session for it, see test_hardening.)
         c = self.conn()
         c.send(b"FROB1\r\nFROB2\r\n")
         self.assertReply(c.reply(), 500, "5.5.2")
         self.assertReply(c.reply(), 500, "5.5.2")
-        c.send(("AUTH PLAIN %s\r\nNOOP\r\n" % plain_response(b"", LOGIN.encode(), b"wrong")).encode())
+        c.send(("AUTH PLAIN %s\r\n" % plain_response(b"", LOGIN.encode(), b"wrong")).encode())
         replies = self.replies_until_close(c, timeout=2)
         self.assertEqual([r.code for r in replies], [535, 421], replies)
         self.assertReply(replies[0], 535, "5.7.8")
@@ -485,7 +488,9 @@ class CommandLineTests(StillServing, Base):
         # 5000 NOOPs (a VRFY in the middle to see the order) in one write,
         # nothing read meanwhile: about 70 KB of replies, more than the
         # server's output high-water mark, so reading is paused and resumed.
-        c = self.conn()
+        # Logged in: NOOP ends a group (RFC 2920 3.1), and a client that
+        # is not would be disconnected (smtp.forbid_unauth_pipelining).
+        c = self.authed()
         n = 5000
         c.send(b"NOOP\r\n" * (n // 2) + b"VRFY someone\r\n" + b"NOOP\r\n" * (n - n // 2) + b"HELP\r\n")
         want = n + 2
@@ -1037,8 +1042,12 @@ class AuthThrottleTests(Base):
 
     @classmethod
     def setUpClass(cls):
+        # forbid_unauth_pipelining off: the NOOP pipelined after a failing
+        # AUTH shows that a delayed 535 keeps its place; by default that
+        # client is disconnected (test_hardening).
         cls.srv = start_server({"smtp.auth_cleartext_loopback": "true", "auth.delay_after": "1",
-                                "auth.delay_ms": "200", "auth.max_failures": "3"},
+                                "auth.delay_ms": "200", "auth.max_failures": "3",
+                                "smtp.forbid_unauth_pipelining": "false"},
                                users=((LOGIN, PASSWORD, ()), (cls.OTHER[0], cls.OTHER[1], ())),
                                tls_listener=False, label=cls.__name__)
 
@@ -1086,8 +1095,10 @@ class AuthThrottleTests(Base):
 class TlsTests(StillServing, Base):
     def test_starttls_command_injection(self):
         # RFC 3207 4.2 (CVE-2011-0411 class): what was pipelined after
-        # STARTTLS in the clear is never executed inside TLS.
-        c = self.conn()
+        # STARTTLS in the clear is never executed inside TLS. Logged in
+        # (auth_cleartext_loopback), the plaintext is discarded; not logged
+        # in, smtp.forbid_unauth_pipelining closes the session instead.
+        c = self.authed()
         c.send(b"STARTTLS\r\nNOOP\r\n")
         self.assertReply(c.reply(), 220, "2.0.0")
         self.assertEqual(c.buf, b"", "cleartext after the 220")
@@ -1097,6 +1108,13 @@ class TlsTests(StillServing, Base):
         self.assertEqual(r.lines[0], HOSTNAME, r)
         self.assertNotIn("STARTTLS", r.lines)
         self.assertNextIsSentinel(c)
+
+    def test_starttls_command_injection_unauthenticated(self):
+        c = self.conn()
+        c.send(b"STARTTLS\r\nNOOP\r\n")
+        self.assertReply(c.reply(), 220, "2.0.0")
+        self.assertReply(c.reply(), 554, "5.5.0")
+        self.assertTrue(c.closed_by_peer(), "connection open after the 554")
 
     def test_state_forgotten_after_starttls(self):
         c = self.conn()

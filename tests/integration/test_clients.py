@@ -32,7 +32,8 @@ SERVER = None       # the shared default server, started in setUpModule
 
 def setUpModule():
     global SERVER
-    SERVER = Submitd()
+    # BINARYMIME is off by default (docs/config.md); BdatTests sends it
+    SERVER = Submitd({"smtp.binarymime": "true"})
     SERVER.__enter__()
 
 

@@ -152,9 +152,13 @@ class DialogueTests(unittest.TestCase):
     def test_starttls_discards_pipelined_plaintext(self):
         # RFC 3207 section 4.2: commands sent in the clear after STARTTLS must
         # not be executed inside the TLS session (the CVE-2011-0411 class).
+        # An unauthenticated client is disconnected for it
+        # (smtp.forbid_unauth_pipelining, test_hardening); a logged-in one
+        # (auth_cleartext_loopback) has the plaintext discarded.
         c = SRV.raw()
         self.addCleanup(c.close)
         c.ehlo()
+        self.assertEqual(c.auth_plain("dlg@example.org", "dialogue pass").code, 235)
         c.send(b"STARTTLS\r\nNOOP\r\n")
         r = c.reply()
         self.assertEqual(r.code, 220, r)
@@ -164,6 +168,15 @@ class DialogueTests(unittest.TestCase):
         # Had the NOOP been kept, its "250 2.0.0" would come first.
         self.assertEqual(r.code, 250, r)
         self.assertTrue(r.lines[0].startswith(HOSTNAME), "the injected NOOP was answered inside TLS: %r" % r)
+
+    def test_starttls_injection_unauthenticated_disconnects(self):
+        c = SRV.raw()
+        self.addCleanup(c.close)
+        c.ehlo()
+        c.send(b"STARTTLS\r\nNOOP\r\n")
+        self.assertEqual(c.reply().code, 220)
+        self.assertReply(c.reply(), 554, "5.5.0")
+        self.assertTrue(c.closed_by_peer(), "connection open after the 554")
 
 
 class IdleTimeoutTests(unittest.TestCase):

@@ -9,7 +9,8 @@ and submits; a wrong password gets 535; with Dovecot stopped AUTH gets 454
 while the server keeps serving, and once Dovecot is back logins work
 without a restart of submitd; the login Dovecot returns is the one MAIL
 FROM is bound to, with the addresses granted by `submitctl user address
-add`.
+add`; a login disabled with `submitctl user disable` gets 535 with its
+right password until it is enabled.
 
 Then a fake auth service (a Python UNIX-socket server in this file) that
 answers garbage, a too-long line, an OK for an id never sent, nothing at
@@ -220,6 +221,25 @@ class DovecotAuth(unittest.TestCase):
         wait_for(logs_in, RECONNECT_DEADLINE, "login after Dovecot restarted")
         rc, out = swaks("LOGIN", USER, PASSWORD, USER)
         self.assertEqual(rc, 0, out)
+
+    def test_07_disabled_login(self):
+        # submitctl user disable works for a login only Dovecot knows: the
+        # right password gets 535 once the server has read the change
+        # (limits.reload_interval), and logins work again after enable
+        def auth_code():
+            c = tls_session()
+            try:
+                c.ehlo()
+                return c.cmd("AUTH PLAIN " + plain(OTHER, PASSWORD)).code
+            finally:
+                c.close()
+        SMTPD.submitctl("user", "disable", OTHER)
+        self.addCleanup(SMTPD.submitctl, "user", "enable", OTHER)
+        wait_for(lambda: auth_code() == 535, RECONNECT_DEADLINE, "AUTH of a disabled login refused")
+        self.assertIn("user=%s reason=login_disabled" % OTHER, SMTPD.log())
+        self.assertRegex(SMTPD.submitctl("user", "list").stdout, r"%s\tcreated=-\t.*disabled=yes" % re.escape(OTHER))
+        SMTPD.submitctl("user", "enable", OTHER)
+        wait_for(lambda: auth_code() == 235, RECONNECT_DEADLINE, "AUTH after enable")
 
 
 # ---------------------------------------------------------------- fake Dovecot

@@ -818,8 +818,10 @@ class Admin(RelayCase):
 
     def test_retention_without_relay_then_relay(self):
         # No relay: recipients stay queued and the age alone counts. A relay
-        # configured later cannot send what was purged: the recipient fails
-        # (554 5.3.0) and the sender gets a bounce; nothing reaches the hop.
+        # configured later sends nothing of it until the operator releases
+        # it (queue release); then it cannot send what was purged: the
+        # recipient fails (554 5.3.0) and the sender gets a bounce; nothing
+        # reaches the hop.
         s = Submitd({"relay.host": "", "smtp.auth_cleartext_loopback": "true",
                      "retention.keep": "1", "retention.interval": "1"})
         s.start()
@@ -833,6 +835,7 @@ class Admin(RelayCase):
         hop = self.hop()
         s.options.update(relay_options(hop.port, {"retention.keep": "3600"}))
         s.start()
+        self.assertIn("1 recipients released", s.submitctl("queue", "release").stdout)
         rows = self.wait_states(s, sub.message_id, "failed")
         self.assertIn("5.3.0", rows[0]["last_reply"])
         bounces = self.wait_for("bounce queued", lambda: self.bounces(s), lambda: self.table(s))

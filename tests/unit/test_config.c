@@ -77,6 +77,15 @@ test_defaults(void **state)
 	assert_int_equal(c.sent_retry_base, 30);
 	assert_int_equal(c.sent_retry_max, 1800);
 	assert_int_equal(c.sent_max_lifetime, 172800);
+	/* sending limits (docs/config.md#limits) */
+	assert_int_equal(c.limits_user_messages, 300);
+	assert_int_equal(c.limits_user_recipients, 2000);
+	assert_int_equal(c.limits_ip_messages, 1000);
+	assert_int_equal(c.limits_user_messages_window, 3600);
+	assert_int_equal(c.limits_user_recipients_window, 86400);
+	assert_int_equal(c.limits_ip_messages_window, 3600);
+	assert_int_equal(c.limits_max_tracked, 20000);
+	assert_int_equal(c.limits_reload_interval, 5);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	assert_true(c.hostname[0] != '\0');
 	assert_true(c.tokens_issuer[0] != '\0');
@@ -181,6 +190,14 @@ test_overrides(void **state)
 	assert_int_equal(config_override(&c, "novalue", err, sizeof(err)), -1);
 	assert_int_equal(config_override(&c, "smtp.max_recipients=-1", err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "out of range"));
+	/* 0 turns a limit off; a window is at least a second */
+	assert_int_equal(config_override(&c, "limits.user_messages_per_hour=0", err, sizeof(err)), 0);
+	assert_int_equal(c.limits_user_messages, 0);
+	assert_int_equal(config_override(&c, "limits.ip_messages_window=2", err, sizeof(err)), 0);
+	assert_int_equal(c.limits_ip_messages_window, 2);
+	assert_int_equal(config_override(&c, "limits.ip_messages_window=0", err, sizeof(err)), -1);
+	assert_int_equal(config_override(&c, "limits.user_recipients_per_day=-1", err, sizeof(err)), -1);
+	assert_int_equal(config_override(&c, "limits.max_tracked=1", err, sizeof(err)), -1);
 	config_free(&c);
 }
 

@@ -5,7 +5,8 @@
  * hold (STRICT types, one active key, cascades), the admin views run,
  * migration 4 carries the users' sender addresses over to logins, and
  * the Sent filing's jobs and settings (db/sent.h) work through their
- * statements, and so do the DKIM keys (db/dkim_store.h).
+ * statements, migration 6's holds and policies (db/limits_db.h) with
+ * the relay's scan (db/queue.h), and the DKIM keys (db/dkim_store.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,12 +17,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "db/dkim_store.h"
+#include "db/limits_db.h"
+#include "db/queue.h"
 #include "db/sent.h"
 #include "db/store.h"
 #include "tokens/keyring.h"
@@ -429,6 +433,103 @@ test_dkim_keys(void **state)
 	store_close(&db);
 }
 
+static void
+count_policy(const struct limits_db_policy *p, void *arg)
+{
+	int *n = arg;
+	if (strcasecmp(p->login, "u2") == 0 && p->disabled && p->messages_per_hour == -1 && p->recipients_per_day == 7)
+		n[0]++;
+	n[1]++;
+}
+
+static void
+count_accepted(const char *login, const char *client, int64_t at_ms, int64_t nrcpt, void *arg)
+{
+	int64_t *sum = arg;
+	sum[0]++;
+	sum[1] += nrcpt;
+	sum[2] = at_ms;
+}
+
+static size_t
+scan_count(sqlite3 *db)
+{
+	struct queue_task *list = NULL, *t;
+	char err[256];
+	size_t n = 0;
+
+	assert_int_equal(queue_scan(db, 1796000000000LL, NULL, 0, 100, 100, &list, err, sizeof(err)), SQLITE_OK);
+	while ((t = list) != NULL) {
+		list = t->next;
+		n++;
+		queue_task_free(&t);
+	}
+	return n;
+}
+
+/* Migration 6: rows from before are routed; unrouted recipients and the
+ * mail of a disabled login are not due; release and drop by login. */
+static void
+test_limits_and_holds(void **state)
+{
+	char err[256];
+	sqlite3 *db;
+	int pol[2] = { 0, 0 };
+	int64_t acc[3] = { 0, 0, 0 };
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(exec(db, "PRAGMA foreign_keys = ON"), SQLITE_OK);
+	assert_int_equal(store_migrate_to(db, 5, err, sizeof(err)), 0);
+	for (int i = 1; i <= 3; i++) {
+		char sql[640];
+		snprintf(sql, sizeof(sql), "INSERT INTO messages (public_id, received_at, auth_login, client_address, "
+		    "helo, envelope_from, body_type, smtputf8, size, sha256) VALUES ('m%d', '2026-11-29 00:00:0%d.250', "
+		    "'u%d', '::1', 'h', '%s', '7BIT', 0, 2, '%064d'); INSERT INTO message_bodies VALUES (%d, x'6869');"
+		    "INSERT INTO recipients (message_id, position, address, updated_at) VALUES (%d, 1, 'r@x', 'n');",
+		    i, i, i, i == 3 ? "" : "f", 0, i, i);
+		assert_int_equal(exec(db, sql), SQLITE_OK);
+	}
+	assert_int_equal(store_migrate(db, err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM recipients WHERE unrouted = 0"), 3);
+	assert_int_equal(scan_count(db), 3);
+	assert_int_not_equal(exec(db, "UPDATE recipients SET unrouted = 2"), SQLITE_OK);
+	assert_int_not_equal(exec(db, "INSERT INTO login_policies (login, messages_per_hour, updated_at) "
+	    "VALUES ('x', -1, 'n')"), SQLITE_OK);
+
+	/* m1 unrouted, u2 disabled: only m3 (a bounce) is due */
+	assert_int_equal(exec(db, "UPDATE recipients SET unrouted = 1 WHERE message_id = 1"), SQLITE_OK);
+	assert_int_equal(limits_db_set_disabled(db, "U2", true, 1000, err, sizeof(err)), 0);
+	assert_int_equal(limits_db_set_override(db, "u2", "recipients_per_day", 7, 1000, err, sizeof(err)), 0);
+	assert_int_equal(limits_db_set_override(db, "u2", "bogus", 7, 1000, err, sizeof(err)), -1);
+	assert_int_equal(scan_count(db), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM queue_overview WHERE hold = 'no_next_hop'"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM queue_overview WHERE hold = 'login_disabled'"), 1);
+	assert_int_equal(limits_db_policies(db, count_policy, pol), SQLITE_OK);
+	assert_int_equal(pol[0], 1);
+	assert_int_equal(pol[1], 1);
+
+	/* the counts at startup leave the bounce out and keep milliseconds */
+	assert_int_equal(limits_db_accepted_since(db, store_time_parse("2026-11-29 00:00:02") * 1000, count_accepted,
+	    acc), SQLITE_OK);
+	assert_int_equal(acc[0], 1);
+	assert_int_equal(acc[1], 1);
+	assert_int_equal(acc[2], store_time_parse("2026-11-29 00:00:02") * 1000 + 250);
+
+	/* release outside the range: nothing; inside: m1 is due */
+	assert_int_equal(limits_db_release(db, store_time_parse("2026-11-29 00:00:02") * 1000,
+	    store_time_parse("2026-11-29 00:00:09") * 1000, err, sizeof(err)), 0);
+	assert_int_equal(limits_db_release(db, 0, store_time_parse("2026-11-29 00:00:01") * 1000 + 250, err,
+	    sizeof(err)), 1);
+	assert_int_equal(scan_count(db), 2);
+	/* enabled: m2 is due again; dropped: it fails */
+	assert_int_equal(limits_db_set_disabled(db, "u2", false, 2000, err, sizeof(err)), 0);
+	assert_int_equal(scan_count(db), 3);
+	assert_int_equal(limits_db_drop_login(db, "U2", 3000, err, sizeof(err)), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM recipients WHERE state = 'failed'"), 1);
+	assert_int_equal(scan_count(db), 2);
+	sqlite3_close(db);
+}
+
 int
 main(void)
 {
@@ -439,6 +540,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_migration_4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sent_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dkim_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limits_and_holds, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

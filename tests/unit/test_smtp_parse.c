@@ -879,7 +879,9 @@ test_address_equal(void **state)
 	static const struct { const char *a, *b; bool want; } rows[] = {
 		{ "a@b", "a@b", true },
 		{ "a@Example.COM", "a@example.com", true },
-		{ "A@b", "a@b", false },
+		{ "A@b", "a@b", true },            /* COLLATE NOCASE, as user_addresses */
+		{ "Alice@example.org", "alice@EXAMPLE.org", true },
+		{ "alice@example.org", "alicf@example.org", false },
 		{ "a@b", "a@c", false },
 		{ "a@bc", "a@b", false },
 		{ "ab@c", "a@bc", false },
@@ -887,7 +889,8 @@ test_address_equal(void **state)
 		{ "\"a@x\"@b", "a@x@b", false },
 		{ "\"a\"@b", "a@b", false },
 		{ "Postmaster", "Postmaster", true },
-		{ "Postmaster", "postmaster", false },
+		{ "Postmaster", "postmaster", true },
+		{ "\"A b\"@x", "\"a B\"@X", true },
 		{ "a@b", "a", false },
 		{ "", "", true },
 		{ "", "a@b", false },

@@ -1,0 +1,460 @@
+"""test_imap_plugin.py: the Dovecot plugin imap_submit_token (imap/,
+docs/imap.md) loaded into a real Dovecot 2.3, against a real submitd and
+against a fake API that misbehaves.
+
+A real submitd (harness.Submitd, loopback as a trusted network to submit
+quickly, the API on a free loopback port, a service credential from
+`submitctl service add`) and a private Dovecot (tests/integration/
+dovecot.py) whose `protocol imap` loads the plugin built in this tree
+(mail_plugin_dir = the build's imap/). Python's imaplib logs in and sends
+`XSUBMITTOKEN <mailbox> <token>`; the test then reads the mailbox back:
+- a sender token files the copy: tagged OK [APPENDUID v uid], BODY.PEEK[]
+  byte-identical to what was submitted, \\Seen, INTERNALDATE the
+  acceptance time; the capability XSUBMITTOKEN is advertised;
+- the same token again, and the same message into the same mailbox, answer
+  the same UID and add nothing;
+- a recipient token, another user's token, a forged, a malformed, a
+  revoked, an expired and a purged token are each refused with their own
+  response code, and nothing is filed; a missing mailbox is NO [TRYCREATE];
+- with submitd stopped: NO [XSUBMITTOKEN-UNAVAILABLE], nothing filed, and
+  the session goes on (NOOP, then the same command works once submitd is
+  back);
+- a second Dovecot points the plugin at a fake API (a Python HTTP server in
+  this file) that answers garbage JSON, a megabyte of JSON, a cut body, an
+  HTML 500, a message that does not match its SHA-256 or size, or nothing
+  at all: each is NO [XSUBMITTOKEN-UNAVAILABLE], nothing is filed, the
+  session and Dovecot go on, and Dovecot's log has no panic or fatal
+  error; the fake's well-formed answer is filed, and the requests it saw
+  carry the credential and the address, and no token in the URL.
+
+Needs root (Dovecot switches to nobody for mail, see dovecot.py), the
+packages dovecot-imapd and dovecot-dev (the plugin is built only with the
+latter; meson registers this test only then) and SUBMITD_IMAP_PLUGIN, the
+path of the built lib95_imap_submit_token_plugin.so (set by meson).
+
+Run: SUBMITD_BUILD_DIR=build SUBMITD_IMAP_PLUGIN=build/imap/lib95_imap_submit_token_plugin.so \
+     python3 -m unittest -v test_imap_plugin
+"""
+
+import base64
+import datetime
+import hashlib
+import http.client
+import http.server
+import imaplib
+import json
+import os
+import re
+import socket
+import socketserver
+import threading
+import time
+import unittest
+import uuid
+
+from dovecot import MAIL_USER, Dovecot, dovecot_bin, quote
+from harness import RawSMTP, Submitd, b64url_decode, dot_stuff, free_port, parse_token_reply
+
+SENDER = "sender@example.org"      # SMTP sender, IMAP user
+ALICE = "alice@example.net"        # recipient, IMAP user
+BOB = "bob@example.org"            # another IMAP user
+PASSWORD = "imap pass phrase 3"
+TIMEOUT = 3                        # submit_token_api_timeout of the tests, seconds
+
+SMTPD = None
+DOVECOT = None
+SECRET = None
+
+imaplib.Commands.setdefault("XSUBMITTOKEN", ("AUTH", "SELECTED"))
+
+
+def plugin_config(tmp, api_url, secret):
+    """The Dovecot configuration that loads the plugin from the build."""
+    plugin = os.environ.get("SUBMITD_IMAP_PLUGIN", "")
+    if not os.path.isfile(plugin):
+        raise AssertionError("SUBMITD_IMAP_PLUGIN=%r is not the built plugin" % plugin)
+    secret_file = os.path.join(tmp, "submit-token-secret")
+    with open(secret_file, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(secret_file, 0o644)      # read by the imap process (user nobody)
+    return """mail_plugin_dir = %s
+protocol imap {
+  mail_plugins = $mail_plugins imap_submit_token
+}
+plugin {
+  submit_token_api_url = %s
+  submit_token_api_secret_file = %s
+  submit_token_api_timeout = %d
+}
+""" % (os.path.dirname(os.path.abspath(plugin)), api_url, secret_file, TIMEOUT)
+
+
+def new_dovecot(api_url, secret):
+    d = Dovecot({SENDER: PASSWORD, ALICE: PASSWORD, BOB: PASSWORD})
+    # the configuration is written by the constructor: append ours to it
+    with open(d.conf, "a") as f:
+        f.write(plugin_config(d.tmp, api_url, secret))
+    return d
+
+
+def setUpModule():
+    global SMTPD, DOVECOT, SECRET
+    if os.geteuid() != 0:
+        raise AssertionError("test_imap_plugin must run as root: its Dovecot switches to %s" % MAIL_USER)
+    if dovecot_bin() is None:
+        raise AssertionError("dovecot is not installed (package dovecot-imapd): run scripts/deps test")
+    SMTPD = Submitd({"smtp.trusted_networks": "127.0.0.0/8"})
+    unittest.addModuleCleanup(SMTPD.cleanup)
+    SMTPD.start()
+    SECRET = SMTPD.submitctl("service", "add", "dovecot").stdout.strip()
+    DOVECOT = new_dovecot("http://127.0.0.1:%d" % SMTPD.http_port, SECRET)
+    unittest.addModuleCleanup(DOVECOT.stop)
+    DOVECOT.start()
+    for user in (SENDER, ALICE, BOB):
+        DOVECOT.create_folder(user, "Sent")
+
+
+def tearDownModule():
+    if SMTPD.proc is not None:
+        SMTPD.stop()
+
+
+# ------------------------------------------------------------------ helpers
+
+def submit(rcpts=(ALICE,), sender=SENDER):
+    """One message over SMTP; (tokens by address, the submitted octets)."""
+    marker = "m" + uuid.uuid4().hex
+    body = ("From: <%s>\r\nTo: <%s>\r\nSubject: plugin %s\r\nMessage-ID: <%s@client.test>\r\n\r\n"
+            "Body of %s\r\n.a line with a leading dot\r\n8 bit: gr\u00fc\u00dfe\r\n"
+            % (sender, rcpts[0], marker, marker, marker)).encode()
+    with RawSMTP(SMTPD.port, timeout=60) as c:
+        c.ehlo()
+        for line, code in (("MAIL FROM:<%s>" % sender, 250),) + tuple(("RCPT TO:<%s>" % a, 250) for a in rcpts) \
+                + (("DATA", 354),):
+            r = c.cmd(line)
+            if r.code != code:
+                raise AssertionError("%s: %r" % (line, r))
+        c.send(dot_stuff(body))
+        lines = parse_token_reply(c.reply())
+        c.cmd("QUIT")
+    if len(lines) != len(rcpts) + 1:
+        raise AssertionError("expected %d tokens: %r" % (len(rcpts) + 1, lines))
+    return {a: l.token for l, a in zip(lines, list(rcpts) + [sender])}, body
+
+
+def verify(token):
+    c = http.client.HTTPConnection("127.0.0.1", SMTPD.http_port, timeout=30)
+    try:
+        c.request("POST", "/v1/verify", body=json.dumps({"token": token}),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        c.close()
+
+
+def internaldate(received_at):
+    t = datetime.datetime.strptime(received_at, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.strftime("%d-%b-%Y %H:%M:%S +0000")
+
+
+def xsubmittoken(m, mailbox, token):
+    """(status, code or None, text) of one XSUBMITTOKEN."""
+    typ, data = m._simple_command("XSUBMITTOKEN", quote(mailbox), quote(token))
+    text = data[-1].decode() if data and data[-1] is not None else ""
+    mm = re.match(r"^\[([^\]]*)\]\s*(.*)$", text)
+    return typ, (mm.group(1) if mm else None), (mm.group(2) if mm else text)
+
+
+def forge(token):
+    """The token with one character of its signature (the end of the
+    third part, before the footer) changed."""
+    t = token.split(".")
+    c = t[2][-20]
+    t[2] = t[2][:-20] + ("A" if c != "A" else "B") + t[2][-19:]
+    return ".".join(t)
+
+
+# ------------------------------------------------------------------ real submitd
+
+class PluginTests(unittest.TestCase):
+    maxDiff = None
+
+    def session(self, user=SENDER, dovecot=None):
+        m = (dovecot or DOVECOT).connect(user, PASSWORD)
+        self.addCleanup(lambda: m.logout() if m.state != "LOGOUT" else None)
+        return m
+
+    def assertFiledOnce(self, user, body, received_at, folder="Sent"):
+        msgs = DOVECOT.folder(user, folder)
+        same = [(uid, v) for uid, v in msgs.items() if v[2] == body]
+        self.assertEqual(len(same), 1, msgs)
+        uid, (flags, idate, _) = same[0]
+        self.assertIn("\\Seen", flags)
+        self.assertEqual(idate, internaldate(received_at))
+        return uid
+
+    def assertRefused(self, m, mailbox, token, code, user=SENDER):
+        before = DOVECOT.folder(user, mailbox)
+        typ, got, text = xsubmittoken(m, mailbox, token)
+        self.assertEqual((typ, got), ("NO", code), text)
+        self.assertEqual(DOVECOT.folder(user, mailbox), before)
+        self.assertEqual(m.noop()[0], "OK")
+
+    def test_files_sender_copy(self):
+        tokens, body = submit()
+        st, v = verify(tokens[SENDER])
+        self.assertEqual(st, 200, v)
+        m = self.session()
+        typ, caps = m.capability()
+        self.assertIn(b"XSUBMITTOKEN", caps[0].split())
+        typ, code, text = xsubmittoken(m, "Sent", tokens[SENDER])
+        self.assertEqual(typ, "OK", text)
+        mm = re.match(r"^APPENDUID (\d+) (\d+)$", code or "")
+        self.assertIsNotNone(mm, code)
+        uid = self.assertFiledOnce(SENDER, body, v["message"]["received_at"])
+        self.assertEqual(int(mm.group(2)), uid)
+        typ, data = m.status("Sent", "(UIDVALIDITY)")
+        self.assertIn(b"UIDVALIDITY %s" % mm.group(1).encode(), data[0])
+
+        # idempotent: the same token, in this session and in a new one
+        self.assertEqual(xsubmittoken(m, "Sent", tokens[SENDER])[:2], ("OK", code))
+        m2 = self.session()
+        self.assertEqual(xsubmittoken(m2, "Sent", tokens[SENDER])[:2], ("OK", code))
+        self.assertFiledOnce(SENDER, body, v["message"]["received_at"])
+
+        # another mailbox is another filing; a missing one is TRYCREATE
+        archive = "Archive " + uuid.uuid4().hex[:6]
+        DOVECOT.create_folder(SENDER, archive)
+        typ, code2, text = xsubmittoken(m, archive, tokens[SENDER])
+        self.assertEqual(typ, "OK", text)
+        self.assertRegex(code2, r"^APPENDUID \d+ 1$")
+        self.assertFiledOnce(SENDER, body, v["message"]["received_at"], archive)
+        self.assertFiledOnce(SENDER, body, v["message"]["received_at"])
+        self.assertRefused(m, "No such folder", tokens[SENDER], "TRYCREATE")
+
+    def test_files_into_selected_mailbox(self):
+        """The selected mailbox sees the new message (EXISTS) after filing."""
+        tokens, body = submit()
+        m = self.session()
+        name = "Box " + uuid.uuid4().hex[:6]
+        m.create(quote(name))
+        m.select(quote(name))
+        typ, code, text = xsubmittoken(m, name, tokens[SENDER])
+        self.assertEqual(typ, "OK", text)
+        m.noop()
+        typ, data = m.fetch("1", "(BODY.PEEK[])")
+        self.assertEqual(data[0][1], body)
+
+    def test_refusals(self):
+        tokens, _ = submit(rcpts=(ALICE, BOB))
+        m = self.session()
+        # the recipient's token, presented by the recipient: wrong role
+        self.assertRefused(self.session(ALICE), "Sent", tokens[ALICE], "XSUBMITTOKEN-WRONGROLE", user=ALICE)
+        # the sender's token, presented by another user: wrong address
+        self.assertRefused(self.session(BOB), "Sent", tokens[SENDER], "XSUBMITTOKEN-WRONGADDRESS", user=BOB)
+        # a recipient token presented by the sender: wrong address
+        self.assertRefused(m, "Sent", tokens[ALICE], "XSUBMITTOKEN-WRONGADDRESS")
+        self.assertRefused(m, "Sent", forge(tokens[SENDER]), "XSUBMITTOKEN-BADSIGNATURE")
+        self.assertRefused(m, "Sent", "v4.public.nonsense", "XSUBMITTOKEN-MALFORMED")
+        self.assertRefused(m, "Sent", "not a token", "XSUBMITTOKEN-MALFORMED")
+        # a key this submitd does not know: the footer names another kid
+        t = tokens[SENDER].split(".")
+        self.assertEqual(len(t), 4, tokens[SENDER])
+        footer = json.loads(b64url_decode(t[3]))
+        footer["kid"] = "k4.pid." + "A" * (len(footer["kid"]) - 7)
+        other = base64.urlsafe_b64encode(json.dumps(footer, separators=(",", ":")).encode()).rstrip(b"=")
+        self.assertRefused(m, "Sent", ".".join(t[:3] + [other.decode()]), "XSUBMITTOKEN-UNKNOWNKEY")
+        SMTPD.submitctl("token", "revoke", tokens[SENDER])
+        self.assertRefused(m, "Sent", tokens[SENDER], "XSUBMITTOKEN-REVOKED")
+        # purged: the token is valid, the stored copy is gone
+        tokens, _ = submit()
+        _, v = verify(tokens[SENDER])
+        SMTPD.sql("DELETE FROM message_bodies WHERE message_id = "
+                  "(SELECT message_id FROM messages WHERE public_id = '%s')" % v["message"]["id"])
+        self.assertRefused(m, "Sent", tokens[SENDER], "XSUBMITTOKEN-PURGED")
+        # bad arguments are BAD, not a refusal
+        with self.assertRaises(imaplib.IMAP4.error):
+            m._simple_command("XSUBMITTOKEN", "Sent")
+        self.assertEqual(m.noop()[0], "OK")
+
+    def test_expired_and_unavailable(self):
+        """Restarts submitd with 2-second tokens (same data, same keys), then
+        stops it: each refusal has its code, and the session goes on."""
+        m = self.session()
+        SMTPD.stop()
+        SMTPD.options["tokens.lifetime"] = "2"
+        try:
+            SMTPD.start()
+            tokens, body = submit()
+            time.sleep(3)
+            self.assertRefused(m, "Sent", tokens[SENDER], "XSUBMITTOKEN-EXPIRED")
+        finally:
+            SMTPD.stop()
+            del SMTPD.options["tokens.lifetime"]
+        try:
+            self.assertRefused(m, "Sent", "v4.public.eyJhIjoiYiJ9", "XSUBMITTOKEN-UNAVAILABLE")
+        finally:
+            SMTPD.start()
+        tokens, body = submit()
+        _, v = verify(tokens[SENDER])
+        typ, code, text = xsubmittoken(m, "Sent", tokens[SENDER])
+        self.assertEqual(typ, "OK", text)
+        self.assertFiledOnce(SENDER, body, v["message"]["received_at"])
+
+
+# ------------------------------------------------------------------ fake API
+
+FAKE_BODY = b"From: <sender@example.org>\r\nSubject: fake\r\n\r\nfrom the fake API\r\n"
+
+
+class FakeApi(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", free_port()), FakeHandler)
+        self.mode = "good"
+        self.requests = []
+        self.lock = threading.Lock()
+
+
+def good_verify(body=FAKE_BODY, size=None, sha=None, msgid=None):
+    return json.dumps({
+        "result": "valid", "token_id": "x", "role": "sender", "address": SENDER,
+        "message": {"id": msgid or "fake" + uuid.uuid4().hex[:12], "received_at": "2024-02-29T12:34:56.789Z",
+                    "envelope_from": SENDER, "size": len(body) if size is None else size,
+                    "sha256": sha or hashlib.sha256(body).hexdigest()}}).encode()
+
+
+class FakeHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def answer(self, status, body, ctype="application/json", length=None):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        req = self.rfile.read(n)
+        srv = self.server
+        with srv.lock:
+            srv.requests.append((self.command, self.path, dict(self.headers), req))
+        mode = srv.mode
+        if mode == "garbage":
+            self.answer(200, b'{"result":"valid","role":"sender","message":{"size":1,,,}')
+        elif mode == "huge":
+            self.answer(200, b'{"result":"valid","pad":"' + b"x" * (1 << 20) + b'"}')
+        elif mode == "deep":
+            self.answer(200, b"[" * 5000 + b"]" * 5000)
+        elif mode == "html500":
+            self.answer(500, b"<html>oops</html>", "text/html")
+        elif mode == "cut":
+            self.answer(200, good_verify()[:40], length=400)
+            self.close_connection = True
+        elif mode == "silent":
+            time.sleep(TIMEOUT + 3)
+            self.close_connection = True
+        elif mode == "badsha":
+            self.answer(200, good_verify(sha="0" * 64))
+        elif mode == "longer":
+            self.answer(200, good_verify(size=len(FAKE_BODY) - 5))
+        elif mode == "notyours":
+            self.answer(409, b'{"result":"wrong_address","error":"x"}')
+        else:
+            self.answer(200, good_verify(msgid=srv.mode_msgid))
+
+    def do_GET(self):
+        srv = self.server
+        with srv.lock:
+            srv.requests.append((self.command, self.path, dict(self.headers), b""))
+        self.answer(200, FAKE_BODY, "message/rfc822")
+
+
+class FakeApiTests(unittest.TestCase):
+    """A second Dovecot whose plugin talks to FakeApi."""
+
+    def check_concurrency(self):
+        """While one XSUBMITTOKEN waits for a silent API, the session answers
+        NOOP first; LOGOUT, and a connection dropped while a command
+        waits, end cleanly."""
+        before = self.dovecot.folder(SENDER, "Sent")
+        self.api.mode = "silent"
+        for ending in ("logout", "drop"):
+            with socket.create_connection(("127.0.0.1", self.dovecot.port), timeout=30) as s:
+                f = s.makefile("rb")
+                f.readline()
+                s.sendall(b'a LOGIN "%s" "%s"\r\n' % (SENDER.encode(), PASSWORD.encode()))
+                self.assertTrue(f.readline().startswith(b"a OK"))
+                s.sendall(b"b XSUBMITTOKEN Sent v4.public.eyJhIjoiYiJ9\r\nc NOOP\r\n")
+                tagged = []
+                while not tagged or tagged[-1] != b"c":
+                    line = f.readline()
+                    self.assertTrue(line, tagged)
+                    if not line.startswith(b"*"):
+                        tagged.append(line.split(b" ")[0])
+                self.assertEqual(tagged, [b"c"])          # NOOP answered, XSUBMITTOKEN still waiting
+                if ending == "logout":
+                    s.sendall(b"d LOGOUT\r\n")
+                    rest = f.read()
+                    self.assertIn(b"d OK", rest)
+        self.assertEqual(self.dovecot.folder(SENDER, "Sent"), before)
+
+    @classmethod
+    def setUpClass(cls):
+        cls.api = FakeApi()
+        cls.api.mode_msgid = "fake" + uuid.uuid4().hex[:12]
+        threading.Thread(target=cls.api.serve_forever, daemon=True).start()
+        cls.dovecot = new_dovecot("http://127.0.0.1:%d/" % cls.api.server_address[1], "sd_fake-secret")
+        cls.dovecot.start()
+        cls.dovecot.create_folder(SENDER, "Sent")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dovecot.stop()
+        cls.api.shutdown()
+        cls.api.server_close()
+
+    def test_misbehaving_api(self):
+        m = self.dovecot.connect(SENDER, PASSWORD)
+        try:
+            for mode in ("garbage", "huge", "deep", "html500", "cut", "silent", "badsha", "longer"):
+                self.api.mode = mode
+                typ, code, text = xsubmittoken(m, "Sent", "v4.public.eyJhIjoiYiJ9")
+                self.assertEqual((typ, code), ("NO", "XSUBMITTOKEN-UNAVAILABLE"), "%s: %s" % (mode, text))
+                self.assertEqual(self.dovecot.folder(SENDER, "Sent"), {}, mode)
+                self.assertEqual(m.noop()[0], "OK", mode)
+            self.api.mode = "notyours"
+            self.assertEqual(xsubmittoken(m, "Sent", "v4.public.eyJhIjoiYiJ9")[:2],
+                             ("NO", "XSUBMITTOKEN-WRONGADDRESS"))
+            # a well-formed answer is filed: the fake is realistic
+            self.api.mode = "good"
+            with self.api.lock:
+                self.api.requests.clear()
+            typ, code, text = xsubmittoken(m, "Sent", "v4.public.eyJhIjoiYiJ9")
+            self.assertEqual(typ, "OK", text)
+            msgs = self.dovecot.folder(SENDER, "Sent")
+            self.assertEqual([v[2] for v in msgs.values()], [FAKE_BODY])
+            self.assertEqual([v[1] for v in msgs.values()], ["29-Feb-2024 12:34:56 +0000"])
+        finally:
+            m.logout()
+        with self.api.lock:
+            reqs = list(self.api.requests)
+        self.assertEqual([(r[0], r[1]) for r in reqs], [("POST", "/v1/verify"), ("GET", "/v1/message")])
+        for method, path, headers, body in reqs:
+            self.assertEqual(headers.get("Authorization"), "Bearer sd_fake-secret")
+        self.assertEqual(json.loads(reqs[0][3]), {"token": "v4.public.eyJhIjoiYiJ9", "address": SENDER})
+        self.assertEqual(reqs[1][2].get("Submit-Token"), "v4.public.eyJhIjoiYiJ9")
+        self.check_concurrency()
+        log = self.dovecot.log()
+        self.assertNotRegex(log, r"(?i)panic|fatal|killed with signal|segmentation")
+
+
+if __name__ == "__main__":
+    unittest.main()
