@@ -212,6 +212,24 @@ static const char *const migrations[] = {
 	"              THEN 'login_disabled' END AS hold\n"
 	"  FROM recipients r JOIN messages m USING (message_id)\n"
 	"  WHERE r.state IN ('queued', 'deferred');\n",
+	/* 7: DKIM keys per domain and selector, and
+	 * the signature header fields computed when a message was accepted,
+	 * put in front of its stored bytes when it is relayed (docs/schema.md) */
+	"CREATE TABLE dkim_keys (\n"
+	"  domain      TEXT NOT NULL COLLATE NOCASE,\n"
+	"  selector    TEXT NOT NULL COLLATE NOCASE,\n"
+	"  algorithm   TEXT NOT NULL CHECK (algorithm IN ('rsa-sha256', 'ed25519-sha256')),\n"
+	"  private_key TEXT NOT NULL CHECK (private_key LIKE '-----BEGIN %'),\n"
+	"  public_key  TEXT NOT NULL,\n"
+	"  state       TEXT NOT NULL CHECK (state IN ('active', 'retired')),\n"
+	"  created_at  TEXT NOT NULL,\n"
+	"  retired_at  TEXT,\n"
+	"  PRIMARY KEY (domain, selector)\n"
+	") STRICT;\n"
+	"CREATE TABLE message_dkim (\n"
+	"  message_id INTEGER PRIMARY KEY REFERENCES messages(message_id) ON DELETE CASCADE,\n"
+	"  headers    TEXT NOT NULL\n"
+	") STRICT;\n",
 };
 
 int

@@ -55,6 +55,7 @@ queue_task_free(struct queue_task **tp)
 	free(t->client);
 	free(t->auth_login);
 	free(t->body_type);
+	free(t->prepend);
 	free(t);
 	*tp = NULL;
 }
@@ -77,6 +78,8 @@ load_task(sqlite3_stmt *m, sqlite3_stmt *r)
 	t->smtputf8 = sqlite3_column_int(m, 8) != 0;
 	t->size = sqlite3_column_int64(m, 9);
 	t->has_body = sqlite3_column_int(m, 10) != 0;
+	if (sqlite3_column_type(m, 11) != SQLITE_NULL)
+		t->prepend = col_dup(m, 11);
 	sqlite3_bind_int64(r, 2, t->message_id);
 	while (sqlite3_step(r) == SQLITE_ROW) {
 		t->rcpts = xrealloc(t->rcpts, (t->nrcpt + 1) * sizeof(*t->rcpts));
@@ -103,7 +106,8 @@ queue_scan(sqlite3 *db, int64_t now_ms, const int64_t *skip, size_t nskip, size_
 	if (sqlite3_prepare_v2(db,
 	    "SELECT m.message_id, m.public_id, m.received_at, m.envelope_from, m.helo, m.client_address, "
 	    "coalesce(m.auth_login, ''), m.body_type, m.smtputf8, m.size, "
-	    "EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id) FROM messages m "
+	    "EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id), "
+	    "(SELECT d.headers FROM message_dkim d WHERE d.message_id = m.message_id) FROM messages m "
 	    "WHERE m.message_id IN (SELECT DISTINCT message_id FROM recipients INDEXED BY recipients_due WHERE " DUE ") "
 	    "AND " NOT_HELD " "
 	    "ORDER BY m.message_id LIMIT ?2", -1, &st, NULL) != SQLITE_OK)

@@ -41,6 +41,7 @@ struct queue_task {
 	bool smtputf8;
 	int64_t size;
 	bool has_body;                /* false: retention purged it */
+	char *prepend;                /* header fields to send first (DKIM), or NULL */
 	struct queue_rcpt *rcpts;
 	size_t nrcpt;
 	struct queue_task *next;      /* the owner's lists */

@@ -50,6 +50,7 @@ writer_msg_free(struct writer_msg **mp)
 		free(m->tokens);
 	}
 	free(m->token_meta);
+	free(m->prepend);
 	free(m);
 	*mp = NULL;
 }
@@ -156,6 +157,9 @@ writer_main(void *arg)
 			/* The bodies are stored (or failed): release them now, not on
 			 * the event loop, which only needs the status and the tokens. */
 			for (struct writer_msg *m = batch; m; m = m->next) {
+				/* a prepend worker may still read a body that failed to store */
+				if (w->o.prepend)
+					writer_wait_prepended(w, m);
 				xfreep(&m->body);
 				if (m->spool_fd != -1) {
 					close(m->spool_fd);
@@ -218,10 +222,13 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 	pthread_cond_init(&w->cond, NULL);
 	pthread_cond_init(&w->sign_cond, NULL);
 	pthread_cond_init(&w->signed_cond, NULL);
+	pthread_cond_init(&w->prep_cond, NULL);
+	pthread_cond_init(&w->prepended_cond, NULL);
 	workq_init(&w->msgs, offsetof(struct writer_msg, next), &w->lock, &w->cond);
 	workq_init(&w->jobs, offsetof(struct writer_job, next), &w->lock, &w->cond);
 	workq_init(&w->audits, offsetof(struct audit_entry, next), &w->lock, &w->cond);
 	workq_init(&w->to_sign, offsetof(struct writer_msg, s_next), &w->lock, &w->sign_cond);
+	workq_init(&w->to_prepend, offsetof(struct writer_msg, p_next), &w->lock, &w->prep_cond);
 	workq_init(&w->done, offsetof(struct writer_msg, next), &w->lock, NULL);
 	workq_init(&w->jobs_done, offsetof(struct writer_job, next), &w->lock, NULL);
 	writer_refresh_keys(w);
@@ -233,6 +240,11 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 	pthread_setname_np(w->thread, "sd-writer");
 	if (w->o.tokens && writer_signer_start(w) == -1) {
 		snprintf(err, errlen, "cannot start the signer thread");
+		writer_stop(&w);
+		return NULL;
+	}
+	if (w->o.prepend && writer_prepend_start(w) == -1) {
+		snprintf(err, errlen, "cannot start the prepend threads");
 		writer_stop(&w);
 		return NULL;
 	}
@@ -271,6 +283,10 @@ writer_submit(struct writer *w, struct writer_msg *m)
 	} else {
 		m->pending = 1;
 		m->signed_done = true;
+	}
+	if (w->o.prepend) {
+		m->prepend_done = false;
+		workq_push_locked(&w->to_prepend, m);
 	}
 	workq_push_locked(&w->msgs, m);
 	w->depth++;
@@ -327,6 +343,9 @@ writer_stop(struct writer **wp)
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
+	/* They drain their queue before they leave; the writer thread, which
+	 * waited for each message it stored, is gone. */
+	writer_prepend_stop(w);
 	checkpoint_stop(&w->ckpt);
 	for (list = workq_take_all(&w->done); (m = list) != NULL; ) {
 		list = m->next;
@@ -340,6 +359,8 @@ writer_stop(struct writer **wp)
 	pthread_cond_destroy(&w->cond);
 	pthread_cond_destroy(&w->sign_cond);
 	pthread_cond_destroy(&w->signed_cond);
+	pthread_cond_destroy(&w->prep_cond);
+	pthread_cond_destroy(&w->prepended_cond);
 	sodium_memzero(&w->active, sizeof(w->active));
 	sodium_memzero(&w->previous, sizeof(w->previous));
 	free(w->db_path);

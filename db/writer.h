@@ -12,6 +12,12 @@
  * sum. A message comes back when both are done, and a token is handed out
  * only if its row committed with the message.
  *
+ * A message may also get header fields to put in front of it when it is
+ * relayed (DKIM signatures): writer_opts.prepend computes them on worker
+ * threads of the writer (prepend_threads of them), beside the commit, and
+ * the writer thread waits for them and stores them in the message's
+ * transaction (message_dkim), so the 250 covers them as well.
+ *
  * The event loop never blocks on the disk: it is told through notify(),
  * called on the writer thread, and then collects finished messages.
  */
@@ -59,6 +65,7 @@ struct writer_msg {
 	struct writer_token_meta *token_meta;  /* the rows' columns, writer-private */
 	uint64_t submitted_us;         /* monotonic clock at writer_submit */
 	uint64_t commit_us;            /* submit-to-commit latency */
+	char *prepend;                 /* writer_opts.prepend's header fields, or NULL */
 
 	/* For the submitter: who waits (cleared when it goes away). */
 	void *owner;
@@ -69,6 +76,9 @@ struct writer_msg {
 	struct writer_msg *s_next;
 	unsigned pending;
 	bool signed_done;
+	/* Writer-private: the prepend workers' queue; prepend is final. */
+	struct writer_msg *p_next;
+	bool prepend_done;
 };
 
 struct writer_opts {
@@ -83,6 +93,13 @@ struct writer_opts {
 	 * setting, or sent_default for a login without one, says off. */
 	bool sent_jobs;
 	bool sent_default;
+	/* Optional: header fields for m (CRLF-terminated, malloc'd) or NULL,
+	 * called for every message on one of prepend_threads worker threads
+	 * (thread: 0 .. prepend_threads - 1, for per-thread state); m's body
+	 * (body or spool_fd) may be read, nothing written. Stored with it. */
+	char *(*prepend)(void *arg, int thread, const struct writer_msg *m);
+	void *prepend_arg;
+	int prepend_threads;           /* >= 1 with prepend */
 	/* No next hop (relay.host empty): recipients are stored unrouted, and
 	 * the relay leaves them until `submitctl queue release`. */
 	bool unrouted;

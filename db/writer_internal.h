@@ -3,8 +3,9 @@
  * what the writer does. writer.c runs the thread, its queues and passes,
  * jobs, start and stop; writer_store.c controls transactions and writes
  * messages (rows, bodies, tokens); writer_signer.c signs tokens on the
- * signer thread and follows the key ring; writer_audit.c writes the API's
- * audit rows. Nothing here is for the rest of the daemon.
+ * signer thread and follows the key ring; writer_prepend.c runs the
+ * workers of writer_opts.prepend (DKIM signatures); writer_audit.c writes
+ * the API's audit rows. Nothing here is for the rest of the daemon.
  */
 #ifndef SUBMITD_WRITER_INTERNAL_H
 #define SUBMITD_WRITER_INTERNAL_H
@@ -30,7 +31,7 @@
 
 /* The prepared statements (writer_store_prepare). */
 enum {
-	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_AUDIT, ST_SENT_JOB,
+	ST_MESSAGE, ST_BODY, ST_BODY_ZERO, ST_RCPT, ST_TOKEN, ST_AUDIT, ST_SENT_JOB, ST_PREPEND,
 	ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST_SAVEPOINT, ST_RELEASE, ST_ROLLBACK_TO,
 	ST_COUNT
 };
@@ -78,6 +79,15 @@ struct writer {
 	struct token_key previous;
 	bool signing;                           /* the signer holds messages */
 
+	/* The prepend workers (writer_opts.prepend): a message goes to them
+	 * too; the writer thread waits for its prepend_done before it stores
+	 * the fields, and before it frees the body they read. */
+	pthread_t *preppers;
+	int npreppers;                          /* started */
+	pthread_cond_t prep_cond;               /* work for a prepend worker */
+	pthread_cond_t prepended_cond;          /* a message's prepend is done */
+	struct workq to_prepend;                /* waiting (p_next) */
+
 	struct workq done;                      /* messages done, to collect */
 	struct workq audits;                    /* audit rows to insert */
 	struct workq jobs;                      /* jobs to run */
@@ -124,6 +134,13 @@ void writer_wait_signed(struct writer *w, struct writer_msg *m);
 /* Start and stop the signer thread. 0 or -1. */
 int writer_signer_start(struct writer *w);
 void writer_signer_stop(struct writer *w);
+
+/* writer_prepend.c */
+/* Start writer_opts.prepend_threads workers (0 or -1), stop them after
+ * they drained their queue, wait for m's fields (writer thread). */
+int writer_prepend_start(struct writer *w);
+void writer_prepend_stop(struct writer *w);
+void writer_wait_prepended(struct writer *w, struct writer_msg *m);
 
 /* writer_audit.c: on the writer thread. */
 /* The rows to insert this pass: those kept from a failed commit first,

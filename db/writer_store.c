@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "db/dkim_store.h"
 #include "db/sent.h"
 #include "server/base/log.h"
 #include "server/base/util.h"
@@ -41,6 +42,7 @@ static const char *const sql[ST_COUNT] = {
 	[ST_AUDIT] = "INSERT INTO audit_log (at, action, result, service, token_id, client_address) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[ST_SENT_JOB] = sent_job_insert_sql,
+	[ST_PREPEND] = dkim_store_message_sql,
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
@@ -320,6 +322,21 @@ store_message(struct writer *w, struct writer_msg *m)
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return rc;
+	}
+	/* The header fields (DKIM signatures), computed by a prepend worker
+	 * while the rows and the body above were written: they commit with
+	 * the message. */
+	if (w->o.prepend) {
+		writer_wait_prepended(w, m);
+		if (m->prepend) {
+			st = w->st[ST_PREPEND];
+			sqlite3_bind_int64(st, 1, message_id);
+			sqlite3_bind_text(st, 2, m->prepend, -1, SQLITE_STATIC);
+			rc = sqlite3_step(st);
+			sqlite3_reset(st);
+			if (rc != SQLITE_DONE)
+				return rc;
+		}
 	}
 	return SQLITE_DONE;
 }

@@ -38,12 +38,14 @@ ALLOWED = {
     "runtime": ("base",),
     "net": ("base",),
     "auth": ("base", "tokens", "db", "protocol"),
+    "dkim": ("base", "db", "protocol"),
     "limits": ("base", "db", "runtime"),
     "smtp": ("base", "tokens", "db", "protocol", "runtime", "net", "auth", "limits"),
     "relay": ("base", "tokens", "db", "protocol", "runtime", "net"),
     "api": ("base", "tokens", "db", "protocol", "runtime", "net"),
     "sent": ("base", "tokens", "db", "protocol", "runtime", "net"),
-    "daemon": ("base", "tokens", "db", "protocol", "runtime", "net", "auth", "limits", "smtp", "relay", "api", "sent"),
+    "daemon": ("base", "tokens", "db", "protocol", "runtime", "net", "auth", "dkim", "limits", "smtp", "relay", "api",
+               "sent"),
     "admin": ("base", "tokens", "db", "protocol", "auth"),
     # the Dovecot plugin: built against Dovecot's headers alone, it runs in
     # Dovecot's imap process and talks to submitd over HTTP only

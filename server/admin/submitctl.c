@@ -71,6 +71,12 @@ submitctl_usage(FILE *f)
 	    "  sent disable LOGIN             do not file copies for LOGIN\n"
 	    "  sent default LOGIN             LOGIN follows sent.default again\n"
 	    "  sent list                      logins with a setting of their own\n"
+	    "DKIM keys (docs/operations.md):\n"
+	    "  dkim generate DOMAIN [--selector S] [--algorithm rsa|ed25519]\n"
+	    "                                 new active key (RSA 2048 by default)\n"
+	    "  dkim list\n"
+	    "  dkim export DOMAIN             the DNS TXT records to publish\n"
+	    "  dkim retire DOMAIN SELECTOR    stop signing with that key\n"
 	    "API service credentials:\n"
 	    "  service add NAME               prints a new secret once\n"
 	    "  service list\n"
@@ -149,6 +155,8 @@ main(int argc, char **argv)
 		rc = submitctl_queue(db, argc - 1, argv + 1);
 	else if (strcmp(argv[0], "sent") == 0)
 		rc = submitctl_sent(db, argc - 1, argv + 1);
+	else if (strcmp(argv[0], "dkim") == 0)
+		rc = submitctl_dkim(db, argc - 1, argv + 1);
 	else if (argc == 2 && strcmp(argv[0], "backup") == 0)
 		rc = submitctl_backup(db, argv[1]);
 	else {

@@ -3,7 +3,8 @@
  * reads the options and the configuration, opens the database and hands
  * each command group its arguments (after the group's name); the groups
  * are submitctl_users.c (users, API services), submitctl_tokens.c (signing
- * keys, tokens) and submitctl_mail.c (messages, the relay queue, backup).
+ * keys, tokens), submitctl_mail.c (messages, the relay queue, backup) and
+ * submitctl_dkim.c (DKIM keys).
  * A command returns the exit status: 0, 1 on failure, 2 on a usage error.
  */
 #ifndef SUBMITD_SUBMITCTL_INTERNAL_H
@@ -30,6 +31,7 @@ int submitctl_message(sqlite3 *db, const struct config *cfg, int argc, char **ar
 int submitctl_queue(sqlite3 *db, int argc, char **argv);
 int submitctl_sent(sqlite3 *db, int argc, char **argv);
 int submitctl_backup(sqlite3 *db, const char *path);
+int submitctl_dkim(sqlite3 *db, int argc, char **argv);
 /* submitctl_limits.c: user list|disable|enable|limit, queue release|drop
  * --login; -1 when the arguments are none of those. */
 int submitctl_user_limits(sqlite3 *db, const struct config *cfg, int argc, char **argv);

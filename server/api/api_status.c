@@ -117,6 +117,12 @@ api_handle_metrics(struct api_worker *w, struct evhttp_request *req)
 	    (unsigned long long)STAT_GET(s->sent_filed), (unsigned long long)STAT_GET(s->sent_retried),
 	    (unsigned long long)STAT_GET(s->sent_failed), (unsigned long long)STAT_GET(s->sent_pending));
 	evbuffer_add_printf(b,
+	    "# HELP submitd_dkim_signed_total Accepted messages signed with DKIM.\n"
+	    "# TYPE submitd_dkim_signed_total counter\nsubmitd_dkim_signed_total %llu\n"
+	    "# HELP submitd_dkim_failed_total Accepted messages whose DKIM signing failed (relayed unsigned).\n"
+	    "# TYPE submitd_dkim_failed_total counter\nsubmitd_dkim_failed_total %llu\n",
+	    (unsigned long long)STAT_GET(s->dkim_signed), (unsigned long long)STAT_GET(s->dkim_failed));
+	evbuffer_add_printf(b,
 	    "# HELP submitd_limit_refused_total MAIL or RCPT refused with 450 4.7.1 by a sending limit.\n"
 	    "# TYPE submitd_limit_refused_total counter\n");
 	for (int k = 0; k < LIMIT_COUNT; k++)

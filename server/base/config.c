@@ -101,6 +101,8 @@ static const struct cfg_entry table[] = {
 	BOOL("tokens", "enabled", tokens_enabled, "true"),
 	INT("tokens", "lifetime", tokens_lifetime, 1, 366 * 86400, "604800"),
 	STR("tokens", "issuer", tokens_issuer, ""),
+	BOOL("dkim", "enabled", dkim_enabled, "true"),
+	INT("dkim", "workers", dkim_workers, 1, 64, "2"),
 	LIST("http", "listen", http_listen, http_listen_addrs, LIST_LISTEN, "127.0.0.1:8025"),
 	BOOL("http", "tls", http_tls, "false"),
 	INT("http", "threads", http_threads, 1, 64, "2"),

@@ -79,6 +79,9 @@ struct config {
 	bool tokens_enabled;
 	int64_t tokens_lifetime;
 	char *tokens_issuer;            /* "" = hostname */
+	/* [dkim] */
+	bool dkim_enabled;              /* sign with the active keys of the From: domain */
+	int64_t dkim_workers;           /* signing threads */
 	/* [http] the verification API */
 	char *http_listen;
 	struct netaddr_listen_list http_listen_addrs;

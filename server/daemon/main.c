@@ -24,6 +24,7 @@
 #include "server/auth/auth.h"
 #include "server/auth/dovecot_client.h"
 #include "server/base/config.h"
+#include "server/dkim/dkim_sign.h"
 #include "server/api/http_api.h"
 #include "server/daemon/listener.h"
 #include "server/base/log.h"
@@ -41,6 +42,9 @@
 /* The Sent filing: the daemon's alone (struct server knows no filer), it
  * wires the filer to the writer's wake-up, the drain and the shutdown. */
 static struct sent *sent;
+/* The DKIM signers (dkim.enabled), one per prepend worker of the writer. */
+static struct dkim_signer **dkim;
+static int ndkim;
 
 static void
 usage(FILE *f)
@@ -59,6 +63,23 @@ static void
 wake(void *arg)
 {
 	event_active(arg, EV_READ, 0);
+}
+
+/* writer_opts.prepend, on the writer's prepend worker `thread`: the
+ * message's DKIM signatures. A message whose signing fails goes unsigned
+ * (logged by the signer, counted here). */
+static char *
+dkim_prepend(void *arg, int thread, const struct writer_msg *m)
+{
+	struct server *srv = arg;
+	char *out;
+	int rc = dkim_signer_sign(dkim[thread], m->public_id, m->body, m->spool_fd, m->size, &out);
+
+	if (rc == 1)
+		STAT_ADD(srv->stats.dkim_signed, 1);
+	else if (rc == -1)
+		STAT_ADD(srv->stats.dkim_failed, 1);
+	return rc == 1 ? out : NULL;
 }
 
 /* server_maybe_exit's event: while draining, leave the loop once no
@@ -471,6 +492,16 @@ main(int argc, char **argv)
 		};
 		srv.smtp_backend = &backend;
 	}
+	if (cfg.dkim_enabled) {
+		dkim = xcalloc((size_t)cfg.dkim_workers, sizeof(*dkim));
+		for (ndkim = 0; ndkim < (int)cfg.dkim_workers; ndkim++) {
+			dkim[ndkim] = dkim_signer_new(srv.db_path, err, sizeof(err));
+			if (dkim[ndkim] == NULL) {
+				log_err("event=startup_failed error=\"dkim: %s\"", err);
+				return 1;
+			}
+		}
+	}
 	{
 		struct writer_opts wo = {
 			.db_path = srv.db_path, .tokens = cfg.tokens_enabled,
@@ -478,6 +509,7 @@ main(int argc, char **argv)
 			.batch = (int)cfg.store_batch,
 			.checkpoint_pages = (int)cfg.store_checkpoint_pages, .notify = wake, .notify_arg = srv.writer_ev,
 			.sent_jobs = cfg.sent_imap_host[0] != '\0', .sent_default = cfg.sent_default_mode == CONFIG_ON,
+			.prepend = dkim ? dkim_prepend : NULL, .prepend_arg = &srv, .prepend_threads = ndkim,
 			.unrouted = cfg.relay_host[0] == '\0',
 		};
 		srv.writer = writer_start(&wo, err, sizeof(err));
@@ -551,6 +583,9 @@ main(int argc, char **argv)
 	sent_free(&sent);
 	/* Messages already handed to the writer are committed before exit. */
 	writer_stop(&srv.writer);
+	for (int i = 0; i < ndkim; i++)
+		dkim_signer_free(&dkim[i]);
+	free(dkim);
 	limits_free(&srv.limits);
 	auth_pool_stop(&srv.auth);
 	/* Drain what the threads finished after the loop stopped. */

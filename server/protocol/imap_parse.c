@@ -5,6 +5,7 @@
  * rather than cutting it short unnoticed.
  */
 #include "server/protocol/imap_parse.h"
+#include "server/protocol/mail_header.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -666,47 +667,5 @@ imap_quote(const char *s, char *out, size_t outlen)
 int
 imap_message_id(const char *head, size_t len, char *out, size_t outlen)
 {
-	static const char name[] = "Message-ID:";
-	size_t i = 0, n = sizeof(name) - 1;
-
-	while (i < len) {
-		size_t eol = i;
-		while (eol < len && head[eol] != '\n')
-			eol++;
-		size_t linelen = eol - i - (eol > i && head[eol - 1] == '\r');
-		if (linelen == 0)
-			return -1;   /* the end of the header */
-		if (linelen >= n && strncasecmp(head + i, name, n) == 0) {
-			size_t o = 0, k = i + n;
-			/* the value, with its continuation lines unfolded */
-			for (;;) {
-				for (; k < eol; k++) {
-					char c = head[k];
-					if (c == '\r' || c == '\0')
-						continue;
-					if ((c == ' ' || c == '\t') && (o == 0 || out[o - 1] == ' '))
-						continue;
-					if (o + 1 >= outlen)
-						return -1;
-					out[o++] = c == '\t' ? ' ' : c;
-				}
-				if (eol + 1 < len && (head[eol + 1] == ' ' || head[eol + 1] == '\t')) {
-					k = eol + 1;
-					eol = k;
-					while (eol < len && head[eol] != '\n')
-						eol++;
-					if (o > 0 && out[o - 1] != ' ' && o + 1 < outlen)
-						out[o++] = ' ';
-					continue;
-				}
-				break;
-			}
-			while (o > 0 && out[o - 1] == ' ')
-				o--;
-			out[o] = '\0';
-			return o > 0 ? 0 : -1;
-		}
-		i = eol + 1;
-	}
-	return -1;
+	return mail_header_field(head, len, "Message-ID", out, outlen, NULL) > 0 ? 0 : -1;
 }

@@ -300,14 +300,19 @@ received_header(struct conn *c)
 	helo[h] = '\0';
 	if (t->helo[0] == '[' && !cfg->relay_show_client_address)
 		h = 0;
+	size_t pre = t->prepend ? strlen(t->prepend) : 0;
 	free(c->header);
-	c->header = xmalloc(1024);
+	c->header = xmalloc(1024 + pre);
 	/* RFC 5321 4.4. No "for <recipient>" clause: with several recipients
 	 * it would name one of them to all, a Bcc leak. */
 	n = snprintf(c->header, 1024, "Received: from %s%s\r\n\tby %s (submitd) with %s id %s;\r\n\t%s\r\n",
 	    h ? helo : "unknown", client, cfg->hostname, t->auth_login[0] ? "ESMTPA" : "ESMTP",
 	    t->public_id, date);
 	c->header_len = n > 0 && n < 1024 ? (size_t)n : 0;
+	/* Under our trace line, the DKIM signatures computed at acceptance:
+	 * stored beside the client's bytes, which stay as they came. */
+	memcpy(c->header + c->header_len, t->prepend ? t->prepend : "", pre);
+	c->header_len += pre;
 	c->header_off = 0;
 	c->body_off = 0;
 	c->at_line_start = true;

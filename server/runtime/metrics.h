@@ -46,6 +46,9 @@ struct server_stats {
 	uint64_t sent_retried;             /* tries that failed and wait for another */
 	uint64_t sent_failed;              /* jobs given up (lifetime, purged body) */
 	uint64_t sent_pending;             /* gauge: jobs not yet filed, at the last scan */
+	/* DKIM (server/dkim/), counted on the writer's signer thread */
+	uint64_t dkim_signed;              /* messages signed (with one key or more) */
+	uint64_t dkim_failed;              /* messages whose signing failed: relayed unsigned */
 };
 
 /* "too_big", "bare_cr_lf", ...: the label of a refusal in /metrics. */

@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 
-BENCHMARKS = ["acceptance", "auth", "size", "idle", "api", "scale"]
+BENCHMARKS = ["acceptance", "auth", "size", "idle", "api", "scale", "dkim"]
 IS_ROOT = os.geteuid() == 0
 SENDER = "a@example.org"
 RCPT = "b@example.net"
@@ -594,6 +594,47 @@ def bench_acceptance(b):
     out(budget_line("3x postfix", 3 * m["postfix"], ccpu, scpu, sign_us, "its 2 signatures"))
     out(budget_line("80% of smtp-sink", 0.8 * m["sink"], ccpu, scpu, sign_us, "its 2 signatures"))
     m["sign_per_s"] = median(signs)
+    return m
+
+
+def bench_dkim(b):
+    """Acceptance as in bench_acceptance (4 KB, 20 sessions, trusted), with
+    DKIM disabled (dkim.enabled=false), enabled without a key (the default:
+    each message still passes a signing worker), and on (an RSA-2048 and an
+    Ed25519 key for the From: domain, both signing every message), in
+    alternating rounds."""
+    n = b.args.messages
+    disabled = Submitd(b, "dkim-disabled", opts=("dkim.enabled=false",))
+    off = Submitd(b, "dkim-off")
+    on = Submitd(b, "dkim-on")
+    on.ctl("dkim", "generate", SENDER.split("@")[1], "--algorithm", "rsa")
+    on.ctl("dkim", "generate", SENDER.split("@")[1], "--algorithm", "ed25519")
+    targets = [("disabled", disabled.start()), ("off", off.start()), ("on", on.start())]
+    for _, srv in targets:
+        smtp_source(b, srv.target(), 500)
+    rates = {k: [] for k, _ in targets}
+    cpu = {k: [] for k, _ in targets}
+    client = {k: [] for k, _ in targets}
+    for _ in range(b.rounds):
+        for name, srv in targets:
+            before = srv.count()
+            secs, scpu, ccpu = timed(srv, lambda: smtp_source(b, srv.target(), n))
+            rates[name].append(counted_rate(srv, secs, before, n))
+            cpu[name].append(scpu / n)
+            client[name].append(ccpu / n)
+    signed, stored = on.count("message_dkim"), on.count()
+    for _, srv in targets:
+        srv.stop()
+    if signed != stored:
+        raise RuntimeError("dkim on: %d of %d messages signed" % (signed, stored))
+    m = {k: median(v) for k, v in rates.items()}
+    b.result("dkim: acceptance with DKIM disabled %s msg/s | enabled, no key %s msg/s (%s) | "
+             "RSA-2048 + Ed25519 %s msg/s (%s)"
+             % (fmt_rate(m["disabled"]), fmt_rate(m["off"]), fmt_pct(m["off"], m["disabled"]),
+                fmt_rate(m["on"]), fmt_pct(m["on"], m["disabled"])))
+    out("  rounds (msg/s): " + " | ".join("%s %s" % (k, " ".join(fmt_rate(x) for x in v))
+                                         for k, v in rates.items()))
+    out(cpu_line("message", cpu, client))
     return m
 
 

@@ -50,6 +50,8 @@ test_defaults(void **state)
 	assert_int_equal(c.max_recipients, 100);
 	assert_true(c.tokens_enabled);
 	assert_int_equal(c.tokens_lifetime, 7 * 86400);
+	assert_true(c.dkim_enabled);
+	assert_int_equal(c.dkim_workers, 2);
 	assert_int_equal(c.listen_addrs.n, 1);
 	assert_string_equal(c.listen_addrs.v[0].text, "127.0.0.1:2587");
 	assert_int_equal(c.trusted_nets.n, 0);
@@ -104,6 +106,8 @@ test_file_ok(void **state)
 	    "auth_cleartext_loopback = yes\n"
 	    "trusted_networks = 10.0.0.0/8, ::1\n"
 	    "[tokens]\n"
+	    "enabled = false\n"
+	    "[dkim]\n"
 	    "enabled = false\n");
 
 	config_defaults(&c);
@@ -113,6 +117,7 @@ test_file_ok(void **state)
 	assert_true(c.auth_cleartext_loopback);
 	assert_string_equal(c.trusted_networks, "10.0.0.0/8, ::1");
 	assert_false(c.tokens_enabled);
+	assert_false(c.dkim_enabled);
 	config_free(&c);
 	unlink(p);
 }

@@ -5,8 +5,8 @@
  * hold (STRICT types, one active key, cascades), the admin views run,
  * migration 4 carries the users' sender addresses over to logins, and
  * the Sent filing's jobs and settings (db/sent.h) work through their
- * statements, and migration 6's holds and policies (db/limits_db.h) with
- * the relay's scan (db/queue.h).
+ * statements, migration 6's holds and policies (db/limits_db.h) with
+ * the relay's scan (db/queue.h), and the DKIM keys (db/dkim_store.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +23,7 @@
 
 #include <sodium.h>
 
+#include "db/dkim_store.h"
 #include "db/limits_db.h"
 #include "db/queue.h"
 #include "db/sent.h"
@@ -372,6 +373,66 @@ test_sent_jobs(void **state)
 	store_close(&db);
 }
 
+/* DKIM keys: unique per domain and selector without regard to case, a
+ * PEM private key, retire once; listings with and without the private
+ * key; message_dkim goes with its message. */
+static void
+test_dkim_keys(void **state)
+{
+	char err[256];
+	sqlite3 *db = store_open(path, err, sizeof(err));
+	struct dkim_key k;
+	struct dkim_keys keys;
+
+	assert_non_null(db);
+	memset(&k, 0, sizeof(k));
+	snprintf(k.domain, sizeof(k.domain), "example.org");
+	snprintf(k.selector, sizeof(k.selector), "s1");
+	snprintf(k.algorithm, sizeof(k.algorithm), "rsa-sha256");
+	k.private_key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+	k.public_key = "AAAA";
+	assert_int_equal(dkim_store_add(db, &k, 1000, err, sizeof(err)), 0);
+	snprintf(k.domain, sizeof(k.domain), "EXAMPLE.org");
+	snprintf(k.selector, sizeof(k.selector), "S1");
+	assert_int_equal(dkim_store_add(db, &k, 1000, err, sizeof(err)), 1);
+	snprintf(k.selector, sizeof(k.selector), "s2");
+	snprintf(k.algorithm, sizeof(k.algorithm), "ed25519-sha256");
+	assert_int_equal(dkim_store_add(db, &k, 1000, err, sizeof(err)), 0);
+	snprintf(k.selector, sizeof(k.selector), "s3");
+	k.private_key = "not a pem";
+	assert_int_equal(dkim_store_add(db, &k, 1000, err, sizeof(err)), 1);
+	snprintf(k.algorithm, sizeof(k.algorithm), "dsa");
+	k.private_key = "-----BEGIN PRIVATE KEY-----\n";
+	assert_int_equal(dkim_store_add(db, &k, 1000, err, sizeof(err)), 1);
+
+	assert_int_equal(dkim_store_keys(db, true, true, NULL, &keys, err, sizeof(err)), 0);
+	assert_int_equal(keys.n, 2);
+	assert_non_null(keys.v[0].private_key);
+	dkim_keys_free(&keys);
+	assert_int_equal(dkim_store_retire(db, "example.ORG", "s1", 2000, err, sizeof(err)), 0);
+	assert_int_equal(dkim_store_retire(db, "example.org", "s1", 2000, err, sizeof(err)), 1);
+	assert_int_equal(dkim_store_keys(db, true, false, "example.org", &keys, err, sizeof(err)), 0);
+	assert_int_equal(keys.n, 1);
+	assert_string_equal(keys.v[0].selector, "s2");
+	assert_null(keys.v[0].private_key);
+	dkim_keys_free(&keys);
+	assert_int_equal(dkim_store_keys(db, false, false, NULL, &keys, err, sizeof(err)), 0);
+	assert_int_equal(keys.n, 2);
+	assert_string_equal(keys.v[0].state, "retired");
+	assert_string_not_equal(keys.v[0].retired_at, "");
+	dkim_keys_free(&keys);
+
+	assert_int_equal(exec(db, "INSERT INTO messages (public_id, received_at, client_address, helo, envelope_from, "
+	    "body_type, smtputf8, size, sha256) VALUES ('d1', 'now', '::1', 'h', 'f', '7BIT', 0, 0, "
+	    "'0000000000000000000000000000000000000000000000000000000000000000')"), SQLITE_OK);
+	assert_int_equal(exec(db, "INSERT INTO message_dkim VALUES (last_insert_rowid(), 'DKIM-Signature: x\r\n')"),
+	    SQLITE_OK);
+	assert_int_equal(exec(db, "INSERT INTO message_dkim VALUES (999, 'x')") & 0xff, SQLITE_CONSTRAINT);
+	assert_int_equal(exec(db, "DELETE FROM messages WHERE public_id = 'd1'"), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM message_dkim"), 0);
+	store_close(&db);
+}
+
 static void
 count_policy(const struct limits_db_policy *p, void *arg)
 {
@@ -478,6 +539,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_constraints_and_views, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sent_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dkim_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_and_holds, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

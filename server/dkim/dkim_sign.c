@@ -1,0 +1,245 @@
+/*
+ * dkim_sign.c: see dkim_sign.h. libopendkim does the signing: one handle
+ * per key, each fed the same pieces of the message, so that a domain with
+ * an RSA and an Ed25519 key reads its message once. A key is the PEM text
+ * `submitctl dkim generate` stored; libopendkim reads PEM (any key type
+ * OpenSSL's PEM_read_bio_PrivateKey knows, Ed25519 included) when the
+ * key starts with "-----".
+ */
+#include "server/dkim/dkim_sign.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <opendkim/dkim.h>
+#include <sqlite3.h>
+
+#include "db/dkim_store.h"
+#include "db/store.h"
+#include "server/base/log.h"
+#include "server/base/util.h"
+#include "server/protocol/mail_header.h"
+
+#define PIECE (64 * 1024)
+/* Signatures per message: keys of one domain beyond this are not used. */
+#define MAX_SIGS 8
+
+/* RFC 6376 5.4.1's list, and Message-ID (a replayed message keeps it). */
+static const char *sign_headers[] = {
+	"From", "Reply-To", "Subject", "Date", "To", "Cc", "Resent-Date", "Resent-From", "Resent-To",
+	"Resent-Cc", "In-Reply-To", "References", "List-Id", "List-Help", "List-Unsubscribe",
+	"List-Subscribe", "List-Post", "List-Owner", "List-Archive", "Message-ID", NULL,
+};
+/* Signed once more than they appear (RFC 6376 8.15): nobody can add one
+ * of these to a signed message without breaking the signature. */
+static const char *oversign_headers[] = {
+	"From", "Subject", "Date", "To", "Cc", "Message-ID", NULL,
+};
+
+struct dkim_signer {
+	sqlite3 *db;
+	sqlite3_stmt *data_version;
+	int64_t seen_version;          /* -1: load again */
+	DKIM_LIB *lib;
+	bool ed25519;                  /* the library signs ed25519-sha256 */
+	struct dkim_keys keys;         /* the active keys, with their private keys */
+	uint8_t *piece;
+};
+
+struct dkim_signer *
+dkim_signer_new(const char *db_path, char *err, size_t errlen)
+{
+	struct dkim_signer *s = xcalloc(1, sizeof(*s));
+
+	s->seen_version = -1;
+	s->db = store_open(db_path, err, errlen);
+	if (s->db == NULL)
+		goto fail;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &s->data_version, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+		goto fail;
+	}
+	s->lib = dkim_init(NULL, NULL);
+	if (s->lib == NULL) {
+		snprintf(err, errlen, "dkim_init failed");
+		goto fail;
+	}
+	if (dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS, sign_headers, sizeof(char **)) != DKIM_STAT_OK ||
+	    dkim_options(s->lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS, oversign_headers, sizeof(char **)) !=
+	    DKIM_STAT_OK) {
+		snprintf(err, errlen, "dkim_options failed");
+		goto fail;
+	}
+	s->ed25519 = dkim_libfeature(s->lib, DKIM_FEATURE_ED25519);
+	s->piece = xmalloc(PIECE);
+	return s;
+fail:
+	dkim_signer_free(&s);
+	return NULL;
+}
+
+void
+dkim_signer_free(struct dkim_signer **sp)
+{
+	struct dkim_signer *s = *sp;
+
+	if (s == NULL)
+		return;
+	dkim_keys_free(&s->keys);
+	if (s->lib)
+		dkim_close(s->lib);
+	sqlite3_finalize(s->data_version);
+	store_close(&s->db);
+	free(s->piece);
+	free(s);
+	*sp = NULL;
+}
+
+/* The active keys, reloaded when another connection committed. A load
+ * that fails keeps the keys we had and is tried again next time. */
+static void
+refresh(struct dkim_signer *s)
+{
+	struct dkim_keys fresh;
+	char err[256];
+	int64_t v = -1;
+
+	if (sqlite3_step(s->data_version) == SQLITE_ROW)
+		v = sqlite3_column_int64(s->data_version, 0);
+	sqlite3_reset(s->data_version);
+	if (v == s->seen_version && v != -1)
+		return;
+	if (dkim_store_keys(s->db, true, true, NULL, &fresh, err, sizeof(err)) == -1) {
+		log_err("event=dkim_keys_load_failed error=\"%s\"", err);
+		return;
+	}
+	if (fresh.n != s->keys.n)
+		log_info("event=dkim_keys_loaded keys=%zu", fresh.n);
+	dkim_keys_free(&s->keys);
+	s->keys = fresh;
+	s->seen_version = v;
+}
+
+/* n octets of the message from off into buf: its length, or -1. */
+static ssize_t
+read_at(const uint8_t *body, int fd, uint64_t off, uint8_t *buf, size_t n)
+{
+	if (body) {
+		memcpy(buf, body + off, n);
+		return (ssize_t)n;
+	}
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = pread(fd, buf + got, n - got, (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return (ssize_t)got;
+}
+
+/* The header field as libopendkim made it, with CRLF line ends (it folds
+ * with CRLF or a bare LF depending on its flags) and a final CRLF. */
+static void
+append_field(char **out, size_t *len, const unsigned char *value, size_t vlen)
+{
+	static const char name[] = "DKIM-Signature: ";
+	size_t need = *len + sizeof(name) + 2 * vlen + 3;
+
+	*out = xrealloc(*out, need);
+	memcpy(*out + *len, name, sizeof(name) - 1);
+	*len += sizeof(name) - 1;
+	for (size_t i = 0; i < vlen; i++) {
+		if (value[i] == '\n' && (i == 0 || value[i - 1] != '\r'))
+			(*out)[(*len)++] = '\r';
+		(*out)[(*len)++] = (char)value[i];
+	}
+	memcpy(*out + *len, "\r\n", 3);
+	*len += 2;
+}
+
+int
+dkim_signer_sign(struct dkim_signer *s, const char *msgid, const uint8_t *body, int fd, uint64_t size,
+    char **out)
+{
+	DKIM *h[MAX_SIGS];
+	const struct dkim_key *k[MAX_SIGS];
+	char domain[DKIM_DOMAIN_MAX + 1];
+	size_t nh = 0, len = 0;
+	size_t head = size < DKIM_HEAD_MAX ? (size_t)size : DKIM_HEAD_MAX;
+	DKIM_STAT st = DKIM_STAT_OK;
+	const char *what = NULL;
+	int rc = -1;
+
+	*out = NULL;
+	refresh(s);
+	if (s->keys.n == 0)
+		return 0;
+	/* piece is PIECE octets, DKIM_HEAD_MAX at most as large */
+	if (read_at(body, fd, 0, s->piece, head) < 0) {
+		log_err("event=dkim_sign_failed msgid=%s error=\"cannot read the message\"", msgid);
+		return -1;
+	}
+	if (mail_header_from_domain((const char *)s->piece, head, domain, sizeof(domain)) == -1)
+		return 0;
+	for (size_t i = 0; i < s->keys.n && nh < MAX_SIGS; i++) {
+		const struct dkim_key *key = &s->keys.v[i];
+		bool ed = strcmp(key->algorithm, "ed25519-sha256") == 0;
+		if (strcasecmp(key->domain, domain) != 0 || (ed && !s->ed25519))
+			continue;
+		h[nh] = dkim_sign(s->lib, (const unsigned char *)msgid, NULL, (dkim_sigkey_t)key->private_key,
+		    (const unsigned char *)key->selector, (const unsigned char *)domain, DKIM_CANON_RELAXED,
+		    DKIM_CANON_RELAXED, ed ? DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &st);
+		if (h[nh] == NULL) {
+			log_err("event=dkim_sign_failed msgid=%s domain=%s selector=%s error=\"%s\"", msgid, domain,
+			    key->selector, dkim_getresultstr(st));
+			goto done;
+		}
+		k[nh++] = key;
+	}
+	if (nh == 0)
+		return 0;
+	for (uint64_t off = 0; off < size; ) {
+		size_t n = size - off < PIECE ? (size_t)(size - off) : PIECE;
+		if (read_at(body, fd, off, s->piece, n) < 0) {
+			what = "cannot read the message";
+			goto done;
+		}
+		for (size_t i = 0; i < nh; i++) {
+			if ((st = dkim_chunk(h[i], s->piece, n)) != DKIM_STAT_OK) {
+				what = dkim_geterror(h[i]);
+				goto done;
+			}
+		}
+		off += n;
+	}
+	for (size_t i = 0; i < nh; i++) {
+		unsigned char *sig;
+		size_t slen;
+		if ((st = dkim_chunk(h[i], NULL, 0)) != DKIM_STAT_OK || (st = dkim_eom(h[i], NULL)) != DKIM_STAT_OK ||
+		    (st = dkim_getsighdr_d(h[i], sizeof("DKIM-Signature: ") - 1, &sig, &slen)) != DKIM_STAT_OK) {
+			what = dkim_geterror(h[i]);
+			if (what == NULL || *what == '\0')
+				what = dkim_getresultstr(st);
+			goto done;
+		}
+		append_field(out, &len, sig, slen);
+		log_debug("event=dkim_signed msgid=%s domain=%s selector=%s", msgid, domain, k[i]->selector);
+	}
+	rc = 1;
+done:
+	if (rc == -1 && what)
+		log_err("event=dkim_sign_failed msgid=%s domain=%s error=\"%s\"", msgid, domain, what);
+	if (rc == -1)
+		xfreep(out);
+	for (size_t i = 0; i < nh; i++)
+		dkim_free(h[i]);
+	return rc;
+}
