@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "db/bodies.h"
+
 int
 admin_token_verify(sqlite3 *db, const char *token, const char *address, int64_t now,
     enum token_status *st_r, struct token_claims *c_r, struct store_token_info *info_r,
@@ -39,10 +41,8 @@ admin_body_write(sqlite3 *db, int64_t message_id, int64_t size, FILE *out, char 
 	static unsigned char buf[64 * 1024];
 	sqlite3_blob *blob = NULL;
 
-	if (sqlite3_blob_open(db, "main", "message_bodies", "content", message_id, 0, &blob) != SQLITE_OK) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+	if (bodies_open(db, message_id, &blob, err, errlen) != SQLITE_OK)
 		return -1;
-	}
 	for (int64_t off = 0; off < size;) {
 		int n = (int)(size - off < (int64_t)sizeof(buf) ? size - off : (int64_t)sizeof(buf));
 		if (sqlite3_blob_read(blob, buf, n, (int)off) != SQLITE_OK || fwrite(buf, 1, (size_t)n, out) != (size_t)n) {
@@ -93,6 +93,59 @@ admin_queue_drop(sqlite3 *db, const char *public_id, int64_t now_ms, char *err, 
 	return queue_update(db, "UPDATE recipients SET state = 'failed', last_reply = 'dropped by the "
 	    "administrator', updated_at = ?2 WHERE state IN ('queued', 'deferred') AND "
 	    "message_id = (SELECT message_id FROM messages WHERE public_id = ?1)", public_id, now_ms, err, errlen);
+}
+
+int
+admin_message_purge(sqlite3 *db, const char *public_id, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	sqlite3_int64 id = 0;
+	int rc = -1, step, pending = 0;
+
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT m.message_id, EXISTS (SELECT 1 FROM recipients r WHERE "
+	    "r.message_id = m.message_id AND r.state IN ('queued', 'deferred')) FROM messages m "
+	    "WHERE m.public_id = ?1 AND m.body_id IS NOT NULL", -1, &st, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_text(st, 1, public_id, -1, SQLITE_STATIC);
+	step = sqlite3_step(st);
+	if (step == SQLITE_ROW) {
+		id = sqlite3_column_int64(st, 0);
+		pending = sqlite3_column_int(st, 1);
+	} else if (step != SQLITE_DONE) {
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (id == 0 || pending) {
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return id == 0 ? 1 : 2;
+	}
+	/* the same two statements as retention (db/retention.c) */
+	if (sqlite3_prepare_v2(db, "DELETE FROM tokens WHERE message_id = ?1", -1, &st, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(db, "UPDATE messages SET body_id = NULL WHERE message_id = ?1", -1, &st, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		goto fail;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
 }
 
 /* SQLite's online backup: a consistent snapshot while the daemon writes. */

@@ -36,6 +36,13 @@ int admin_queue_retry(sqlite3 *db, const char *public_id, int64_t now_ms, char *
  * the number changed, or -1. */
 int admin_queue_drop(sqlite3 *db, const char *public_id, int64_t now_ms, char *err, size_t errlen);
 
+/* Purge a message (public id) now, as retention would: its tokens go and
+ * it lets go of its body, which goes too unless another message shares it
+ * (db/bodies.h); the messages and recipients rows stay. One transaction.
+ * 0 purged, 1 no such message or already purged, 2 refused: recipients
+ * still queued or deferred (queue drop first), -1 error. */
+int admin_message_purge(sqlite3 *db, const char *public_id, char *err, size_t errlen);
+
 /* A consistent copy of the database at path (created 0600), taken while
  * the daemon goes on writing. 0 or -1. */
 int admin_backup(sqlite3 *db, const char *path, char *err, size_t errlen);

@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "db/bodies.h"
 #include "db/store.h"
 
 /* The due-recipient condition, shared by the scan and the task loading
@@ -106,7 +107,7 @@ queue_scan(sqlite3 *db, int64_t now_ms, const int64_t *skip, size_t nskip, size_
 	if (sqlite3_prepare_v2(db,
 	    "SELECT m.message_id, m.public_id, m.received_at, m.envelope_from, m.helo, m.client_address, "
 	    "coalesce(m.auth_login, ''), m.body_type, m.smtputf8, m.size, "
-	    "EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id), "
+	    "m.body_id IS NOT NULL, "
 	    "(SELECT d.headers FROM message_dkim d WHERE d.message_id = m.message_id) FROM messages m "
 	    "WHERE m.message_id IN (SELECT DISTINCT message_id FROM recipients INDEXED BY recipients_due WHERE " DUE ") "
 	    "AND " NOT_HELD " "
@@ -149,11 +150,12 @@ queue_body_read(sqlite3 *db, int64_t message_id, int64_t off, void *buf, size_t 
 	sqlite3_blob *blob = NULL;
 	int rc;
 
-	rc = sqlite3_blob_open(db, "main", "message_bodies", "content", message_id, 0, &blob);
-	if (rc == SQLITE_OK)
+	rc = bodies_open(db, message_id, &blob, err, errlen);
+	if (rc == SQLITE_OK) {
 		rc = sqlite3_blob_read(blob, buf, (int)n, (int)off);
-	if (rc != SQLITE_OK)
-		fail(db, rc, err, errlen);
+		if (rc != SQLITE_OK)
+			fail(db, rc, err, errlen);
+	}
 	sqlite3_blob_close(blob);
 	return rc;
 }
@@ -165,7 +167,7 @@ queue_body_head(sqlite3 *db, int64_t message_id, size_t max, size_t *len_r)
 	char *head = NULL;
 
 	*len_r = 0;
-	if (sqlite3_blob_open(db, "main", "message_bodies", "content", message_id, 0, &blob) != SQLITE_OK)
+	if (bodies_open(db, message_id, &blob, NULL, 0) != SQLITE_OK)
 		return NULL;
 	size_t n = (size_t)sqlite3_blob_bytes(blob) < max ? (size_t)sqlite3_blob_bytes(blob) : max;
 	head = xmalloc(n + 1);
@@ -263,10 +265,16 @@ queue_bounce_insert(sqlite3 *db, const char *rcpt, const char *helo, int64_t now
 	hex_encode(digest, sizeof(digest), hex);
 	public_id_new(public_id_r);
 	store_time(now_s * 1000, now);
+	/* the body first: the message row takes its reference (bodies.h) */
+	int64_t body_id = 0;
+	rc = bodies_put(db, hex, content, len, &body_id);
+	if (rc != SQLITE_OK)
+		return rc;
 	rc = sqlite3_prepare_v2(db, "INSERT INTO messages (public_id, received_at, auth_login, client_address, helo, "
-	    "envelope_from, body_type, smtputf8, size, sha256) VALUES (?1, ?2, NULL, '127.0.0.1', ?3, '', ?4, 0, ?5, ?6)",
-	    -1, &st, NULL);
+	    "envelope_from, body_type, smtputf8, size, sha256, body_id) "
+	    "VALUES (?1, ?2, NULL, '127.0.0.1', ?3, '', ?4, 0, ?5, ?6, ?7)", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
+		sqlite3_bind_int64(st, 7, body_id);
 		sqlite3_bind_text(st, 1, public_id_r, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, now, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, helo, -1, SQLITE_STATIC);
@@ -279,15 +287,7 @@ queue_bounce_insert(sqlite3 *db, const char *rcpt, const char *helo, int64_t now
 	if (rc != SQLITE_OK)
 		return rc;
 	sqlite3_int64 id = sqlite3_last_insert_rowid(db);
-	rc = sqlite3_prepare_v2(db, "INSERT INTO message_bodies (message_id, content) VALUES (?1, ?2)", -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_blob64(st, 2, content, len, SQLITE_STATIC);
-		rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-		sqlite3_finalize(st);
-	}
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(db, "INSERT INTO recipients (message_id, position, address, updated_at) "
+	rc = sqlite3_prepare_v2(db, "INSERT INTO recipients (message_id, position, address, updated_at) "
 		    "VALUES (?1, 1, ?2, ?3)", -1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, id);

@@ -14,15 +14,17 @@ retention_purge(sqlite3 *db, int64_t cutoff_ms, int64_t batch, bool relay_enable
 
 	*purged_r = 0;
 	store_time(cutoff_ms, cutoff);
-	if (sqlite3_prepare_v2(db, "SELECT m.message_id FROM messages m JOIN message_bodies b USING (message_id) "
-	    "WHERE m.received_at < ?1 AND (?3 = 0 OR NOT EXISTS (SELECT 1 FROM recipients r "
+	if (sqlite3_prepare_v2(db, "SELECT m.message_id FROM messages m "
+	    "WHERE m.received_at < ?1 AND m.body_id IS NOT NULL AND (?3 = 0 OR NOT EXISTS (SELECT 1 FROM recipients r "
 	    "WHERE r.message_id = m.message_id AND r.state IN ('queued', 'deferred'))) LIMIT ?2", -1, &sel, NULL) != SQLITE_OK)
 		return SQLITE_ERROR;
 	if (sqlite3_prepare_v2(db, "DELETE FROM tokens WHERE message_id = ?1", -1, &dt, NULL) != SQLITE_OK) {
 		sqlite3_finalize(sel);
 		return SQLITE_ERROR;
 	}
-	if (sqlite3_prepare_v2(db, "DELETE FROM message_bodies WHERE message_id = ?1", -1, &db_, NULL) != SQLITE_OK) {
+	/* The message lets go of its body; the triggers of migration 8
+	 * (db/bodies.h) delete the body with its last reference. */
+	if (sqlite3_prepare_v2(db, "UPDATE messages SET body_id = NULL WHERE message_id = ?1", -1, &db_, NULL) != SQLITE_OK) {
 		sqlite3_finalize(sel);
 		sqlite3_finalize(dt);
 		return SQLITE_ERROR;

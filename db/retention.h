@@ -16,8 +16,9 @@
  * One pass: at most batch messages received before cutoff_ms (unix ms)
  * and, when relay_enabled, with no recipient left queued or deferred
  * (without a relay nothing ever leaves 'queued': the age alone counts).
- * Their message_bodies and tokens rows go, then some freed pages go back
- * to the file system. *purged_r: messages purged. SQLITE_OK or an error.
+ * Their tokens rows go and they let go of their bodies (a body shared
+ * with a message still kept stays, db/bodies.h), then some freed pages
+ * go back to the file system. *purged_r: messages purged. SQLITE_OK or an error.
  */
 int retention_purge(sqlite3 *db, int64_t cutoff_ms, int64_t batch, bool relay_enabled, int *purged_r);
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/bodies.h"
 #include "db/store.h"
 #include "server/base/util.h"
 
@@ -59,7 +60,7 @@ read_head(sqlite3 *db, struct sent_task *t)
 {
 	sqlite3_blob *blob = NULL;
 
-	if (sqlite3_blob_open(db, "main", "message_bodies", "content", t->message_id, 0, &blob) != SQLITE_OK)
+	if (bodies_open(db, t->message_id, &blob, NULL, 0) != SQLITE_OK)
 		return;
 	size_t n = (size_t)sqlite3_blob_bytes(blob);
 	if (n > SENT_HEAD_MAX)
@@ -86,7 +87,7 @@ sent_scan(sqlite3 *db, int64_t now_ms, const int64_t *skip, size_t nskip, size_t
 	store_time(now_ms, now);
 	rc = sqlite3_prepare_v2(db,
 	    "SELECT j.message_id, m.public_id, j.login, m.received_at, m.size, m.sha256, "
-	    "       EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = j.message_id), "
+	    "       m.body_id IS NOT NULL, "
 	    "       j.attempts, j.append_sent, j.mailbox "
 	    "FROM sent_jobs j JOIN messages m USING (message_id) "
 	    "WHERE j.state IN ('pending', 'filing') AND j.next_attempt_at <= ?1 "

@@ -588,7 +588,7 @@ token_lookup(struct store_token_check *k, const char *jti)
 	if (st == NULL) {
 		if (sqlite3_prepare_v3(k->db,
 		    "SELECT m.message_id, m.public_id, m.received_at, m.envelope_from, m.size, m.sha256, t.address, "
-		    "t.role, EXISTS (SELECT 1 FROM message_bodies b WHERE b.message_id = m.message_id), "
+		    "t.role, m.body_id IS NOT NULL, "
 		    "t.revoked_at IS NOT NULL "
 		    "FROM tokens t JOIN messages m USING (message_id) WHERE t.token_id = ?1", -1,
 		    SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)

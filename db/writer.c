@@ -42,6 +42,7 @@ writer_msg_free(struct writer_msg **mp)
 		free(m->rcpts[i]);
 	free(m->rcpts);
 	free(m->body);
+	free(m->header_msgid);
 	if (m->spool_fd != -1)
 		close(m->spool_fd);
 	if (m->tokens) {

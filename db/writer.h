@@ -18,6 +18,14 @@
  * the writer thread waits for them and stores them in the message's
  * transaction (message_dkim), so the 250 covers them as well.
  *
+ * A client whose connection broke before the 250 sends the message
+ * again. With writer_opts.dedup_window, a message of the same login with
+ * the same Message-ID (writer_opts.message_id reads it), SHA-256 and
+ * envelope as one stored within the window is a duplicate: looked up in
+ * the transaction that would store it (so a copy in the same batch is one
+ * too), it stores nothing, and its tokens, new rows, are for the message
+ * already stored (writer_msg.duplicate).
+ *
  * The event loop never blocks on the disk: it is told through notify(),
  * called on the writer thread, and then collects finished messages.
  */
@@ -66,6 +74,12 @@ struct writer_msg {
 	uint64_t submitted_us;         /* monotonic clock at writer_submit */
 	uint64_t commit_us;            /* submit-to-commit latency */
 	char *prepend;                 /* writer_opts.prepend's header fields, or NULL */
+	char *header_msgid;            /* the Message-ID's msg-id (writer_opts.message_id), or NULL */
+	/* A duplicate (writer_opts.dedup_window) of the stored message that
+	 * public_id now names, which the tokens are for; submitted_id is the
+	 * id the submitter chose, never stored. */
+	bool duplicate;
+	char submitted_id[PUBLIC_ID_LEN + 1];
 
 	/* For the submitter: who waits (cleared when it goes away). */
 	void *owner;
@@ -100,6 +114,15 @@ struct writer_opts {
 	char *(*prepend)(void *arg, int thread, const struct writer_msg *m);
 	void *prepend_arg;
 	int prepend_threads;           /* >= 1 with prepend */
+	/* Optional: the msg-id of the Message-ID: field of head (at most
+	 * message_id_scan octets of the message's top) into out, its length
+	 * or -1 (none: never a duplicate); called on the writer thread. */
+	int (*message_id)(const char *head, size_t len, char *out, size_t outlen);
+	size_t message_id_scan;
+	size_t message_id_max;         /* the longest msg-id message_id returns */
+	/* > 0: a message is a duplicate of one stored within this many
+	 * seconds (submit.dedup_window); needs message_id. */
+	int64_t dedup_window;
 	/* No next hop (relay.host empty): recipients are stored unrouted, and
 	 * the relay leaves them until `submitctl queue release`. */
 	bool unrouted;

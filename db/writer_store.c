@@ -14,6 +14,12 @@
  * its 451 within about a second instead of queueing behind 10-second
  * waits. One line is logged when the lock is first seen and one when it
  * is gone.
+ *
+ * A body is stored once per SHA-256 (db/bodies.h): a message whose body
+ * is already there points at it and writes no content. A duplicate
+ * (writer_opts.dedup_window, db/writer.h) is looked up inside the
+ * message's savepoint, after the messages before it in the batch, and
+ * stores only new token rows for the message it duplicates.
  */
 #include "db/writer_internal.h"
 
@@ -23,18 +29,31 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "db/bodies.h"
 #include "db/dkim_store.h"
 #include "db/sent.h"
 #include "server/base/log.h"
 #include "server/base/util.h"
 
 #define BUSY_RETRY_MS 1000
+/* Stored messages with the same login, Message-ID, SHA-256 and sender
+ * whose recipients are compared; a client does not resend one message
+ * under this many envelopes within the window. */
+#define DUP_CANDIDATES_SQL "8"
 
 static const char *const sql[ST_COUNT] = {
 	[ST_MESSAGE] = "INSERT INTO messages (public_id, received_at, auth_login, client_address, helo, "
-	    "envelope_from, body_type, smtputf8, size, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-	[ST_BODY] = "INSERT INTO message_bodies (message_id, content) VALUES (?1, ?2)",
-	[ST_BODY_ZERO] = "INSERT INTO message_bodies (message_id, content) VALUES (?1, zeroblob(?2))",
+	    "envelope_from, body_type, smtputf8, size, sha256, body_id, header_message_id) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	[ST_BODY_FIND] = bodies_find_sql,
+	[ST_BODY] = bodies_insert_sql,
+	[ST_BODY_ZERO] = bodies_insert_zero_sql,
+	/* the newest first; INDEXED BY: a schema without the index fails at
+	 * start rather than scanning a login's messages */
+	[ST_DUP_FIND] = "SELECT message_id, public_id FROM messages INDEXED BY messages_dedup "
+	    "WHERE auth_login = ?1 AND header_message_id = ?2 AND sha256 = ?3 AND envelope_from = ?4 "
+	    "AND received_at >= ?5 ORDER BY message_id DESC LIMIT " DUP_CANDIDATES_SQL,
+	[ST_DUP_RCPTS] = "SELECT recipient_id, address FROM recipients WHERE message_id = ?1 ORDER BY position",
 	[ST_RCPT] = "INSERT INTO recipients (message_id, position, address, updated_at, unrouted) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5)",
 	[ST_TOKEN] = "INSERT INTO tokens (token_id, message_id, recipient_id, role, address, key_id, "
@@ -174,33 +193,47 @@ drop_tokens(struct writer_msg *m)
 	xfreep(&m->token_meta);
 }
 
+/* The body's row: the one with m's SHA-256 if there is one (nothing is
+ * written), else a new one; *body_id_r for the message's row, which
+ * takes the reference (the triggers of migration 8). */
 static int
-store_body(struct writer *w, struct writer_msg *m, sqlite3_int64 message_id)
+store_body(struct writer *w, struct writer_msg *m, sqlite3_int64 *body_id_r)
 {
-	sqlite3_stmt *st;
+	sqlite3_stmt *st = w->st[ST_BODY_FIND];
 	sqlite3_blob *blob = NULL;
 	uint64_t off = 0;
 	int rc;
 
+	sqlite3_bind_text(st, 1, m->sha256_hex, 64, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*body_id_r = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return SQLITE_DONE;
+	if (rc != SQLITE_DONE)
+		return rc;
 	if (m->spool_fd == -1) {
 		st = w->st[ST_BODY];
-		sqlite3_bind_int64(st, 1, message_id);
+		sqlite3_bind_text(st, 1, m->sha256_hex, 64, SQLITE_STATIC);
 		sqlite3_bind_blob64(st, 2, m->body ? (const void *)m->body : "", m->size, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return rc;
+		*body_id_r = sqlite3_last_insert_rowid(w->db);
 	} else {
 		/* Large body: reserve the blob, then fill it in chunks, so memory
 		 * stays at one chunk whatever the size. */
 		st = w->st[ST_BODY_ZERO];
-		sqlite3_bind_int64(st, 1, message_id);
+		sqlite3_bind_text(st, 1, m->sha256_hex, 64, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)m->size);
 		rc = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return rc;
-		rc = sqlite3_blob_open(w->db, "main", "message_bodies", "content", message_id, 1, &blob);
+		*body_id_r = sqlite3_last_insert_rowid(w->db);
+		rc = sqlite3_blob_open(w->db, "main", "bodies", "content", *body_id_r, 1, &blob);
 		if (rc != SQLITE_OK)
 			return rc;
 		while (off < m->size) {
@@ -254,15 +287,131 @@ insert_token(struct writer *w, struct writer_msg *m, size_t i, sqlite3_int64 mes
 	return rc;
 }
 
+/* Whether the stored message of candidate row st has m's recipients, in
+ * order; their ids into ids (m->nrcpt of them). */
+static int
+same_recipients(struct writer *w, struct writer_msg *m, sqlite3_int64 message_id, sqlite3_int64 *ids,
+    bool *same_r)
+{
+	sqlite3_stmt *st = w->st[ST_DUP_RCPTS];
+	size_t i = 0;
+	bool same = true;
+	int rc;
+
+	sqlite3_bind_int64(st, 1, message_id);
+	while (same && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *a = (const char *)sqlite3_column_text(st, 1);
+		if (i >= m->nrcpt || a == NULL || strcmp(a, m->rcpts[i]) != 0)
+			same = false;
+		else
+			ids[i++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_reset(st);
+	if (same && rc != SQLITE_DONE)
+		return rc;
+	*same_r = same && i == m->nrcpt;
+	return SQLITE_OK;
+}
+
+/* The stored message m duplicates: SQLITE_ROW with its id, public id and
+ * recipients' ids (m->nrcpt), SQLITE_DONE for none, or an error. */
+static int
+find_duplicate(struct writer *w, struct writer_msg *m, sqlite3_int64 *orig_r, char public_r[PUBLIC_ID_LEN + 1],
+    sqlite3_int64 *ids)
+{
+	sqlite3_stmt *st = w->st[ST_DUP_FIND];
+	char since[24];
+	bool same = false;
+	int rc;
+
+	store_time(m->received_ms - w->o.dedup_window * 1000, since);
+	sqlite3_bind_text(st, 1, m->auth_login, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, m->header_msgid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, m->sha256_hex, 64, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, m->envelope_from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, since, -1, SQLITE_STATIC);
+	while (!same && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*orig_r = sqlite3_column_int64(st, 0);
+		snprintf(public_r, PUBLIC_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 1));
+		int r = same_recipients(w, m, *orig_r, ids, &same);
+		if (r != SQLITE_OK) {
+			sqlite3_reset(st);
+			return r;
+		}
+	}
+	sqlite3_reset(st);
+	if (same)
+		return SQLITE_ROW;
+	return rc == SQLITE_DONE ? SQLITE_DONE : rc;
+}
+
+/* m duplicates the stored message orig: nothing is stored but new token
+ * rows for orig and its recipients (ids), signed for orig's public id,
+ * with the key the batch commits with (none: no tokens, as for any
+ * message then). The session answers 250 with them. */
+static int
+store_duplicate(struct writer *w, struct writer_msg *m, const struct token_key *key, sqlite3_int64 orig,
+    const char *orig_public, const sqlite3_int64 *ids)
+{
+	int rc;
+
+	writer_wait_signed(w, m);
+	drop_tokens(m);
+	memcpy(m->submitted_id, m->public_id, sizeof(m->submitted_id));
+	snprintf(m->public_id, sizeof(m->public_id), "%s", orig_public);
+	m->duplicate = true;
+	if (key == NULL)
+		return SQLITE_DONE;
+	m->token_meta = writer_claim_tokens(w, m);
+	writer_name_key(m->token_meta, m->nrcpt + 1, key->kid);
+	writer_sign_tokens(w, m, key);
+	if (m->tokens == NULL) {
+		drop_tokens(m);
+		return SQLITE_DONE;
+	}
+	for (size_t i = 0; i <= m->nrcpt; i++) {
+		rc = insert_token(w, m, i, orig, i < m->nrcpt ? ids[i] : 0);
+		if (rc != SQLITE_DONE)
+			return rc;
+	}
+	return SQLITE_DONE;
+}
+
+/* A duplicate's answer, or SQLITE_ROW: not one, store m. */
+static int
+check_duplicate(struct writer *w, struct writer_msg *m, const struct token_key *key)
+{
+	char orig_public[PUBLIC_ID_LEN + 1];
+	sqlite3_int64 orig = 0, *ids;
+	int rc;
+
+	if (w->o.dedup_window <= 0 || m->auth_login == NULL || m->header_msgid == NULL)
+		return SQLITE_ROW;
+	ids = xcalloc(m->nrcpt + 1, sizeof(*ids));
+	rc = find_duplicate(w, m, &orig, orig_public, ids);
+	if (rc == SQLITE_ROW)
+		rc = store_duplicate(w, m, key, orig, orig_public, ids);
+	else if (rc == SQLITE_DONE)
+		rc = SQLITE_ROW;
+	free(ids);
+	return rc;
+}
+
 /* Everything one message needs, inside the caller's savepoint. */
 static int
-store_message(struct writer *w, struct writer_msg *m)
+store_message(struct writer *w, struct writer_msg *m, const struct token_key *key)
 {
 	sqlite3_stmt *st = w->st[ST_MESSAGE];
-	sqlite3_int64 message_id;
+	sqlite3_int64 message_id, body_id = 0;
 	char received[24];
 	int rc;
 
+	rc = check_duplicate(w, m, key);
+	if (rc != SQLITE_ROW)
+		return rc;
+	rc = store_body(w, m, &body_id);
+	if (rc != SQLITE_DONE)
+		return rc;
 	store_time(m->received_ms, received);
 	sqlite3_bind_text(st, 1, m->public_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, received, -1, SQLITE_STATIC);
@@ -277,15 +426,16 @@ store_message(struct writer *w, struct writer_msg *m)
 	sqlite3_bind_int(st, 8, m->smtputf8);
 	sqlite3_bind_int64(st, 9, (sqlite3_int64)m->size);
 	sqlite3_bind_text(st, 10, m->sha256_hex, 64, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 11, body_id);
+	if (m->header_msgid)
+		sqlite3_bind_text(st, 12, m->header_msgid, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 12);
 	rc = sqlite3_step(st);
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return rc;
 	message_id = sqlite3_last_insert_rowid(w->db);
-
-	rc = store_body(w, m, message_id);
-	if (rc != SQLITE_DONE)
-		return rc;
 
 	st = w->st[ST_RCPT];
 	for (size_t i = 0; i < m->nrcpt; i++) {
@@ -341,6 +491,39 @@ store_message(struct writer *w, struct writer_msg *m)
 	return SQLITE_DONE;
 }
 
+/* The msg-id of each message's Message-ID: field (writer_opts.message_id),
+ * read from the top of its body before the transaction: in memory, or
+ * the spool file into w->chunk. */
+static void
+read_message_ids(struct writer *w, struct writer_msg *batch)
+{
+	size_t scan = w->o.message_id_scan < BODY_CHUNK ? w->o.message_id_scan : BODY_CHUNK;
+	char *out;
+
+	if (w->o.message_id == NULL)
+		return;
+	out = xmalloc(w->o.message_id_max + 1);
+	for (struct writer_msg *m = batch; m; m = m->next) {
+		size_t len = m->size < scan ? (size_t)m->size : scan;
+		const char *head = (const char *)m->body;
+		int n;
+
+		if (m->header_msgid != NULL || len == 0)
+			continue;
+		if (head == NULL) {
+			ssize_t got = m->spool_fd == -1 ? -1 : pread(m->spool_fd, w->chunk, len, 0);
+			if (got <= 0)
+				continue;   /* the body's own read reports a failing spool */
+			len = (size_t)got;
+			head = (const char *)w->chunk;
+		}
+		n = w->o.message_id(head, len, out, w->o.message_id_max + 1);
+		if (n > 0)
+			m->header_msgid = xstrndup(out, (size_t)n);
+	}
+	free(out);
+}
+
 void
 writer_commit_batch(struct writer *w, struct writer_msg *batch)
 {
@@ -374,6 +557,7 @@ writer_commit_batch(struct writer *w, struct writer_msg *batch)
 			}
 		}
 	}
+	read_message_ids(w, batch);
 	rc = writer_begin(w, "messages");
 	if (rc != SQLITE_OK) {
 		for (struct writer_msg *m = batch; m; m = m->next) {
@@ -386,7 +570,7 @@ writer_commit_batch(struct writer *w, struct writer_msg *batch)
 		count++;
 		if (!single)
 			writer_tx(w, ST_SAVEPOINT);
-		rc = store_message(w, m);
+		rc = store_message(w, m, key);
 		if (rc == SQLITE_DONE) {
 			m->status = WRITER_OK;
 			stored++;

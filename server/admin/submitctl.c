@@ -57,6 +57,7 @@ submitctl_usage(FILE *f)
 	    "  message show PUBLIC_ID         metadata, recipients, tokens\n"
 	    "  message fetch TOKEN|- [--address ADDR]  the stored copy on stdout\n"
 	    "  message status TOKEN|- [--json]  delivery state of the recipients the token covers\n"
+	    "  message purge PUBLIC_ID        tokens and stored copy go now, as with retention\n"
 	    "relay queue:\n"
 	    "  queue list                     recipients waiting for delivery, and why\n"
 	    "  queue show PUBLIC_ID\n"

@@ -217,6 +217,19 @@ submitctl_message(sqlite3 *db, const struct config *cfg, int argc, char **argv)
 		return message_fetch(db, argv[1], argv[3]);
 	if (argc == 2 && strcmp(argv[0], "status") == 0)
 		return message_status(db, cfg, argv[1], false);
+	if (argc == 2 && strcmp(argv[0], "purge") == 0) {
+		switch (admin_message_purge(db, argv[1], err, sizeof(err))) {
+		case 0:
+			printf("%s purged\n", argv[1]);
+			return 0;
+		case 1:
+			return submitctl_fail("no message %s with a stored copy", argv[1]);
+		case 2:
+			return submitctl_fail("%s has recipients still queued or deferred: queue drop it first", argv[1]);
+		default:
+			return submitctl_fail("%s", err);
+		}
+	}
 	if (argc == 3 && strcmp(argv[0], "status") == 0 && strcmp(argv[2], "--json") == 0)
 		return message_status(db, cfg, argv[1], true);
 	submitctl_usage(stderr);

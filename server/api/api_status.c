@@ -66,9 +66,12 @@ api_handle_metrics(struct api_worker *w, struct evhttp_request *req)
 	    "submitd_sessions_total %llu\n"
 	    "# HELP submitd_messages_accepted_total Messages committed and answered 250.\n"
 	    "# TYPE submitd_messages_accepted_total counter\nsubmitd_messages_accepted_total %llu\n"
+	    "# HELP submitd_duplicates_total Resubmitted messages answered 250 for the stored copy, not stored again.\n"
+	    "# TYPE submitd_duplicates_total counter\nsubmitd_duplicates_total %llu\n"
 	    "# HELP submitd_messages_refused_total Messages refused at the end of data, by reason.\n"
 	    "# TYPE submitd_messages_refused_total counter\n",
-	    STAT_GET(srv->nsessions), (unsigned long long)STAT_GET(s->sessions_total), (unsigned long long)STAT_GET(s->messages_accepted));
+	    STAT_GET(srv->nsessions), (unsigned long long)STAT_GET(s->sessions_total), (unsigned long long)STAT_GET(s->messages_accepted),
+	    (unsigned long long)STAT_GET(s->duplicates));
 	for (int r = 0; r < REFUSE_COUNT; r++)
 		evbuffer_add_printf(b, "submitd_messages_refused_total{reason=\"%s\"} %llu\n",
 		    refuse_reason_name((enum refuse_reason)r), (unsigned long long)STAT_GET(s->messages_refused[r]));

@@ -19,6 +19,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "db/bodies.h"
 #include "db/writer.h"
 #include "server/base/log.h"
 #include "server/base/util.h"
@@ -251,6 +252,7 @@ fetch_next(struct evhttp_connection *evcon, void *arg)
 	struct evbuffer *buf;
 	struct evbuffer_iovec v;
 	sqlite3_blob *blob = NULL;
+	char why[200] = "";
 	int n;
 
 	if (f->off >= f->size) {
@@ -260,12 +262,12 @@ fetch_next(struct evhttp_connection *evcon, void *arg)
 	n = (int)(f->size - f->off < FETCH_CHUNK ? f->size - f->off : FETCH_CHUNK);
 	buf = evbuffer_new();
 	if (evbuffer_reserve_space(buf, n, &v, 1) < 1 ||
-	    sqlite3_blob_open(f->w->db, "main", "message_bodies", "content", f->message_id, 0, &blob) != SQLITE_OK ||
+	    bodies_open(f->w->db, f->message_id, &blob, why, sizeof(why)) != SQLITE_OK ||
 	    sqlite3_blob_read(blob, v.iov_base, n, (int)f->off) != SQLITE_OK) {
 		/* Headers with the length are out: all we can do is stop; the
 		 * client sees a short body, which Content-Length makes evident. */
 		log_err("event=api_fetch_read_failed msgid=%s offset=%lld error=\"%s\"", f->msgid, (long long)f->off,
-		    sqlite3_errmsg(f->w->db));
+		    why[0] ? why : sqlite3_errmsg(f->w->db));
 		sqlite3_blob_close(blob);
 		evbuffer_free(buf);
 		fetch_end(f);

@@ -155,6 +155,8 @@ static const struct cfg_entry table[] = {
 	INT("limits", "ip_messages_window", limits_ip_messages_window, 1, 7 * 86400, "3600"),
 	INT("limits", "max_tracked", limits_max_tracked, 16, 10000000, "20000"),
 	INT("limits", "reload_interval", limits_reload_interval, 1, 3600, "5"),
+	/* a resubmitted message is answered, not stored again (docs/smtp.md) */
+	INT("submit", "dedup_window", submit_dedup_window, 0, 366 * 86400, "86400"),
 	INT("store", "batch", store_batch, 1, 4096, "256"),
 	INT("store", "checkpoint_pages", store_checkpoint_pages, 0, 1000000, "1000"),
 };

@@ -142,6 +142,8 @@ struct config {
 	int64_t sent_max_lifetime;
 	int64_t sent_timeout;           /* connect and each command */
 	int64_t sent_poll_interval;
+	/* [submit] */
+	int64_t submit_dedup_window;    /* seconds a resubmission is a duplicate; 0: off */
 	/* [store] */
 	int64_t store_batch;            /* max messages committed together */
 	int64_t store_checkpoint_pages; /* WAL frames that start a checkpoint; 0: SQLite's */

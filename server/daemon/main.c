@@ -35,6 +35,7 @@
 #include "server/smtp/smtp_session.h"
 #include "server/base/throttle.h"
 #include "server/net/tls.h"
+#include "server/protocol/mail_header.h"
 #include "server/base/util.h"
 
 #define THROTTLE_CAPACITY 65536
@@ -511,6 +512,8 @@ main(int argc, char **argv)
 			.sent_jobs = cfg.sent_imap_host[0] != '\0', .sent_default = cfg.sent_default_mode == CONFIG_ON,
 			.prepend = dkim ? dkim_prepend : NULL, .prepend_arg = &srv, .prepend_threads = ndkim,
 			.unrouted = cfg.relay_host[0] == '\0',
+			.message_id = mail_header_message_id, .message_id_scan = MAIL_HEADER_ID_SCAN,
+			.message_id_max = MAIL_MSGID_MAX, .dedup_window = cfg.submit_dedup_window,
 		};
 		srv.writer = writer_start(&wo, err, sizeof(err));
 		if (srv.writer == NULL) {

@@ -161,3 +161,33 @@ mail_header_from_domain(const char *head, size_t len, char *out, size_t outlen)
 		return -1;
 	return 0;
 }
+
+int
+mail_header_message_id(const char *head, size_t len, char *out, size_t outlen)
+{
+	char v[MAIL_MSGID_MAX + 8];
+	unsigned count;
+	const char *at;
+	int n;
+	size_t id;
+
+	/* unfolded, white space collapsed and trimmed: "<id>" is the whole
+	 * value of a plain field, whatever its folding */
+	n = mail_header_field(head, len, "Message-ID", v, sizeof(v), &count);
+	if (n < 3 || count != 1 || v[0] != '<' || v[n - 1] != '>')
+		return -1;
+	id = (size_t)n - 2;
+	if (id + 1 > outlen || id > MAIL_MSGID_MAX)
+		return -1;
+	for (size_t i = 1; i <= id; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c <= ' ' || c >= 0x7f || c == '<' || c == '>')
+			return -1;
+	}
+	at = memchr(v + 1, '@', id);
+	if (at == NULL || at == v + 1 || at == v + id)
+		return -1;
+	memcpy(out, v + 1, id);
+	out[id] = '\0';
+	return (int)id;
+}

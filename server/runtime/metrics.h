@@ -28,6 +28,7 @@ extern const double commit_bucket_le[COMMIT_BUCKETS];
 struct server_stats {
 	uint64_t sessions_total;
 	uint64_t messages_accepted;
+	uint64_t duplicates;               /* resubmissions answered, not stored (submit.dedup_window) */
 	uint64_t messages_refused[REFUSE_COUNT];
 	uint64_t bytes_accepted;
 	uint64_t tokens_issued;

@@ -275,13 +275,21 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 		session_reply(s, "451 4.3.0 Local error in processing, try again later");
 		return;
 	}
-	STAT_ADD(srv->stats.messages_accepted, 1);
-	STAT_ADD(srv->stats.bytes_accepted, m->size);
-	stats_commit_latency(&srv->stats, m->commit_us);
-	log_info("event=message_accepted session=%016llx msgid=%s user=%s size=%llu rcpts=%zu "
-	    "sha256=%.16s commit_us=%llu", (unsigned long long)s->id, m->public_id,
-	    m->auth_login ? m->auth_login : "-", (unsigned long long)m->size, m->nrcpt, m->sha256_hex,
-	    (unsigned long long)m->commit_us);
+	if (m->duplicate) {
+		/* counted in smtp_session_writer_done; the answer is for the
+		 * message stored before, which public_id names now */
+		log_info("event=duplicate session=%016llx msgid=%s original=%s user=%s size=%llu rcpts=%zu "
+		    "sha256=%.16s", (unsigned long long)s->id, m->submitted_id, m->public_id, m->auth_login,
+		    (unsigned long long)m->size, m->nrcpt, m->sha256_hex);
+	} else {
+		STAT_ADD(srv->stats.messages_accepted, 1);
+		STAT_ADD(srv->stats.bytes_accepted, m->size);
+		stats_commit_latency(&srv->stats, m->commit_us);
+		log_info("event=message_accepted session=%016llx msgid=%s user=%s size=%llu rcpts=%zu "
+		    "sha256=%.16s commit_us=%llu", (unsigned long long)s->id, m->public_id,
+		    m->auth_login ? m->auth_login : "-", (unsigned long long)m->size, m->nrcpt, m->sha256_hex,
+		    (unsigned long long)m->commit_us);
+	}
 	if (m->tokens == NULL) {
 		size_t n = smtp_reply_saved_line(line, m->public_id);
 		session_reply_raw(s, line, n);
@@ -314,9 +322,13 @@ smtp_session_writer_done(struct server *srv, struct writer_msg *done)
 	while ((m = list) != NULL) {
 		struct smtp_session *s = m->owner;
 		list = m->next;
-		committed += m->status == WRITER_OK;
+		/* A duplicate stored nothing: nothing for the relay or the
+		 * limits (it was counted when first stored). */
+		if (m->status == WRITER_OK && m->duplicate)
+			STAT_ADD(srv->stats.duplicates, 1);
+		committed += m->status == WRITER_OK && !m->duplicate;
 		/* counted once committed, whether or not its client still waits */
-		if (m->status == WRITER_OK && srv->limits != NULL)
+		if (m->status == WRITER_OK && !m->duplicate && srv->limits != NULL)
 			limits_count(srv->limits, m->auth_login, m->client_address, m->nrcpt, m->received_ms);
 		if (s != NULL) {
 			s->pending = NULL;
@@ -334,6 +346,9 @@ smtp_session_writer_done(struct server *srv, struct writer_msg *done)
 		} else {
 			if (m->status != WRITER_OK)
 				log_info("event=store_failed_after_disconnect msgid=%s", m->public_id);
+			else if (m->duplicate)
+				log_info("event=duplicate msgid=%s original=%s user=%s note=\"client gone\"",
+				    m->submitted_id, m->public_id, m->auth_login);
 			writer_msg_free(&m);
 		}
 	}

@@ -86,6 +86,7 @@ test_defaults(void **state)
 	assert_int_equal(c.limits_ip_messages_window, 3600);
 	assert_int_equal(c.limits_max_tracked, 20000);
 	assert_int_equal(c.limits_reload_interval, 5);
+	assert_int_equal(c.submit_dedup_window, 86400);
 	assert_int_equal(config_finish(&c, err, sizeof(err)), 0);
 	assert_true(c.hostname[0] != '\0');
 	assert_true(c.tokens_issuer[0] != '\0');
@@ -108,7 +109,9 @@ test_file_ok(void **state)
 	    "[tokens]\n"
 	    "enabled = false\n"
 	    "[dkim]\n"
-	    "enabled = false\n");
+	    "enabled = false\n"
+	    "[submit]\n"
+	    "dedup_window = 0\n");
 
 	config_defaults(&c);
 	assert_int_equal(config_load_file(&c, p, err, sizeof(err)), 0);
@@ -118,6 +121,7 @@ test_file_ok(void **state)
 	assert_string_equal(c.trusted_networks, "10.0.0.0/8, ::1");
 	assert_false(c.tokens_enabled);
 	assert_false(c.dkim_enabled);
+	assert_int_equal(c.submit_dedup_window, 0);
 	config_free(&c);
 	unlink(p);
 }
@@ -136,6 +140,7 @@ test_file_errors(void **state)
 		{ "[smtp]\nmax_recipients = 0\n", ":2: smtp.max_recipients: 0 is out of range" },
 		{ "[smtp]\nmax_line_length = 100\n", "out of range [512, 12288]" },
 		{ "[tokens]\nenabled = maybe\n", ":2: tokens.enabled: not a boolean" },
+		{ "[submit]\ndedup_window = -1\n", ":2: submit.dedup_window: -1 is out of range" },
 		{ "[nosuch]\nkey = 1\n", ":2: unknown key \"key\" in section [nosuch]" },
 		{ "[smtp\nfoo\n", ":1:" },
 		{ "[smtp]\nmax_message_size = 99999999999999999999\n", "not an integer" },

@@ -5,7 +5,9 @@
  * shapes of RFC 5322 3.4 a client sends and those we refuse (several From
  * fields, address lists, groups, domain literals, unbalanced quotes); each
  * case also runs with the header cut at every length, which must never
- * read past it.
+ * read past it. The Message-ID table (the duplicate check of
+ * submit.dedup_window) is run the same ways: whole, cut at every length,
+ * and with an output one octet too small.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -126,6 +128,95 @@ test_field(void **state)
 	assert_int_equal(mail_header_field("Subject:\r\n\r\n", 12, "Subject", out, sizeof(out), NULL), 0);
 }
 
+struct msgid_case {
+	const char *head;
+	const char *id;         /* NULL: none (never a duplicate) */
+};
+
+static const struct msgid_case msgid_cases[] = {
+	{ "Message-ID: <abc.123@example.org>\r\n\r\nbody", "abc.123@example.org" },
+	{ "message-id:<A.B@Example.ORG>\r\n\r\n", "A.B@Example.ORG" },      /* case kept */
+	{ "Subject: x\r\nMessage-Id:   <x@y>   \r\nTo: b@c.test\r\n\r\n", "x@y" },
+	{ "Message-ID:\r\n <folded@example.org>\r\n\r\n", "folded@example.org" },
+	{ "Message-ID:\r\n\t<folded@example.org>\r\n \r\n\r\n", "folded@example.org" },
+	{ "Message-ID: <a@b>\n\n", "a@b" },
+	{ "Message-ID: <\"q\"@[192.0.2.1]>\r\n\r\n", "\"q\"@[192.0.2.1]" },
+	/* none */
+	{ "Subject: x\r\n\r\n", NULL },
+	{ "", NULL },
+	{ "Message-ID:\r\n\r\n", NULL },
+	{ "Message-ID: <>\r\n\r\n", NULL },
+	{ "Message-ID: <a@b>\r\nMessage-ID: <a@b>\r\n\r\n", NULL },       /* duplicated field */
+	{ "Message-ID: <a@b>\r\nmessage-id: <c@d>\r\n\r\n", NULL },
+	{ "Message-ID: a@b\r\n\r\n", NULL },                               /* no brackets */
+	{ "Message-ID: <a@b> (comment)\r\n\r\n", NULL },
+	{ "Message-ID: (comment) <a@b>\r\n\r\n", NULL },
+	{ "Message-ID: <a@b> <c@d>\r\n\r\n", NULL },
+	{ "Message-ID: <a@\r\n b>\r\n\r\n", NULL },                       /* folded inside */
+	{ "Message-ID: <a b@c>\r\n\r\n", NULL },
+	{ "Message-ID: <ab>\r\n\r\n", NULL },
+	{ "Message-ID: <@b>\r\n\r\n", NULL },
+	{ "Message-ID: <a@>\r\n\r\n", NULL },
+	{ "Message-ID: <a<b@c>\r\n\r\n", NULL },
+	{ "Message-ID: <a\x01@c>\r\n\r\n", NULL },
+	{ "Message-ID: <\xc3\xa9@c>\r\n\r\n", NULL },
+	{ "Message-ID : <a@b>\r\n\r\n", NULL },                            /* not this field */
+	{ "X-Message-ID: <a@b>\r\n\r\n", NULL },
+	{ "Message-IDs: <a@b>\r\n\r\n", NULL },
+	/* the header ends at the empty line */
+	{ "Subject: x\r\n\r\nMessage-ID: <a@b>\r\n", NULL },
+};
+
+static void
+test_message_id(void **state)
+{
+	for (size_t i = 0; i < sizeof(msgid_cases) / sizeof(msgid_cases[0]); i++) {
+		const struct msgid_case *c = &msgid_cases[i];
+		char out[MAIL_MSGID_MAX + 1];
+		int rc = mail_header_message_id(c->head, strlen(c->head), out, sizeof(out));
+		if (c->id) {
+			if (rc != (int)strlen(c->id))
+				fail_msg("case %zu refused: %s", i, c->head);
+			assert_string_equal(out, c->id);
+			/* one octet short: refused, not cut */
+			assert_int_equal(mail_header_message_id(c->head, strlen(c->head), out, strlen(c->id)), -1);
+		} else if (rc != -1) {
+			fail_msg("case %zu accepted as %s: %s", i, out, c->head);
+		}
+		/* every prefix, in a buffer of exactly that size */
+		size_t len = strlen(c->head);
+		for (size_t n = 0; n <= len; n++) {
+			char *buf = malloc(n ? n : 1);
+			if (n)
+				memcpy(buf, c->head, n);
+			rc = mail_header_message_id(buf, n, out, sizeof(out));
+			assert_true(rc == -1 || (rc > 0 && (size_t)rc < sizeof(out) && strlen(out) == (size_t)rc));
+			free(buf);
+		}
+	}
+}
+
+/* The longest id kept, one more refused; a huge field is no id at all. */
+static void
+test_message_id_oversized(void **state)
+{
+	static char head[4 * MAIL_MSGID_MAX], out[MAIL_MSGID_MAX + 1];
+	size_t n;
+
+	for (size_t id = MAIL_MSGID_MAX - 1; id <= MAIL_MSGID_MAX + 1; id++) {
+		n = (size_t)snprintf(head, sizeof(head), "Message-ID: <");
+		memset(head + n, 'a', id - 2);
+		n += id - 2;
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "@b>\r\n\r\n");
+		assert_int_equal(mail_header_message_id(head, n, out, sizeof(out)), id <= MAIL_MSGID_MAX ? (int)id : -1);
+	}
+	n = (size_t)snprintf(head, sizeof(head), "Message-ID: <");
+	memset(head + n, 'a', sizeof(head) - n - 16);
+	n = sizeof(head) - 16;
+	n += (size_t)snprintf(head + n, 16, "@b>\r\n\r\n");
+	assert_int_equal(mail_header_message_id(head, n, out, sizeof(out)), -1);
+}
+
 static void
 test_record_short(void **state)
 {
@@ -198,6 +289,8 @@ main(void)
 		cmocka_unit_test(test_from_domain_prefixes),
 		cmocka_unit_test(test_from_domain_small_out),
 		cmocka_unit_test(test_field),
+		cmocka_unit_test(test_message_id),
+		cmocka_unit_test(test_message_id_oversized),
 		cmocka_unit_test(test_record_short),
 		cmocka_unit_test(test_record_split),
 		cmocka_unit_test(test_record_refuses),

@@ -23,9 +23,11 @@
 
 #include <sodium.h>
 
+#include "db/bodies.h"
 #include "db/dkim_store.h"
 #include "db/limits_db.h"
 #include "db/queue.h"
+#include "db/retention.h"
 #include "db/sent.h"
 #include "db/store.h"
 #include "tokens/keyring.h"
@@ -85,7 +87,7 @@ test_fresh_and_again(void **state)
 	/* every table is STRICT */
 	assert_int_equal(scalar(db, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' "
 	    "AND type = 'table' AND name NOT LIKE 'sqlite_%' AND strict = 0"), 0);
-	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view'"), 8);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'view'"), 9);
 	assert_int_equal(scalar(db, "PRAGMA auto_vacuum"), 2);    /* INCREMENTAL */
 	assert_int_equal(store_migrate(db, err, sizeof(err)), 0);
 	assert_int_equal(scalar(db, "PRAGMA user_version"), store_schema_version());
@@ -158,7 +160,8 @@ test_constraints_and_views(void **state)
 	    "envelope_from, body_type, smtputf8, size, sha256) VALUES ('m1', '2026-11-29 00:00:00.000', "
 	    "'alice@example.org', '::1', 'h', 'alice@example.org', '7BIT', 0, 5, "
 	    "'0000000000000000000000000000000000000000000000000000000000000000');"
-	    "INSERT INTO message_bodies VALUES (1, x'68656c6c6f');"
+	    "INSERT INTO bodies (sha256, refs, content) SELECT sha256, 0, x'68656c6c6f' FROM messages;"
+	    "UPDATE messages SET body_id = 1 WHERE message_id = 1;"
 	    "INSERT INTO recipients (message_id, position, address, updated_at) VALUES (1, 1, 'r@x', 'now');"), SQLITE_OK);
 
 	/* one active key at most */
@@ -220,6 +223,7 @@ test_constraints_and_views(void **state)
 	/* deleting a message takes its body, recipients and tokens along */
 	assert_int_equal(exec(db, "DELETE FROM messages WHERE public_id = 'm1'"), SQLITE_OK);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM message_bodies"), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM bodies"), 0);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM recipients"), 0);
 	assert_int_equal(scalar(db, "SELECT count(*) FROM tokens"), 0);
 
@@ -287,11 +291,12 @@ test_sent_jobs(void **state)
 
 	assert_non_null(db);
 	for (int i = 1; i <= 4; i++) {
-		char sql[512];
+		char sql[768];
 		snprintf(sql, sizeof(sql), "INSERT INTO messages (public_id, received_at, auth_login, client_address, "
 		    "helo, envelope_from, body_type, smtputf8, size, sha256) VALUES ('m%d', '2026-11-29 00:00:0%d.000', "
-		    "'u%d', '::1', 'h', 'f', '7BIT', 0, 5, '%064d'); INSERT INTO message_bodies VALUES (%d, "
-		    "x'4d6573736167652d49443a203c61406b3e0d0a0d0a6869');", i, i, i, 0, i);
+		    "'u%d', '::1', 'h', 'f', '7BIT', 0, 5, '%064d'); INSERT INTO bodies (sha256, refs, content) "
+		    "VALUES ('%064d', 0, x'4d6573736167652d49443a203c61406b3e0d0a0d0a6869') ON CONFLICT DO NOTHING; "
+		    "UPDATE messages SET body_id = 1 WHERE message_id = %d;", i, i, i, 0, 0, i);
 		assert_int_equal(exec(db, sql), SQLITE_OK);
 	}
 	/* u2 off, u3 on, by login text without regard to case; u1, u4 default */
@@ -530,6 +535,125 @@ test_limits_and_holds(void **state)
 	sqlite3_close(db);
 }
 
+static void
+add_message(sqlite3 *db, int i, const char *login, const char *received, char sha)
+{
+	char sql[640];
+
+	snprintf(sql, sizeof(sql), "INSERT INTO messages (public_id, received_at, auth_login, client_address, "
+	    "helo, envelope_from, body_type, smtputf8, size, sha256) VALUES ('m%d', '%s', '%s', '::1', 'h', "
+	    "'f', '7BIT', 0, 2, printf('%%.64c', '%c'));", i, received, login, sha);
+	assert_int_equal(exec(db, sql), SQLITE_OK);
+}
+
+/* Migration 8 moves version 7's message_bodies into bodies, one row per
+ * SHA-256 with the count of its messages; message_bodies stays a view
+ * whose DELETE purges; the duplicate lookup has its index. */
+static void
+test_migration_8(void **state)
+{
+	char err[256];
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(exec(db, "PRAGMA foreign_keys = ON"), SQLITE_OK);
+	assert_int_equal(store_migrate_to(db, 7, err, sizeof(err)), 0);
+	add_message(db, 1, "u", "2026-11-29 00:00:01.000", 'a');
+	add_message(db, 2, "u", "2026-11-29 00:00:02.000", 'a');
+	add_message(db, 3, "u", "2026-11-29 00:00:03.000", 'b');
+	add_message(db, 4, "u", "2026-11-29 00:00:04.000", 'c');     /* purged before: no body */
+	assert_int_equal(exec(db, "INSERT INTO message_bodies VALUES (1, x'6869'), (2, x'6869'), (3, x'686f')"),
+	    SQLITE_OK);
+	assert_int_equal(store_migrate_to(db, 8, err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM bodies"), 2);
+	assert_int_equal(scalar(db, "SELECT refs FROM bodies WHERE sha256 LIKE 'a%'"), 2);
+	assert_int_equal(scalar(db, "SELECT refs FROM bodies WHERE sha256 LIKE 'b%'"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM messages WHERE body_id IS NULL"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM message_bodies WHERE content = x'6869'"), 2);
+	assert_int_equal(scalar(db, "SELECT sum(has_body) FROM message_overview"), 3);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'messages_dedup'"), 1);
+	/* a DELETE through the old table's name purges: the body stays for m2 */
+	assert_int_equal(exec(db, "DELETE FROM message_bodies WHERE message_id = 1"), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT refs FROM bodies WHERE sha256 LIKE 'a%'"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM messages WHERE message_id = 1 AND body_id IS NULL"), 1);
+	assert_int_equal(exec(db, "DELETE FROM message_bodies WHERE message_id = 2"), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM bodies WHERE sha256 LIKE 'a%'"), 0);
+	sqlite3_close(db);
+}
+
+/* The duplicate check's lookup (db/writer_store.c) uses its index. */
+static int
+plan_uses(sqlite3 *db, const char *sql, const char *index)
+{
+	sqlite3_stmt *st;
+	char q[512];
+	int found = 0;
+
+	snprintf(q, sizeof(q), "EXPLAIN QUERY PLAN %s", sql);
+	assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		found |= strstr((const char *)sqlite3_column_text(st, 3), index) != NULL;
+	sqlite3_finalize(st);
+	return found;
+}
+
+/* The reference count through every path: the writer's find-or-insert
+ * (bodies_put), a purge (retention), a DELETE of the message; a body
+ * goes with its last reference; the count cannot go below zero. */
+static void
+test_single_instance(void **state)
+{
+	char err[256], sha_a[65], sha_b[65], buf[8];
+	sqlite3 *db = store_open(path, err, sizeof(err));
+	sqlite3_blob *blob = NULL;
+	int64_t id1 = 0, id2 = 0, id3 = 0;
+	int purged = 0;
+
+	assert_non_null(db);
+	memset(sha_a, 'a', 64);
+	memset(sha_b, 'b', 64);
+	sha_a[64] = sha_b[64] = '\0';
+	assert_int_equal(bodies_put(db, sha_a, "hello", 5, &id1), SQLITE_OK);
+	assert_int_equal(bodies_put(db, sha_a, "hello", 5, &id2), SQLITE_OK);
+	assert_int_equal(bodies_put(db, sha_b, NULL, 0, &id3), SQLITE_OK);
+	assert_int_equal(id1, id2);
+	assert_true(id3 != id1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM bodies"), 2);
+	add_message(db, 1, "u", "2026-11-29 00:00:01.000", 'a');
+	add_message(db, 2, "u", "2026-11-29 00:00:02.000", 'a');
+	add_message(db, 3, "u", "2999-01-01 00:00:00.000", 'a');
+	assert_int_equal(exec(db, "UPDATE messages SET body_id = (SELECT body_id FROM bodies WHERE sha256 = "
+	    "messages.sha256)"), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT refs FROM bodies WHERE sha256 LIKE 'a%'"), 3);
+	assert_int_equal(bodies_open(db, 2, &blob, err, sizeof(err)), SQLITE_OK);
+	assert_int_equal(sqlite3_blob_bytes(blob), 5);
+	assert_int_equal(sqlite3_blob_read(blob, buf, 5, 0), SQLITE_OK);
+	assert_memory_equal(buf, "hello", 5);
+	sqlite3_blob_close(blob);
+	blob = NULL;
+	assert_int_not_equal(exec(db, "UPDATE bodies SET refs = -1"), SQLITE_OK);
+	assert_true(plan_uses(db, "SELECT message_id FROM messages WHERE auth_login = 'u' AND "
+	    "header_message_id = 'x@y' AND sha256 = 'a'", "messages_dedup"));
+
+	/* retention takes the two old messages' references: one stays */
+	assert_int_equal(retention_purge(db, store_time_parse("2026-12-01 00:00:00.000") * 1000, 100, false, &purged),
+	    SQLITE_OK);
+	assert_int_equal(purged, 2);
+	assert_int_equal(scalar(db, "SELECT refs FROM bodies WHERE sha256 LIKE 'a%'"), 1);
+	assert_int_not_equal(bodies_open(db, 1, &blob, err, sizeof(err)), SQLITE_OK);
+	assert_null(blob);
+	assert_non_null(strstr(err, "no stored body"));
+	assert_int_equal(bodies_open(db, 3, &blob, err, sizeof(err)), SQLITE_OK);
+	sqlite3_blob_close(blob);
+	/* the last reference goes with its message */
+	assert_int_equal(exec(db, "DELETE FROM messages WHERE message_id = 3"), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM bodies WHERE sha256 LIKE 'a%'"), 0);
+	/* a body no message took (the writer's message failed) is for the
+	 * caller's transaction to roll back: nothing deletes it meanwhile */
+	assert_int_equal(scalar(db, "SELECT refs FROM bodies WHERE sha256 LIKE 'b%'"), 0);
+	store_close(&db);
+}
+
 int
 main(void)
 {
@@ -541,6 +665,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_sent_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dkim_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_and_holds, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migration_8, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_single_instance, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
