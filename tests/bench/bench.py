@@ -980,13 +980,13 @@ SELECT i, lower(hex(randomblob(8))),
        printf('user%d@example.org', i % 1000), '127.0.0.1', 'bulk.example.org',
        printf('user%d@example.org', i % 1000), '7BIT', 0, 300, lower(hex(randomblob(32)))
 FROM seq;
-INSERT INTO message_bodies (message_id, content)
-SELECT message_id, CAST(printf('From: <%s>' || char(13, 10) || 'To: <rcpt%d@example.net>' ||
+INSERT INTO bodies (body_id, sha256, refs, content)
+SELECT message_id, sha256, 0, CAST(printf('From: <%s>' || char(13, 10) || 'To: <rcpt%d@example.net>' ||
        char(13, 10) || 'Subject: bulk %d' || char(13, 10) || char(13, 10) || '%s' || char(13, 10),
        envelope_from, message_id % 5000, message_id, hex(randomblob(100))) AS BLOB)
 FROM messages;
-UPDATE messages SET size = (SELECT length(content) FROM message_bodies b
-                            WHERE b.message_id = messages.message_id);
+UPDATE messages SET body_id = message_id,
+                    size = (SELECT length(content) FROM bodies b WHERE b.body_id = messages.message_id);
 INSERT INTO recipients (recipient_id, message_id, position, address, state, attempts,
                         next_attempt_at, last_reply, updated_at)
 SELECT message_id, message_id, 1, printf('rcpt%d@example.net', message_id % 5000), 'delivered', 1,
