@@ -10,6 +10,9 @@
  *    with a dot; the same domain is found in a larger buffer, and none in
  *    a buffer one octet too small;
  *  - a field's value fits its buffer, with no CR, LF, tab or double space;
+ *  - a Message-ID's msg-id (the duplicate check) is as long as said,
+ *    visible ASCII without '<' or '>', with an '@' inside; it is found
+ *    again in a buffer just large enough, and not in one octet less;
  *  - a record formatted is as long as said, and every quoted string in it
  *    holds at most 255 octets.
  */
@@ -53,6 +56,23 @@ check_field(const char *head, size_t len)
 }
 
 static void
+check_message_id(const char *head, size_t len)
+{
+	char out[MAIL_MSGID_MAX + 1], again[MAIL_MSGID_MAX + 1];
+	int n = mail_header_message_id(head, len, out, sizeof(out));
+
+	if (n < 0)
+		return;
+	FUZZ_CHECK(n > 0 && (size_t)n <= MAIL_MSGID_MAX && strlen(out) == (size_t)n);
+	for (int i = 0; i < n; i++)
+		FUZZ_CHECK(out[i] > ' ' && out[i] < 0x7f && out[i] != '<' && out[i] != '>');
+	const char *at = strchr(out, '@');
+	FUZZ_CHECK(at != NULL && at != out && at[1] != '\0');
+	FUZZ_CHECK(mail_header_message_id(head, len, again, (size_t)n + 1) == n && strcmp(again, out) == 0);
+	FUZZ_CHECK(mail_header_message_id(head, len, again, (size_t)n) == -1);
+}
+
+static void
 check_record(const char *data, size_t size)
 {
 	char words[4][2100], out[9000];
@@ -90,9 +110,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* exactly size octets on the heap: a read past them is a finding */
 	char *head = malloc(size ? size : 1);
 
-	memcpy(head, data, size);
+	if (size > 0)
+		memcpy(head, data, size);
 	check_domain(head, size);
 	check_field(head, size);
+	check_message_id(head, size);
 	check_record(head, size);
 	free(head);
 	return 0;
