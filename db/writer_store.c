@@ -287,8 +287,9 @@ insert_token(struct writer *w, struct writer_msg *m, size_t i, sqlite3_int64 mes
 	return rc;
 }
 
-/* Whether the stored message of candidate row st has m's recipients, in
- * order; their ids into ids (m->nrcpt of them). */
+/* Whether stored message message_id has m's recipients, the same
+ * addresses in the same order, in *same_r; their ids into ids (m->nrcpt
+ * of them). SQLITE_OK or an error. */
 static int
 same_recipients(struct writer *w, struct writer_msg *m, sqlite3_int64 message_id, sqlite3_int64 *ids,
     bool *same_r)
