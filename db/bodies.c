@@ -6,8 +6,8 @@
 #include <stdio.h>
 
 const char bodies_find_sql[] = "SELECT body_id FROM bodies WHERE sha256 = ?1";
-const char bodies_insert_sql[] = "INSERT INTO bodies (sha256, refs, content) VALUES (?1, 0, ?2)";
-const char bodies_insert_zero_sql[] = "INSERT INTO bodies (sha256, refs, content) VALUES (?1, 0, zeroblob(?2))";
+const char bodies_insert_sql[] = "INSERT INTO bodies (sha256, content) VALUES (?1, ?2)";
+const char bodies_insert_zero_sql[] = "INSERT INTO bodies (sha256, content) VALUES (?1, zeroblob(?2))";
 
 int
 bodies_open(sqlite3 *db, int64_t message_id, sqlite3_blob **blob_r, char *err, size_t errlen)

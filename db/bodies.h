@@ -1,12 +1,13 @@
 /*
  * bodies.h: the stored bodies, one row per distinct content (migration 8,
  * docs/schema.md). A message points at its body by body_id; identical
- * bodies, told apart by their SHA-256, are stored once with a count of
- * the messages that point at them. Triggers keep that count: a message
- * row inserted with a body_id takes a reference, one deleted or set to
- * body_id NULL (a purge) drops it, and the body row goes with its last
- * reference, in the same transaction. So a writer only finds or inserts
- * the body (refs 0) and then inserts the message that points at it.
+ * bodies, told apart by their SHA-256, are stored once. A body's
+ * references are the messages that point at it (counted on the index
+ * messages_body, view body_overview); triggers delete the body when the
+ * last of them is deleted or lets go of it (body_id set to NULL: a
+ * purge), in the same transaction. So a writer only finds or inserts the
+ * body and then inserts the message that points at it; a body inserted
+ * for a message that then fails goes with the rollback.
  * Every reader of a stored body opens it here, by message.
  */
 #ifndef SUBMITD_BODIES_H
@@ -19,7 +20,7 @@
 
 /* ?1 sha256 (hex): the row of that content, if stored. */
 extern const char bodies_find_sql[];
-/* ?1 sha256, ?2 content: a new body, not yet referenced. */
+/* ?1 sha256, ?2 content: a new body, for the message inserted next. */
 extern const char bodies_insert_sql[];
 /* ?1 sha256, ?2 size: a new body of zeros, to fill with blob writes. */
 extern const char bodies_insert_zero_sql[];

@@ -231,20 +231,23 @@ static const char *const migrations[] = {
 	"  headers    TEXT NOT NULL\n"
 	") STRICT;\n",
 	/* 8: single-instance bodies and the duplicate check (docs/schema.md).
-	 * A body is stored once per SHA-256 and counts the messages that point
-	 * at it; a message whose body was purged has body_id NULL. The count
-	 * is kept by triggers, not by each statement that drops a reference,
-	 * so that every path (the writer, retention, submitctl, an operator's
-	 * sqlite3 shell, a cascade) keeps it exact in its own transaction, and
-	 * a body goes with the last message that points at it.
-	 * message_bodies stays as a view, with a DELETE that purges, for the
-	 * recipes and scripts written against version 7. header_message_id is
-	 * the msg-id of the Message-ID: field, for the duplicate check
-	 * (submit.dedup_window) and for operators. */
+	 * A body is stored once per SHA-256; messages point at it (body_id,
+	 * NULL once purged). Its reference count is not a stored column: an
+	 * UPDATE of a row rewrites the whole record, so a counter beside the
+	 * content would copy the whole body at every reference taken or
+	 * dropped (a 50 MB body: 100 MB more memory, 50 MB more written). It
+	 * is the number of messages pointing at the body, counted on the
+	 * index messages_body (view body_overview); the triggers delete a
+	 * body when the last message lets go of it, whoever drops the
+	 * reference (the writer's rollback, retention, submitctl, an
+	 * operator's sqlite3 shell, a cascade), in that statement's
+	 * transaction. message_bodies stays as a view, with a DELETE that
+	 * purges, for the recipes and scripts written against version 7.
+	 * header_message_id is the msg-id of the Message-ID: field, for the
+	 * duplicate check (submit.dedup_window) and for operators. */
 	"CREATE TABLE bodies (\n"
 	"  body_id INTEGER PRIMARY KEY,\n"
 	"  sha256  TEXT NOT NULL UNIQUE CHECK (length(sha256) = 64),\n"
-	"  refs    INTEGER NOT NULL CHECK (refs >= 0),\n"
 	"  content BLOB NOT NULL\n"
 	") STRICT;\n"
 	"ALTER TABLE messages ADD COLUMN body_id INTEGER REFERENCES bodies(body_id);\n"
@@ -252,26 +255,26 @@ static const char *const migrations[] = {
 	"CREATE INDEX messages_body ON messages(body_id);\n"
 	"CREATE INDEX messages_dedup ON messages(auth_login, header_message_id, sha256)\n"
 	"  WHERE header_message_id IS NOT NULL;\n"
-	"INSERT INTO bodies (sha256, refs, content)\n"
-	"  SELECT m.sha256, 0, b.content FROM message_bodies b JOIN messages m USING (message_id)\n"
+	"INSERT INTO bodies (sha256, content)\n"
+	"  SELECT m.sha256, b.content FROM message_bodies b JOIN messages m USING (message_id)\n"
 	"  WHERE true ON CONFLICT (sha256) DO NOTHING;\n"
 	"UPDATE messages SET body_id = (SELECT b.body_id FROM bodies b WHERE b.sha256 = messages.sha256)\n"
 	"  WHERE message_id IN (SELECT message_id FROM message_bodies);\n"
-	"UPDATE bodies SET refs = (SELECT count(*) FROM messages m WHERE m.body_id = bodies.body_id);\n"
 	"DROP VIEW message_overview;\n"
 	"DROP TABLE message_bodies;\n"
-	"CREATE TRIGGER messages_body_insert AFTER INSERT ON messages WHEN new.body_id IS NOT NULL\n"
-	"  BEGIN UPDATE bodies SET refs = refs + 1 WHERE body_id = new.body_id; END;\n"
 	"CREATE TRIGGER messages_body_update AFTER UPDATE OF body_id ON messages\n"
-	"  WHEN old.body_id IS NOT new.body_id BEGIN\n"
-	"    UPDATE bodies SET refs = refs + 1 WHERE body_id = new.body_id;\n"
-	"    UPDATE bodies SET refs = refs - 1 WHERE body_id = old.body_id;\n"
-	"    DELETE FROM bodies WHERE body_id = old.body_id AND refs = 0;\n"
+	"  WHEN old.body_id IS NOT NULL AND old.body_id IS NOT new.body_id BEGIN\n"
+	"    DELETE FROM bodies WHERE body_id = old.body_id\n"
+	"      AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.body_id = old.body_id);\n"
 	"  END;\n"
 	"CREATE TRIGGER messages_body_delete AFTER DELETE ON messages WHEN old.body_id IS NOT NULL BEGIN\n"
-	"    UPDATE bodies SET refs = refs - 1 WHERE body_id = old.body_id;\n"
-	"    DELETE FROM bodies WHERE body_id = old.body_id AND refs = 0;\n"
+	"    DELETE FROM bodies WHERE body_id = old.body_id\n"
+	"      AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.body_id = old.body_id);\n"
 	"  END;\n"
+	"CREATE VIEW body_overview AS\n"
+	"  SELECT b.body_id, b.sha256, length(b.content) AS size,\n"
+	"         (SELECT count(*) FROM messages m WHERE m.body_id = b.body_id) AS refs\n"
+	"  FROM bodies b;\n"
 	"CREATE VIEW message_bodies AS\n"
 	"  SELECT m.message_id, b.content FROM messages m JOIN bodies b USING (body_id);\n"
 	"CREATE TRIGGER message_bodies_delete INSTEAD OF DELETE ON message_bodies\n"

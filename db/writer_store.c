@@ -194,8 +194,8 @@ drop_tokens(struct writer_msg *m)
 }
 
 /* The body's row: the one with m's SHA-256 if there is one (nothing is
- * written), else a new one; *body_id_r for the message's row, which
- * takes the reference (the triggers of migration 8). */
+ * written), else a new one; *body_id_r for the message's row, whose
+ * pointer is the reference (db/bodies.h). */
 static int
 store_body(struct writer *w, struct writer_msg *m, sqlite3_int64 *body_id_r)
 {

@@ -17,7 +17,7 @@ tests check:
 - submit.dedup_window=0: stored again; a 1 s window that has passed:
   stored again;
 - single-instance bodies: two messages with the same body and different
-  envelopes share one bodies row with refs 2; `submitctl message purge`
+  envelopes share one bodies row (2 references); `submitctl message purge`
   of one leaves the body to the other; purging the other deletes it.
 
 "One relay" is asserted without timing: after the duplicate, a sentinel
@@ -305,7 +305,7 @@ class Resubmission(unittest.TestCase):
         self.assertEqual(len(rows), 5, rows)
         # one body for the five
         self.assertEqual(len({r["body_id"] for r in rows}), 1)
-        self.assertEqual(SMTPD.sql("SELECT refs FROM bodies WHERE body_id = %d" % rows[0]["body_id"])[0]["refs"], 5)
+        self.assertEqual(SMTPD.sql("SELECT refs FROM body_overview WHERE body_id = %d" % rows[0]["body_id"])[0]["refs"], 5)
 
     def test_no_message_id_stored_again(self):
         marker = "noid-" + uuid.uuid4().hex[:12]
@@ -356,14 +356,14 @@ class SingleInstance(unittest.TestCase):
         self.assertEqual(len(rows), 2)
         body_id = rows[0]["body_id"]
         self.assertEqual(rows[1]["body_id"], body_id)
-        bodies = SMTPD.sql("SELECT refs, length(content) AS n FROM bodies WHERE sha256 = '%s'"
+        bodies = SMTPD.sql("SELECT refs, size FROM body_overview WHERE sha256 = '%s'"
                            % hashlib.sha256(body).hexdigest())
-        self.assertEqual(bodies, [{"refs": 2, "n": len(body)}])
+        self.assertEqual(bodies, [{"refs": 2, "size": len(body)}])
         for r in rows:
             wait_for("delivered", lambda: SMTPD.sql(
                 "SELECT 1 FROM recipients WHERE message_id = %d AND state = 'delivered'" % r["message_id"]))
         SMTPD.submitctl("message", "purge", rows[0]["public_id"])
-        self.assertEqual(SMTPD.sql("SELECT refs FROM bodies WHERE body_id = %d" % body_id), [{"refs": 1}])
+        self.assertEqual(SMTPD.sql("SELECT refs FROM body_overview WHERE body_id = %d" % body_id), [{"refs": 1}])
         over = {o["public_id"]: o["has_body"] for o in SMTPD.sql(
             "SELECT public_id, has_body FROM message_overview WHERE public_id IN ('%s', '%s')"
             % (rows[0]["public_id"], rows[1]["public_id"]))}
