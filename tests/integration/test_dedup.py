@@ -16,6 +16,7 @@ tests check:
   writer): one row, two 250s;
 - submit.dedup_window=0: stored again; a 1 s window that has passed:
   stored again;
+- the sending limits do not count a duplicate;
 - single-instance bodies: two messages with the same body and different
   envelopes share one bodies row (2 references); `submitctl message purge`
   of one leaves the body to the other; purging the other deletes it.
@@ -343,6 +344,29 @@ class Windows(unittest.TestCase):
         self.assertEqual(smtplib_submit(s, body)[0], 250)
         self.assertEqual(len(rows_with(s, marker)), 2)
         self.assertNotIn("event=duplicate", s.log())
+
+
+class Limits(unittest.TestCase):
+
+    def test_duplicate_not_counted(self):
+        """Two messages an hour: the original, its duplicate and a second
+        message all pass (a counted duplicate would refuse the second at
+        MAIL); a third is refused."""
+        s = Submitd({"smtp.auth_cleartext_loopback": "true", "limits.user_messages_per_hour": "2"})
+        s.start()
+        self.addCleanup(s.cleanup)
+        self.addCleanup(s.stop, False)
+        s.add_user(ALICE, PASSWORD)
+        marker = "limit-" + uuid.uuid4().hex[:12]
+        body = make_body(marker)
+        self.assertEqual(smtplib_submit(s, body)[0], 250)
+        self.assertEqual(smtplib_submit(s, body)[0], 250)
+        self.assertIn("event=duplicate", s.log())
+        self.assertEqual(smtplib_submit(s, make_body(marker + "-2"))[0], 250)
+        with self.assertRaises(AssertionError) as e:
+            smtplib_submit(s, make_body(marker + "-3"))
+        self.assertIn("450", str(e.exception))
+        self.assertEqual(len(rows_with(s, marker)), 2)
 
 
 class SingleInstance(unittest.TestCase):
