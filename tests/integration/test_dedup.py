@@ -21,9 +21,10 @@ tests check:
   envelopes share one bodies row (2 references); `submitctl message purge`
   of one leaves the body to the other; purging the other deletes it.
 
-"One relay" is asserted without timing: after the duplicate, a sentinel
-message is submitted and waited for at the next hop; the relay sends in
-order of storage, so a second copy would have come first.
+"One relay" is asserted without timing: there is one row to relay, and
+after the duplicate a sentinel message is submitted and waited for at the
+next hop and in Sent, by when the relay's and the filer's scans (in order
+of storage) have taken everything stored before it.
 
 Run: SUBMITD_BUILD_DIR=/path/to/build python3 -m unittest -v test_dedup
 """
