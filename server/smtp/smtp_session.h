@@ -40,7 +40,7 @@ void smtp_session_new(struct server *srv, evutil_socket_t fd, const struct socka
 
 /* The messages the backend finished (a list linked by next, oldest
  * first): answer the sessions waiting for them and free them. Returns how
- * many committed. */
+ * many committed something new to relay or file (not the duplicates). */
 size_t smtp_session_writer_done(struct server *srv, struct writer_msg *done);
 /* The password checks the backend finished (a list linked by next):
  * answer their sessions and free them. */
