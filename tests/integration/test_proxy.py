@@ -190,18 +190,20 @@ class ProxyCase(unittest.TestCase):
         hp.frontend(hp.backend("checked", [("n1", "127.0.0.1", self.srv.port)], send_proxy="v2", check=True))
         hp.frontend(hp.backend("smtpchk", [("n1", "127.0.0.1", self.srv.port)], send_proxy="v2", check=True,
                                smtpchk=True))
+        hp.frontend(hp.backend("tls", [("n1", "127.0.0.1", self.srv.tls_port)], send_proxy="v2", check=True))
         hp.start()
         try:
             hp.wait_state("checked", "n1", "UP")
             hp.wait_state("smtpchk", "n1", "UP")
+            hp.wait_state("tls", "n1", "UP")
             # a few rounds of checks (inter 500ms), then look at the log
             wait_for(lambda: self.log_since(mark).count("event=proxy_local") >= 6, "six health checks")
             self.assertTrue(hp.server_states("smtpchk")["n1"].startswith("UP"))
         finally:
             hp.stop()
         log = self.log_since(mark)
-        self.assertIn("event=proxy_local proxy=127.0.0.1 listener=127.0.0.1:%d version=2 command=local"
-                      % self.srv.port, log)
+        for port in (self.srv.port, self.srv.tls_port):
+            self.assertIn("event=proxy_local proxy=127.0.0.1 listener=127.0.0.1:%d" % port, log)
         self.assertRegex(log, r"event=connect session=\S+ ip=127\.0\.0\.1 proxy=127\.0\.0\.1")
         self.assertNotIn("level=err", log)
         self.assertNotIn("event=proxy_refused", log)
@@ -371,6 +373,24 @@ class ProxyThrottleCase(unittest.TestCase):
                 self.assertNotRegex(srv.log(), r"connection_refused ip=127\.0\.0\.1 ")
             finally:
                 hp.stop()
+
+
+class ProxyShutdownCase(unittest.TestCase):
+    def test_sigterm_with_headers_pending(self):
+        """Connections still owing their header at SIGTERM are closed at the
+        exit, which stays clean (exit status 0; leaks fail it under ASan)."""
+        srv = Submitd({"smtp.proxy_networks": "127.0.0.1"})
+        srv.start()
+        try:
+            socks = [connect_from("127.0.0.1", srv.port), connect_from("127.0.0.1", srv.tls_port)]
+            socks[0].sendall(b"PROXY TCP4 127.0.0.9")
+            time.sleep(0.2)
+            self.assertEqual(srv.stop(), 0)
+            for s in socks:
+                self.assertTrue(closed_silently(s))
+                s.close()
+        finally:
+            srv.cleanup()
 
 
 if __name__ == "__main__":
