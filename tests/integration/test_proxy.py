@@ -270,6 +270,22 @@ class ProxyCase(unittest.TestCase):
         self.assertRegex(self.log_since(mark), r"ip=127\.0\.0\.9 proxy=127\.0\.0\.1 tls=no")
         self.assertRegex(self.log_since(mark), r"event=tls_established")
 
+    def test_second_header_from_the_client_refused(self):
+        """A client behind the balancer that sends a PROXY header of its own
+        (to pick its address) is refused like one from outside."""
+        mark = len(self.srv.log())
+        s = connect_from("127.0.0.1", self.srv.port)
+        s.sendall(v2_header("127.0.0.9", 40000, "127.0.0.1", self.srv.port))
+        c = RawSMTP.__new__(RawSMTP)
+        c.sock, c.buf = s, b""
+        self.assertEqual(c.reply().code, 220)
+        r = c.cmd(b"PROXY TCP4 10.9.9.9 127.0.0.1 4000 587")
+        self.assertEqual(r.code, 554)
+        self.assertTrue(c.closed_by_peer())
+        s.close()
+        log = wait_for(lambda: "event=proxy_refused" in self.log_since(mark) and self.log_since(mark), "the refusal")
+        self.assertRegex(log, r"event=proxy_refused session=\S+ ip=127\.0\.0\.9 reason=not_proxy_network")
+
     def test_raw_header_then_implicit_tls(self):
         mark = len(self.srv.log())
         s = connect_from("127.0.0.1", self.srv.tls_port)
