@@ -308,8 +308,10 @@ session_process_lines(struct smtp_session *s)
 			size_t n = avail < PROXY_V2_SIG_LEN ? avail : PROXY_V2_SIG_LEN;
 			const char *first = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
 
-			s->input_seen = true;
-			if (proxy_header_sniff((const unsigned char *)first, n)) {
+			/* "PROX" may still become "PROXY ": decide with the next
+			 * octets (the line is not complete before them anyway) */
+			s->input_seen = n >= 6 || memcmp(first, "PROXY ", n) != 0;
+			if (s->input_seen && proxy_header_sniff((const unsigned char *)first, n)) {
 				session_proxy_refused(s, first, n);
 				return;
 			}

@@ -321,7 +321,13 @@ class ProxyCase(unittest.TestCase):
             c = RawSMTP.__new__(RawSMTP)
             c.sock, c.buf = s, b""
             self.assertEqual(c.reply().code, 220)
-            s.sendall(header + b"EHLO x\r\n")
+            if header.startswith(b"PROXY"):
+                # in two segments: "PRO" alone is not yet a header, nor a refusal
+                s.sendall(header[:3])
+                time.sleep(0.2)
+                s.sendall(header[3:] + b"EHLO x\r\n")
+            else:
+                s.sendall(header + b"EHLO x\r\n")
             r = c.reply()
             self.assertEqual(r.code, 554)
             self.assertIn("5.7.0", r.text)
