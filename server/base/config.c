@@ -75,6 +75,7 @@ static const struct cfg_entry table[] = {
 	LIST("smtp", "listen", listen, listen_addrs, LIST_LISTEN, "127.0.0.1:2587"),
 	LIST("smtp", "listen_tls", listen_tls, listen_tls_addrs, LIST_LISTEN, "127.0.0.1:2465"),
 	LIST("smtp", "trusted_networks", trusted_networks, trusted_nets, LIST_CIDR, ""),
+	LIST("smtp", "proxy_networks", proxy_networks, proxy_nets, LIST_CIDR, ""),
 	BOOL("smtp", "auth_cleartext_loopback", auth_cleartext_loopback, "false"),
 	INT("smtp", "max_line_length", max_line_length, 512, 12288, "512"),  /* the session's line buffer */
 	INT("smtp", "max_message_size", max_message_size, 1024, 1000000000, "52428800"),  /* SQLite blob limit */

@@ -49,6 +49,8 @@ struct config {
 	struct netaddr_listen_list listen_tls_addrs;
 	char *trusted_networks;     /* may submit without AUTH */
 	struct cidr_list trusted_nets;
+	char *proxy_networks;       /* load balancers: must send a PROXY header */
+	struct cidr_list proxy_nets;
 	bool auth_cleartext_loopback;
 	int64_t max_line_length;
 	int64_t max_message_size;

@@ -1,9 +1,13 @@
 /*
  * listener.c: see listener.h. Connection limits are applied before a
  * session exists: a refused client gets one 421 line written straight to
- * the socket (best effort, non-blocking) and is closed.
+ * the socket (best effort, non-blocking) and is closed. A connection from
+ * smtp.proxy_networks is a load balancer's: the per-address limit waits
+ * until its PROXY header has named the client (listener_proxy.c), since
+ * the balancer's own address stands for every client behind it.
  */
 #include "server/daemon/listener.h"
+#include "server/daemon/listener_internal.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -24,8 +28,8 @@
 
 /* A TLS client cannot read a cleartext 421: on an implicit TLS listener
  * the refusal is the close alone. */
-static void
-refuse(evutil_socket_t fd, const char *line, bool implicit_tls)
+void
+listener_refuse(evutil_socket_t fd, const char *line, bool implicit_tls)
 {
 	if (!implicit_tls) {
 		ssize_t n = send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -44,22 +48,42 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	int one = 1;
 
 	netaddr_text(sa, ip, sizeof(ip));
-	if (srv->nsessions >= (size_t)cfg->max_connections) {
+	if (srv->nsessions + srv->nproxy_waits >= (size_t)cfg->max_connections) {
 		log_info("event=connection_refused ip=%s reason=max_connections", ip);
 		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections, try again later\r\n", cfg->hostname);
-		refuse(fd, line, li->implicit_tls);
-		return;
-	}
-	if (throttle_get(srv->conn_per_ip, ip, now_unix()) >= cfg->max_connections_per_ip) {
-		log_info("event=connection_refused ip=%s reason=max_connections_per_ip", ip);
-		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections from your address\r\n", cfg->hostname);
-		refuse(fd, line, li->implicit_tls);
+		listener_refuse(fd, line, li->implicit_tls);
 		return;
 	}
 	/* Replies are written whole per pipelined group; Nagle would only add
 	 * a delay to the last one. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	smtp_session_new(srv, fd, sa, salen, li->implicit_tls);
+	if (cidr_list_match(&cfg->proxy_nets, sa)) {
+		listener_proxy_start(li, fd, sa, salen);
+		return;
+	}
+	struct smtp_peer peer = { .client = sa, .client_len = (socklen_t)salen };
+	listener_admit(li, fd, &peer);
+}
+
+void
+listener_admit(struct listener *li, evutil_socket_t fd, const struct smtp_peer *peer)
+{
+	struct server *srv = li->srv;
+	struct config *cfg = srv->cfg;
+	char ip[64], line[256];
+
+	netaddr_text(peer->client, ip, sizeof(ip));
+	if (throttle_get(srv->conn_per_ip, ip, now_unix()) >= cfg->max_connections_per_ip) {
+		log_info("event=connection_refused ip=%s%s%s reason=max_connections_per_ip", ip,
+		    peer->proxy ? " proxy=" : "", peer->proxy ? peer->proxy : "");
+		snprintf(line, sizeof(line), "421 4.7.0 %s Too many connections from your address\r\n", cfg->hostname);
+		listener_refuse(fd, line, li->implicit_tls);
+		return;
+	}
+	if (peer->proxy)
+		smtp_session_new_proxied(srv, fd, peer, li->implicit_tls);
+	else
+		smtp_session_new(srv, fd, peer->client, (int)peer->client_len, li->implicit_tls);
 }
 
 static void
@@ -116,6 +140,7 @@ listeners_free(struct server *srv)
 {
 	struct listener *li;
 
+	listener_proxy_free_all(srv);
 	while ((li = srv->listeners) != NULL) {
 		srv->listeners = li->next;
 		evconnlistener_free(li->l);

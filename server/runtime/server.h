@@ -30,6 +30,7 @@ struct throttle;
 struct http_api;
 struct relay;
 struct limits;
+struct proxy_wait;
 
 struct listener {
 	struct server *srv;
@@ -60,6 +61,8 @@ struct server {
 	struct relay *relay;
 	struct smtp_session *sessions;     /* every live session (list) */
 	size_t nsessions;                  /* written on the loop only; STAT_ADD */
+	struct proxy_wait *proxy_waits;    /* connections still sending their PROXY header */
+	size_t nproxy_waits;               /* counted in server.max_connections */
 	bool draining;
 	struct event *drain_timer;
 	struct event *idle_ev;             /* the daemon's "may we exit now?" check */

@@ -208,7 +208,9 @@ dovecot_start(struct smtp_session *s, const char *mech, size_t mlen, const char 
 		name[i] = (char)toupper((unsigned char)mech[i]);
 	name[mlen] = '\0';
 	addr_port((const struct sockaddr *)&s->peer_sa, sizeof(s->peer_sa), rip, sizeof(rip), &conn.rport);
-	if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&local, &llen) == 0)
+	if (s->has_local)   /* through a load balancer: what the client connected to */
+		addr_port((const struct sockaddr *)&s->local_sa, sizeof(s->local_sa), lip, sizeof(lip), &conn.lport);
+	else if (getsockname(bufferevent_getfd(s->bev), (struct sockaddr *)&local, &llen) == 0)
 		addr_port((const struct sockaddr *)&local, llen, lip, sizeof(lip), &conn.lport);
 	else
 		lip[0] = '\0';

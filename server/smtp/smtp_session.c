@@ -32,6 +32,7 @@
 #include "server/base/netaddr.h"
 #include "server/base/throttle.h"
 #include "server/base/util.h"
+#include "server/protocol/proxy_header.h"
 #include "server/runtime/server.h"
 #include "server/smtp/smtp_session_internal.h"
 
@@ -207,6 +208,13 @@ session_sync_check(struct smtp_session *s)
 	if (n == 0)
 		return false;
 	s->sync_wait = false;
+	/* A load balancer not in smtp.proxy_networks sends its header at
+	 * once, before the greeting: say so rather than "pipelining". */
+	if (!s->input_seen && proxy_header_sniff((const unsigned char *)p, n)) {
+		session_proxy_refused(s, p, n);
+		return true;
+	}
+	s->input_seen = true;
 	STAT_ADD(s->srv->stats.pipelining_refused, 1);
 	/* After AUTH, what came early may be credentials. */
 	if (strcmp(s->sync_after, "AUTH") == 0)
@@ -222,6 +230,30 @@ session_sync_check(struct smtp_session *s)
 	s->silenced = true;
 	session_close(s, "pipelining");
 	return true;
+}
+
+/*
+ * A PROXY header from a client that is not in smtp.proxy_networks: a
+ * client that wants to choose its own address, or a load balancer missing
+ * from the list. Refused before it is read as commands (its v2 form would
+ * be four "bad commands" of binary), once, at the start of the input. The
+ * 554 goes into the cork, as session_sync_check's, and is the last word;
+ * both callers flush it (session_process, session_reply_flush).
+ */
+void
+session_proxy_refused(struct smtp_session *s, const char *p, size_t n)
+{
+	char sample[LOG_SAMPLE * 4 + 8];
+
+	s->input_seen = true;
+	s->sync_wait = false;
+	log_info("event=proxy_refused session=%016llx ip=%s reason=not_proxy_network sample=%s",
+	    (unsigned long long)s->id, s->peer,
+	    log_sanitize(sample, sizeof(sample), p, n < LOG_SAMPLE ? n : LOG_SAMPLE, LOG_SAMPLE));
+	evbuffer_drain(bufferevent_get_input(s->bev), evbuffer_get_length(bufferevent_get_input(s->bev)));
+	evbuffer_add_printf(s->cork, "554 5.7.0 Error: PROXY protocol header not accepted from your address\r\n");
+	s->silenced = true;
+	session_close(s, "proxy_header");
 }
 
 void
@@ -272,6 +304,18 @@ session_process_lines(struct smtp_session *s)
 		}
 		if (avail == 0)
 			break;
+		if (!s->input_seen) {
+			size_t n = avail < PROXY_V2_SIG_LEN ? avail : PROXY_V2_SIG_LEN;
+			const char *first = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+
+			/* "PROX" may still become "PROXY ": decide with the next
+			 * octets (the line is not complete before them anyway) */
+			s->input_seen = n >= 6 || memcmp(first, "PROXY ", n) != 0;
+			if (s->input_seen && proxy_header_sniff((const unsigned char *)first, n)) {
+				session_proxy_refused(s, first, n);
+				return;
+			}
+		}
 		if (s->discard_line) {
 			struct evbuffer_ptr lf = evbuffer_search(in, "\n", 1, NULL);
 			if (lf.pos < 0) {
@@ -478,14 +522,34 @@ void
 smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa, int salen,
     bool implicit_tls)
 {
+	struct smtp_peer peer = { .client = sa, .client_len = (socklen_t)salen };
+
+	smtp_session_new_proxied(srv, fd, &peer, implicit_tls);
+}
+
+void
+smtp_session_new_proxied(struct server *srv, evutil_socket_t fd, const struct smtp_peer *peer,
+    bool implicit_tls)
+{
 	struct config *cfg = srv->cfg;
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	struct timeval total = { (time_t)cfg->session_timeout, 0 };
+	const struct sockaddr *sa = peer->client;
+	size_t salen = peer->client_len;
 
 	s->id = session_id_new();
 	s->srv = srv;
 	s->spool_fd = -1;
-	memcpy(&s->peer_sa, sa, (size_t)salen < sizeof(s->peer_sa) ? (size_t)salen : sizeof(s->peer_sa));
+	memcpy(&s->peer_sa, sa, salen < sizeof(s->peer_sa) ? salen : sizeof(s->peer_sa));
+	if (peer->local != NULL) {
+		memcpy(&s->local_sa, peer->local,
+		    peer->local_len < sizeof(s->local_sa) ? peer->local_len : sizeof(s->local_sa));
+		s->has_local = true;
+	}
+	if (peer->proxy != NULL)
+		snprintf(s->proxy, sizeof(s->proxy), "%s", peer->proxy);
+	/* The client's address, not the load balancer's, decides everything
+	 * from here: limits, trusted_networks, cleartext AUTH on loopback. */
 	netaddr_text(sa, s->peer, sizeof(s->peer));
 	s->loopback = netaddr_is_loopback(sa);
 	s->trusted = cidr_list_match(&srv->cfg->trusted_nets, sa);
@@ -526,8 +590,8 @@ smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *
 	throttle_add(srv->conn_per_ip, s->peer, 1, now_unix());
 
 	session_setup_bev(s);
-	log_info("event=connect session=%016llx ip=%s tls=%s trusted=%s", (unsigned long long)s->id, s->peer,
-	    implicit_tls ? "implicit" : "no", s->trusted ? "yes" : "no");
+	log_info("event=connect session=%016llx ip=%s%s%s tls=%s trusted=%s", (unsigned long long)s->id, s->peer,
+	    s->proxy[0] ? " proxy=" : "", s->proxy, implicit_tls ? "implicit" : "no", s->trusted ? "yes" : "no");
 	if (srv->draining) {
 		session_reply(s, "421 4.3.2 %s Service shutting down", cfg->hostname);
 		session_close(s, "draining");

@@ -38,6 +38,19 @@ struct smtp_backend {
 void smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     int salen, bool implicit_tls);
 
+/* Who is at the other end of a connection that came through a load
+ * balancer (smtp.proxy_networks), as its PROXY header said. */
+struct smtp_peer {
+	const struct sockaddr *client;     /* the client: its address everywhere */
+	socklen_t client_len;
+	const struct sockaddr *local;      /* what it connected to; NULL: the socket's own */
+	socklen_t local_len;
+	const char *proxy;                 /* the load balancer's address, for the logs */
+};
+/* smtp_session_new for such a connection: the header was read off fd. */
+void smtp_session_new_proxied(struct server *srv, evutil_socket_t fd, const struct smtp_peer *peer,
+    bool implicit_tls);
+
 /* The messages the backend finished (a list linked by next, oldest
  * first): answer the sessions waiting for them and free them. Returns how
  * many committed something new to relay or file (not the duplicates). */

@@ -55,8 +55,12 @@ struct smtp_session {
 	uint64_t id;
 	struct server *srv;
 	struct bufferevent *bev;
-	char peer[64];
+	char peer[64];                  /* the client's address (the PROXY header's, if proxied) */
 	struct sockaddr_storage peer_sa;
+	struct sockaddr_storage local_sa;  /* proxied: what the client connected to */
+	bool has_local;
+	char proxy[64];                 /* the load balancer's address; "" when direct */
+	bool input_seen;                /* the first octets were checked for a PROXY header */
 	bool loopback, trusted;
 	bool tls, implicit_tls;
 	enum smtp_state state;
@@ -125,6 +129,9 @@ void session_sync_expect(struct smtp_session *s, const char *after);
  * queue the 554 in the cork (never flushing it: the caller does) and
  * close; true then. Else false. */
 bool session_sync_check(struct smtp_session *s);
+/* The first input of s is a PROXY header it may not send: log, count,
+ * 554 and close. */
+void session_proxy_refused(struct smtp_session *s, const char *p, size_t n);
 void session_enter_state(struct smtp_session *s, enum smtp_state st);
 /* Close once the replies queued so far are written; never frees s. */
 void session_close(struct smtp_session *s, const char *reason);

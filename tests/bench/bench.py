@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 
-BENCHMARKS = ["acceptance", "auth", "size", "idle", "api", "scale", "dkim"]
+BENCHMARKS = ["acceptance", "auth", "size", "idle", "api", "scale", "dkim", "proxy"]
 IS_ROOT = os.geteuid() == 0
 SENDER = "a@example.org"
 RCPT = "b@example.net"
@@ -635,6 +635,108 @@ def bench_dkim(b):
     out("  rounds (msg/s): " + " | ".join("%s %s" % (k, " ".join(fmt_rate(x) for x in v))
                                          for k, v in rates.items()))
     out(cpu_line("message", cpu, client))
+    return m
+
+
+class HAProxy:
+    """Debian's haproxy in TCP mode in front of one submitd port: frontends
+    on free loopback ports, each with one server line (its source address
+    and whether it sends a PROXY v2 header). Its CPU is counted with the
+    server's: the cost of a path through it is both processes'."""
+
+    def __init__(self, b, name, backend_port, paths):
+        self.b = b
+        self.name = name
+        self.paths = {}     # path name -> frontend port
+        lines = ["global", "    maxconn 4000", "defaults", "    mode tcp", "    timeout connect 5s",
+                 "    timeout client 60s", "    timeout server 60s"]
+        for path, source, send_proxy in paths:
+            port = free_port()
+            self.paths[path] = port
+            lines += ["frontend fe_%s" % path, "    bind 127.0.0.1:%d" % port, "    default_backend be_%s" % path,
+                      "backend be_%s" % path,
+                      "    server s1 127.0.0.1:%d source %s%s" % (backend_port, source,
+                                                                 " send-proxy-v2" if send_proxy else "")]
+        os.makedirs(b.path(name), exist_ok=True)
+        self.cfg = b.path(name, "haproxy.cfg")
+        with open(self.cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = None
+
+    def start(self):
+        self.logf = open(self.b.path(self.name, "haproxy.log"), "w")
+        self.proc = self.b.spawn(["/usr/sbin/haproxy", "-db", "-f", self.cfg], stdout=self.logf)
+        for port in self.paths.values():
+            wait_banner(port, "220")
+        return self
+
+    def cpu(self):
+        return proc_cpu(self.proc.pid)
+
+    def stop(self):
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+            self.logf.close()
+
+
+class Via:
+    """A target reached through a HAProxy frontend: its messages are the
+    submitd's, its CPU is the submitd's plus HAProxy's."""
+
+    def __init__(self, sd, hp, path):
+        self.sd, self.hp, self.port = sd, hp, hp.paths[path]
+
+    def cpu(self):
+        return self.sd.cpu() + self.hp.cpu()
+
+    def count(self):
+        return self.sd.count()
+
+    def target(self):
+        return "127.0.0.1:%d" % self.port
+
+
+def bench_proxy(b):
+    """Acceptance as in bench_acceptance (4 KB, 20 sessions, trusted) into
+    one submitd three ways, in alternating rounds: direct; through HAProxy
+    in TCP mode without a PROXY header (HAProxy connects from 127.0.0.3);
+    and through HAProxy with send-proxy-v2 (from 127.0.0.2, the only
+    smtp.proxy_networks address), so that the proxy's cost and the
+    header's are told apart. CPU per message counts submitd and HAProxy."""
+    if not os.access("/usr/sbin/haproxy", os.X_OK):
+        raise RuntimeError("haproxy is not installed (apt-get install haproxy)")
+    n = b.args.messages
+    sd = Submitd(b, "proxy-submitd", opts=("smtp.proxy_networks=127.0.0.2",)).start()
+    hp = HAProxy(b, "proxy-haproxy", sd.port, [("tcp", "127.0.0.3", False), ("v2", "127.0.0.2", True)]).start()
+    targets = [("direct", sd), ("haproxy", Via(sd, hp, "tcp")), ("haproxy+v2", Via(sd, hp, "v2"))]
+    for _, srv in targets:
+        smtp_source(b, srv.target(), 500)
+    rates = {k: [] for k, _ in targets}
+    cpu = {k: [] for k, _ in targets}
+    client = {k: [] for k, _ in targets}
+    for _ in range(b.rounds):
+        for name, srv in targets:
+            before = srv.count()
+            secs, scpu, ccpu = timed(srv, lambda: smtp_source(b, srv.target(), n))
+            rates[name].append(counted_rate(srv, secs, before, n))
+            cpu[name].append(scpu / n)
+            client[name].append(ccpu / n)
+    with open(sd.logfile) as f:
+        proxied = f.read().count("proxy=127.0.0.2")
+    hp.stop()
+    sd.stop()
+    if proxied < n:
+        raise RuntimeError("proxy: %d sessions came with a PROXY header, expected at least %d" % (proxied, n))
+    m = {k: median(v) for k, v in rates.items()}
+    b.result("proxy: acceptance direct %s msg/s | through HAProxy %s msg/s (%s) | HAProxy send-proxy-v2 "
+             "%s msg/s (%s)"
+             % (fmt_rate(m["direct"]), fmt_rate(m["haproxy"]), fmt_pct(m["haproxy"], m["direct"]),
+                fmt_rate(m["haproxy+v2"]), fmt_pct(m["haproxy+v2"], m["direct"])))
+    out("  rounds (msg/s): " + " | ".join("%s %s" % (k, " ".join(fmt_rate(x) for x in v))
+                                         for k, v in rates.items()))
+    out(cpu_line("message", cpu, client).replace("CPU per message (us, median): ",
+                                                 "CPU per message (us, median; submitd + HAProxy): "))
     return m
 
 

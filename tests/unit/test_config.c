@@ -55,6 +55,8 @@ test_defaults(void **state)
 	assert_int_equal(c.listen_addrs.n, 1);
 	assert_string_equal(c.listen_addrs.v[0].text, "127.0.0.1:2587");
 	assert_int_equal(c.trusted_nets.n, 0);
+	assert_string_equal(c.proxy_networks, "");
+	assert_int_equal(c.proxy_nets.n, 0);
 	assert_int_equal(c.log_output, CONFIG_LOG_STDERR);
 	assert_string_equal(c.log_target, "stderr");
 	assert_int_equal(c.log_max_level, LOG_LVL_INFO);
@@ -106,6 +108,7 @@ test_file_ok(void **state)
 	    "max_message_size = 10M\n"
 	    "auth_cleartext_loopback = yes\n"
 	    "trusted_networks = 10.0.0.0/8, ::1\n"
+	    "proxy_networks = 192.0.2.10 2001:db8::/64\n"
 	    "[tokens]\n"
 	    "enabled = false\n"
 	    "[dkim]\n"
@@ -119,6 +122,9 @@ test_file_ok(void **state)
 	assert_int_equal(c.max_message_size, 10 * 1024 * 1024);
 	assert_true(c.auth_cleartext_loopback);
 	assert_string_equal(c.trusted_networks, "10.0.0.0/8, ::1");
+	assert_int_equal(c.proxy_nets.n, 2);
+	assert_int_equal(c.proxy_nets.v[0].prefix, 32);
+	assert_int_equal(c.proxy_nets.v[1].prefix, 64);
 	assert_false(c.tokens_enabled);
 	assert_false(c.dkim_enabled);
 	assert_int_equal(c.submit_dedup_window, 0);
@@ -280,6 +286,8 @@ test_lists(void **state)
 		{ "smtp.listen=127.0.0.1:70000", "item 1 is not an address:port", 0, NULL },
 		{ "smtp.listen_tls=127.0.0.1", "smtp.listen_tls: item 1 is not", 0, NULL },
 		{ "http.listen=127.0.0.1:1,localhost:2", "http.listen: item 2 is not an address:port", 0, NULL },
+		{ "smtp.proxy_networks=127.0.0.1 haproxy.example",
+		  "-o: smtp.proxy_networks: item 2 is not an address or CIDR: \"haproxy.example\"", 0, NULL },
 		{ "smtp.trusted_networks=10.0.0.0/8 ::1 192.168.0.0/33",
 		  "-o: smtp.trusted_networks: item 3 is not an address or CIDR: \"192.168.0.0/33\"", 0, NULL },
 	};
