@@ -230,6 +230,21 @@ static const char *const migrations[] = {
 	"  message_id INTEGER PRIMARY KEY REFERENCES messages(message_id) ON DELETE CASCADE,\n"
 	"  headers    TEXT NOT NULL\n"
 	") STRICT;\n",
+	/* 8 (cluster; renumber if another lands first): the public keys of
+	 * the other nodes (docs/cluster.md), fetched from their /v1/keys, so
+	 * that a node that is down still has its tokens' signatures checked.
+	 * A kid is the hash of its key: one row per key, whatever the node. */
+	"CREATE TABLE peer_keys (\n"
+	"  key_id     TEXT NOT NULL PRIMARY KEY,\n"
+	"  node       TEXT NOT NULL,\n"
+	"  public_key BLOB NOT NULL CHECK (length(public_key) = 32),\n"
+	"  state      TEXT NOT NULL CHECK (state IN ('active', 'retired')),\n"
+	"  created_at TEXT,\n"
+	"  retired_at TEXT,\n"
+	"  first_seen TEXT NOT NULL,\n"
+	"  last_seen  TEXT NOT NULL\n"
+	") STRICT;\n"
+	"CREATE INDEX peer_keys_node ON peer_keys(node, last_seen);\n",
 };
 
 int
