@@ -423,6 +423,18 @@ out:
 	return ok;
 }
 
+bool token_key_id(const char *token, size_t len, char kid[PASERK_K4_PID_LEN + 1])
+{
+	uint8_t footer[FOOTER_MAX];
+	size_t flen;
+
+	kid[0] = '\0';
+	if (token == NULL || len > TOKEN_MAX_LEN ||
+	    paseto_v4_footer(token, len, footer, sizeof footer, &flen) != PASETO_OK)
+		return false;
+	return parse_footer(footer, flen, kid);
+}
+
 enum token_status token_verify(const char *token, size_t len, const struct keyring *ring,
     int64_t now, const char *expected_address, token_revoked_fn *is_revoked, void *ctx,
     struct token_claims *claims_r)
