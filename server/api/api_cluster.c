@@ -52,6 +52,8 @@ struct cluster_call {
 	char client[64];
 	char shorttok[LOG_TOKEN_SHORT];
 	bool keys;                           /* a fetch of the peer's keys */
+	bool answered;                       /* waits for reap() to free it */
+	bool client_gone;
 	struct cluster_call *next;
 };
 
@@ -96,23 +98,47 @@ api_cluster_load_secret(struct http_api *api, char *err, size_t errlen)
 	return 0;
 }
 
+/* A connection cannot be freed from its own request's callback, and
+ * evhttp's free-on-completion misses the failed connects of 2.1: the
+ * answered calls are freed here, on the next turn of the loop. */
 static void
-call_unlink(struct cluster_call *c)
+reap(evutil_socket_t fd, short what, void *arg)
 {
-	for (struct cluster_call **p = &c->w->calls; *p; p = &(*p)->next)
-		if (*p == c) {
-			*p = c->next;
-			return;
+	struct api_worker *w = arg;
+
+	for (struct cluster_call **p = &w->calls; *p;) {
+		struct cluster_call *c = *p;
+		if (!c->answered) {
+			p = &c->next;
+			continue;
 		}
+		*p = c->next;
+		evhttp_connection_free(c->evcon);
+		free(c);
+	}
 }
 
-/* The client of a waiting verify went away: evhttp frees its request. */
+/* The answer is in: the call is done with. */
+static void
+call_done(struct cluster_call *c)
+{
+	c->answered = true;
+	c->req = NULL;
+	event_active(c->w->reap_ev, EV_TIMEOUT, 0);
+}
+
+/* The client of a waiting verify went away. On EOF or timeout evhttp
+ * detaches the request and leaves it to us (the reply, sent to nobody,
+ * frees it); a request still attached goes with its connection
+ * (evhttp_free at shutdown). */
 static void
 client_closed(struct evhttp_connection *evcon, void *arg)
 {
 	struct cluster_call *c = arg;
 
-	c->req = NULL;
+	if (c->req != NULL && evhttp_request_get_connection(c->req) != NULL)
+		c->req = NULL;
+	c->client_gone = true;
 }
 
 /* A request to peer p on w's loop; cb gets the answer (NULL: none). */
@@ -156,7 +182,6 @@ call_start(struct api_worker *w, const struct peer *p, enum evhttp_cmd_type cmd,
 		free(c);
 		return NULL;
 	}
-	evhttp_connection_free_on_completion(c->evcon);
 	c->next = w->calls;
 	w->calls = c;
 	return c;
@@ -209,7 +234,6 @@ keys_answer(struct evhttp_request *r, void *arg)
 	size_t len, n = 0;
 	int code = r ? evhttp_request_get_response_code(r) : 0;
 
-	call_unlink(c);
 	if (code != 200) {
 		log_warn("event=cluster_keys_failed node=%s status=%d keys=kept", c->peer->name, code);
 		goto out;
@@ -253,7 +277,7 @@ keys_answer(struct evhttp_request *r, void *arg)
 	writer_job_submit(w->api->srv->writer, &j->job);
 out:
 	free(ak);
-	free(c);
+	call_done(c);
 }
 
 static void
@@ -268,7 +292,7 @@ refresh(evutil_socket_t fd, short what, void *arg)
 		bool busy = false;
 		/* one fetch per peer at a time: a slow peer does not pile them up */
 		for (struct cluster_call *c = w->calls; c; c = c->next)
-			busy |= c->keys && c->peer == p;
+			busy |= c->keys && !c->answered && c->peer == p;
 		if (busy)
 			continue;
 		struct cluster_call *c = call_start(w, p, EVHTTP_REQ_GET, "/v1/keys?local=1", NULL, keys_answer);
@@ -287,6 +311,7 @@ api_cluster_init(struct api_worker *w, char *err, size_t errlen)
 
 	if (peer_ring_init(w->db, &w->peers, err, errlen) == -1)
 		return -1;
+	w->reap_ev = event_new(w->base, -1, 0, reap, w);
 	peer_ring_refresh(w->db, &w->peers);
 	if (w->index == 0 && cfg->cluster_peer_list.n > 0) {
 		struct timeval now = { 0, 0 };
@@ -304,9 +329,14 @@ api_cluster_free(struct api_worker *w)
 	if (w->refresh_ev)
 		event_free(w->refresh_ev);
 	w->refresh_ev = NULL;
+	if (w->reap_ev)
+		event_free(w->reap_ev);
+	w->reap_ev = NULL;
 	/* Freeing the connection drops its request without calling back. */
 	while ((c = w->calls) != NULL) {
 		w->calls = c->next;
+		if (c->req != NULL && !c->answered)     /* detached: ours to free */
+			evhttp_request_free(c->req);
 		evhttp_connection_free(c->evcon);
 		free(c);
 	}
@@ -344,7 +374,6 @@ verify_answer(struct evhttp_request *r, void *arg)
 	size_t len = 0;
 	bool ok;
 
-	call_unlink(c);
 	if (r)
 		body = answer_body(r, &len);
 	/* Only an answer that is the issuer's own verdict passes: a result
@@ -355,9 +384,10 @@ verify_answer(struct evhttp_request *r, void *arg)
 	log_info("event=api_verify result=%s token=%s service=%s ip=%s node=%s peer_status=%d", ok ? result :
 	    "issuer_unavailable", c->shorttok, c->service[0] ? c->service : "-", c->client, c->peer->name, code);
 	audit(w, "verify", ok ? result : "issuer_unavailable", c->service, c->jti, c->client);
-	if (c->req == NULL)          /* the client went away */
+	if (c->req == NULL)
 		goto out;
-	evhttp_connection_set_closecb(evhttp_request_get_connection(c->req), NULL, NULL);
+	if (!c->client_gone)
+		evhttp_connection_set_closecb(evhttp_request_get_connection(c->req), NULL, NULL);
 	if (!ok) {
 		unavailable(c->req, c->peer->name, r == NULL || code == 0 ? "the issuing node did not answer" :
 		    "the issuing node did not give a verdict");
@@ -372,7 +402,7 @@ verify_answer(struct evhttp_request *r, void *arg)
 		evbuffer_free(out);
 	}
 out:
-	free(c);
+	call_done(c);
 }
 
 static void

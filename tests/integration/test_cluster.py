@@ -17,6 +17,7 @@ Run: SUBMITD_BUILD_DIR=/path/to/build python3 -m unittest -v test_cluster
 import json
 import os
 import re
+import signal
 import smtplib
 import subprocess
 import time
@@ -139,7 +140,7 @@ def setUpModule():
                                            for p in nodes if p is not n),
                 "cluster.secret_file": path,
                 "cluster.refresh_interval": "1",
-                "cluster.timeout": "5",
+                "cluster.timeout": "2",
                 "http.auth_verify": "true",
                 "http.auth_keys": "true",
             })
@@ -271,6 +272,26 @@ class Cluster(unittest.TestCase):
             n3.start()
         wait_for("node3's token valid again at node1", lambda: verify(NODES[0], t, RCPT).status == 200)
         self.assertEqual(verify(NODES[0], t, RCPT).json()["result"], "valid")
+
+    def test_x_issuer_hangs(self):
+        """An issuer that accepts and never answers: cluster.timeout, then
+        issuer_unavailable; a client that gives up first is let go."""
+        n3 = NODES[2]
+        tokens, _ = submit(n3)
+        t = tokens[RCPT]
+        n3.proc.send_signal(signal.SIGSTOP)
+        try:
+            # this client leaves before the timeout: node 1 drops the answer
+            p = subprocess.run(["curl", "-sS", "--max-time", "0.5", "-H", auth(), "-H", "Submit-Token: " + t,
+                                node_url(NODES[0], "/v1/verify")], capture_output=True)
+            self.assertNotEqual(p.returncode, 0)
+            r = verify(NODES[0], t, RCPT)
+            self.assertEqual(r.status, 503, r)
+            self.assertEqual(r.json()["result"], "issuer_unavailable")
+        finally:
+            n3.proc.send_signal(signal.SIGCONT)
+        wait_for("node3's token valid again at node1", lambda: verify(NODES[0], t, RCPT).status == 200)
+        self.assertIn("event=api_verify result=issuer_unavailable", NODES[0].log())
 
     def test_y_key_rotated_at_node2(self):
         n2 = NODES[1]
