@@ -383,7 +383,9 @@ verify_answer(struct evhttp_request *r, void *arg)
 	    (code == 200) == (strcmp(result, "valid") == 0) && strcmp(result, "issuer_unavailable") != 0;
 	log_info("event=api_verify result=%s token=%s service=%s ip=%s node=%s peer_status=%d", ok ? result :
 	    "issuer_unavailable", c->shorttok, c->service[0] ? c->service : "-", c->client, c->peer->name, code);
-	audit(w, "verify", ok ? result : "issuer_unavailable", c->service, c->jti, c->client);
+	/* audited as a verification here is: refusals only */
+	if (!ok || strcmp(result, "valid") != 0)
+		audit(w, "verify", ok ? result : "issuer_unavailable", c->service, c->jti, c->client);
 	if (c->req == NULL)
 		goto out;
 	if (!c->client_gone)
