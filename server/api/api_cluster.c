@@ -475,10 +475,24 @@ api_cluster_route(struct api_worker *w, struct evhttp_request *req, const char *
 		return false;
 	peer_ring_refresh(w->db, &w->peers);
 	node = peer_ring_node(&w->peers, kid);
-	if (node == NULL)
-		return false;           /* ours since the last load, or unknown: the gate */
 	api_peer_of(req, client, sizeof(client));
 	log_token_short(shorttok, token);
+	if (node == NULL) {
+		/* A key no node of ours has: a token that claims another issuer
+		 * than us and our peers has its own refusal; one that claims
+		 * ours is the gate's (a key made since the ring was loaded, or
+		 * unknown_key). The claim is unverified: it names the refusal,
+		 * nothing more, and no token id is audited. */
+		char iss[TOKEN_ISSUER_MAX + 1];
+		if (cfg->cluster_peer_list.n == 0 || !token_unverified_issuer(token, strlen(token), iss) ||
+		    strcmp(iss, cfg->tokens_issuer) == 0 || peer_list_find(&cfg->cluster_peer_list, iss) != NULL)
+			return false;
+		log_info("event=api_%s result=unknown_issuer token=%s service=%s ip=%s", action, shorttok,
+		    service[0] ? service : "-", client);
+		audit(w, action, "unknown_issuer", service, NULL, client);
+		api_reply_error(req, 404, "Not Found", "unknown_issuer", "the token's issuer is not a node of this cluster");
+		return true;
+	}
 	st = token_verify(token, strlen(token), &w->peers.ring, now_unix(), addr[0] ? addr : NULL, NULL, NULL, &c);
 	if (st != TOKEN_VALID) {
 		log_info("event=api_%s result=%s token=%s service=%s ip=%s node=%s", action, token_status_name(st),

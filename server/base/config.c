@@ -463,6 +463,10 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 		    cfg->tokens_issuer);
 		return -1;
 	}
+	if (cfg->cluster_peer_list.n > 0 && cfg->http_listen_addrs.n == 0) {
+		snprintf(err, errlen, "cluster.peers needs http.listen: the nodes meet on their APIs");
+		return -1;
+	}
 	if ((cfg->tls_certificate[0] == '\0') != (cfg->tls_key[0] == '\0')) {
 		snprintf(err, errlen, "tls.certificate and tls.key must be set together");
 		return -1;

@@ -251,6 +251,25 @@ class Cluster(unittest.TestCase):
         self.assertIn(r.status, (400, 422), r)
         self.assertNotEqual(r.json()["result"], "valid")
 
+    def test_unknown_issuer(self):
+        """A node that is not of the cluster: its tokens are unknown_issuer
+        at node 1; one that claims a peer's name with a key the peer never
+        listed is unknown_key (the claim proves nothing)."""
+        for issuer, status, result in (("stranger", 404, "unknown_issuer"), ("node2", 404, "unknown_key")):
+            with Submitd({"smtp.trusted_networks": "127.0.0.0/8", "tokens.issuer": issuer}) as other:
+                other.name = issuer
+                tokens, _ = submit(other)
+            t = tokens[RCPT]
+            r = verify(NODES[0], t, RCPT)
+            self.assertEqual(r.status, status, r)
+            self.assertEqual(r.json()["result"], result)
+            r = curl(node_url(NODES[0], "/v1/message"), headers=[auth(), "Submit-Token: " + t])
+            self.assertEqual(r.status, status, r)
+            self.assertEqual(r.json()["result"], result)
+        # no token id of an unverified token reaches the audit trail
+        wait_for("node1 audits unknown_issuer", lambda: NODES[0].sql(
+            "SELECT count(*) AS n FROM audit_log WHERE result = 'unknown_issuer' AND token_id IS NULL")[0]["n"] >= 2)
+
     def test_z_issuer_down_and_back(self):
         n3 = NODES[2]
         tokens, _ = submit(n3)

@@ -527,6 +527,7 @@ test_cluster_keys(void **state)
 		"cluster.refresh_interval=10", "cluster.timeout=2" };
 	const char *self[] = { "cluster.peers=a=http://127.0.0.1:2", "tokens.issuer=a" };
 	const char *bad_list[] = { "cluster.peers=b=http://h, b=http://h" };
+	const char *no_api[] = { "cluster.peers=b=http://127.0.0.1:2", "http.listen=" };
 	const char *bad_timeout[] = { "cluster.timeout=0" };
 	const char *bad_interval[] = { "cluster.refresh_interval=86401" };
 
@@ -553,6 +554,11 @@ test_cluster_keys(void **state)
 	config_defaults(&c);
 	assert_int_equal(config_load(&c, NULL, bad_list, 1, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "cluster.peers: item 2: node named twice"));
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, NULL, no_api, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cluster.peers needs http.listen"));
 	config_free(&c);
 
 	config_defaults(&c);
