@@ -225,6 +225,11 @@ class Cluster(unittest.TestCase):
             r = curl(node_url(n, "/v1/message"), headers=[auth(), "Submit-Token: " + tokens[SENDER]], follow=True)
             self.assertEqual(r.status, 200, (n.name, r))
             self.assertEqual(r.body, body)
+        # import refuses what is not a secret of the form `add` prints
+        for bad in ("nope", SERVICE + "x", "sd_" + "!" * 43, ""):
+            p = NODES[1].submitctl("service", "import", "bad", input=bad + "\n", check=False)
+            self.assertNotEqual(p.returncode, 0, bad)
+        self.assertNotIn("bad", NODES[1].submitctl("service", "list").stdout)
         # an unknown credential is refused before any referral
         r = curl(node_url(NODES[0], "/v1/message"), headers=[auth("sd_" + "A" * 43),
                                                               "Submit-Token: " + tokens[SENDER]])
