@@ -165,8 +165,12 @@ call_start(struct api_worker *w, const struct peer *p, enum evhttp_cmd_type cmd,
 	}
 	evhttp_connection_set_timeout(c->evcon, (int)w->api->srv->cfg->cluster_timeout);
 	evhttp_connection_set_retries(c->evcon, 0);
+	/* what a peer may make this node hold: an answer over these fails */
+	evhttp_connection_set_max_headers_size(c->evcon, PEER_ANSWER_MAX);
+	evhttp_connection_set_max_body_size(c->evcon, PEER_ANSWER_MAX);
 	h = evhttp_request_get_output_headers(r);
-	evhttp_add_header(h, "Host", p->host);
+	snprintf(uri, sizeof(uri), strchr(p->host, ':') ? "[%s]:%d" : "%s:%d", p->host, p->port);
+	evhttp_add_header(h, "Host", uri);
 	evhttp_add_header(h, "Connection", "close");
 	evhttp_add_header(h, CLUSTER_HOP_HEADER, "1");
 	if (w->api->cluster_auth[0])
