@@ -284,6 +284,21 @@ static const char *const migrations[] = {
 	"         m.size, m.sha256, (SELECT count(*) FROM recipients r WHERE r.message_id = m.message_id) AS recipients,\n"
 	"         m.body_id IS NOT NULL AS has_body, m.header_message_id\n"
 	"  FROM messages m;\n",
+	/* 9: the public keys of
+	 * the other nodes (docs/cluster.md), fetched from their /v1/keys, so
+	 * that a node that is down still has its tokens' signatures checked.
+	 * A kid is the hash of its key: one row per key, whatever the node. */
+	"CREATE TABLE peer_keys (\n"
+	"  key_id     TEXT NOT NULL PRIMARY KEY,\n"
+	"  node       TEXT NOT NULL,\n"
+	"  public_key BLOB NOT NULL CHECK (length(public_key) = 32),\n"
+	"  state      TEXT NOT NULL CHECK (state IN ('active', 'retired')),\n"
+	"  created_at TEXT,\n"
+	"  retired_at TEXT,\n"
+	"  first_seen TEXT NOT NULL,\n"
+	"  last_seen  TEXT NOT NULL\n"
+	") STRICT;\n"
+	"CREATE INDEX peer_keys_node ON peer_keys(node, last_seen);\n",
 };
 
 int

@@ -423,6 +423,42 @@ out:
 	return ok;
 }
 
+bool token_key_id(const char *token, size_t len, char kid[PASERK_K4_PID_LEN + 1])
+{
+	uint8_t footer[FOOTER_MAX];
+	size_t flen;
+
+	kid[0] = '\0';
+	if (token == NULL || len > TOKEN_MAX_LEN ||
+	    paseto_v4_footer(token, len, footer, sizeof footer, &flen) != PASETO_OK)
+		return false;
+	return parse_footer(footer, flen, kid);
+}
+
+bool token_unverified_issuer(const char *token, size_t len, char iss[TOKEN_ISSUER_MAX + 1])
+{
+	static const char header[] = "v4.public.";
+	uint8_t body[PAYLOAD_MAX + crypto_sign_BYTES];
+	const char *p, *dot;
+	size_t blen = 0;
+	struct token_claims c;
+
+	iss[0] = '\0';
+	if (token == NULL || len > TOKEN_MAX_LEN || len < sizeof(header) - 1 ||
+	    memcmp(token, header, sizeof(header) - 1) != 0)
+		return false;
+	p = token + sizeof(header) - 1;
+	dot = memchr(p, '.', len - (size_t)(p - token));
+	if (sodium_base642bin(body, sizeof body, p, dot ? (size_t)(dot - p) : len - (size_t)(p - token), NULL,
+	    &blen, NULL, B64) != 0 || blen <= crypto_sign_BYTES)
+		return false;
+	memset(&c, 0, sizeof c);
+	if (!parse_claims(body, blen - crypto_sign_BYTES, &c))
+		return false;
+	memcpy(iss, c.iss, sizeof c.iss);
+	return true;
+}
+
 enum token_status token_verify(const char *token, size_t len, const struct keyring *ring,
     int64_t now, const char *expected_address, token_revoked_fn *is_revoked, void *ctx,
     struct token_claims *claims_r)

@@ -78,6 +78,16 @@ enum token_status token_verify(const char *token, size_t len, const struct keyri
     int64_t now, const char *expected_address, token_revoked_fn *is_revoked, void *ctx,
     struct token_claims *claims_r);
 
+/* The key id in a token's footer, read without checking anything else
+ * (which node's key signed it, before the work of verifying). true when
+ * the footer has our form. */
+bool token_key_id(const char *token, size_t len, char kid[PASERK_K4_PID_LEN + 1]);
+
+/* The issuer a token claims, read without its signature checked: only to
+ * choose a refusal (a node that is not of the cluster), never to trust.
+ * true when the payload has our form. */
+bool token_unverified_issuer(const char *token, size_t len, char iss[TOKEN_ISSUER_MAX + 1]);
+
 /* RFC 3339 "YYYY-MM-DDTHH:MM:SSZ" (UTC) helpers. */
 void token_time_format(int64_t t, char out[21]);
 int token_time_parse(const char *s, size_t len, int64_t *t_r);   /* 0 ok, -1 bad */

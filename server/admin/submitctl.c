@@ -80,6 +80,7 @@ submitctl_usage(FILE *f)
 	    "  dkim retire DOMAIN SELECTOR    stop signing with that key\n"
 	    "API service credentials:\n"
 	    "  service add NAME               prints a new secret once\n"
+	    "  service import NAME            the secret another node printed, from stdin\n"
 	    "  service list\n"
 	    "  service del NAME\n");
 }

@@ -190,6 +190,34 @@ submitctl_service(sqlite3 *db, int argc, char **argv)
 		sodium_memzero(secret, sizeof(secret));
 		return 0;
 	}
+	if (argc == 2 && strcmp(argv[0], "import") == 0) {
+		/* The same credential on every node of a cluster: the secret
+		 * another node's `service add` printed, read from standard
+		 * input (never the command line), held to the form `add` makes. */
+		unsigned char raw[32], digest[crypto_hash_sha256_BYTES];
+		char secret[SASL_PASS_MAX + 2], hex[65];
+		size_t rawlen = 0;
+
+		if (strlen(argv[1]) == 0 || strlen(argv[1]) > 64 || strpbrk(argv[1], " \t\r\n") != NULL)
+			return submitctl_fail("bad service name \"%s\": 1 to 64 characters, no spaces", argv[1]);
+		if (read_password(secret, sizeof(secret)) != 0)
+			return 1;     /* read_password said why */
+		if (strncmp(secret, "sd_", 3) != 0 || strlen(secret) != 3 + 43 ||
+		    sodium_base642bin(raw, sizeof(raw), secret + 3, strlen(secret + 3), NULL, &rawlen, NULL,
+		    sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 || rawlen != sizeof(raw)) {
+			sodium_memzero(secret, sizeof(secret));
+			return submitctl_fail("%s", "not a service secret (sd_ and 43 base64url characters, as `service add` prints)");
+		}
+		crypto_hash_sha256(digest, (unsigned char *)secret, strlen(secret));
+		hex_encode(digest, sizeof(digest), hex);
+		sodium_memzero(raw, sizeof(raw));
+		sodium_memzero(secret, sizeof(secret));
+		rc = store_service_add(db, argv[1], hex, err, sizeof(err));
+		if (rc != 0)
+			return submitctl_fail("%s", err);
+		printf("service %s imported\n", argv[1]);
+		return 0;
+	}
 	if (argc == 2 && strcmp(argv[0], "del") == 0) {
 		rc = store_service_del(db, argv[1], err, sizeof(err));
 		if (rc != 0)

@@ -27,6 +27,8 @@ api_handle_status(struct api_worker *w, struct evhttp_request *req)
 		writer_audit(srv->writer, "verify", "unauthorized", NULL, NULL, api_peer_of(req, peer, sizeof(peer)));
 		return;
 	}
+	if (api_cluster_route(w, req, "status", service))
+		return;             /* another node's token: referred to its node */
 	if (!api_token_gate(w, req, "status", service, &c, &info))
 		return;
 	store_token_info_free(&info);

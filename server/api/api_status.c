@@ -5,6 +5,7 @@
 #include "server/api/http_api_internal.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
@@ -13,27 +14,50 @@
 #include "server/base/util.h"
 #include "tokens/token.h"
 
+static json_t *
+key_json(const struct token_key *k, const char *node)
+{
+	char paserk[PASERK_K4_PUBLIC_LEN + 1], hex[65], created[21], retired[21];
+
+	paserk_k4_public(k->pk, paserk);
+	hex_encode(k->pk, PASETO_PK_BYTES, hex);
+	token_time_format(k->created_at, created);
+	token_time_format(k->retired_at, retired);
+	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:s}", "key_id", k->kid,
+	    "public_key", paserk, "public_key_hex", hex, "state", k->state == TOKEN_KEY_ACTIVE ? "active" : "retired",
+	    "created_at", k->created_at ? json_string(created) : json_null(),
+	    "retired_at", k->retired_at ? json_string(retired) : json_null(), "node", node);
+}
+
+/* The whole cluster's keys, each with its node, so that a verifier needs
+ * one URL; ?local=1 lists this node's alone (what the peers fetch: no
+ * node passes on what it learnt from another). */
 void
 api_handle_keys(struct api_worker *w, struct evhttp_request *req)
 {
+	const struct config *cfg = w->api->srv->cfg;
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq q = { 0 };
+	const char *local = NULL;
 	char service[SERVICE_NAME_MAX];
 	json_t *arr;
 
-	if (!api_check_credential(w, req, w->api->srv->cfg->http_auth_keys, service, sizeof(service)))
+	if (!api_check_credential(w, req, cfg->http_auth_keys, service, sizeof(service)))
 		return;
+	if (query && evhttp_parse_query_str(query, &q) == 0)
+		local = evhttp_find_header(&q, "local");
 	store_keys_refresh(w->db, &w->keys);
 	arr = json_array();
-	for (size_t i = 0; i < w->keys.ring.n; i++) {
-		const struct token_key *k = &w->keys.ring.keys[i];
-		char paserk[PASERK_K4_PUBLIC_LEN + 1], hex[65], created[21], retired[21];
-		paserk_k4_public(k->pk, paserk);
-		hex_encode(k->pk, PASETO_PK_BYTES, hex);
-		token_time_format(k->created_at, created);
-		token_time_format(k->retired_at, retired);
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "key_id", k->kid,
-		    "public_key", paserk, "public_key_hex", hex, "state", k->state == TOKEN_KEY_ACTIVE ? "active" : "retired",
-		    "created_at", created, "retired_at", k->retired_at ? json_string(retired) : json_null()));
+	for (size_t i = 0; i < w->keys.ring.n; i++)
+		json_array_append_new(arr, key_json(&w->keys.ring.keys[i], cfg->tokens_issuer));
+	if (local == NULL || strcmp(local, "1") != 0) {
+		peer_ring_refresh(w->db, &w->peers);
+		for (size_t i = 0; i < w->peers.ring.n; i++)
+			/* only the nodes this one would verify for */
+			if (peer_list_find(&cfg->cluster_peer_list, w->peers.node[i]) != NULL)
+				json_array_append_new(arr, key_json(&w->peers.ring.keys[i], w->peers.node[i]));
 	}
+	evhttp_clear_headers(&q);
 	api_reply_json(req, 200, "OK", json_pack("{s:o}", "keys", arr));
 }
 

@@ -37,10 +37,8 @@ struct fetch {
 	char msgid[32];
 };
 
-/* Where the token and the expected address come from: headers, or for a
- * POST with a body, a JSON object. Writes into the caller's buffers. */
-static int
-token_input(struct evhttp_request *req, char *token, size_t tlen, char *addr, size_t alen, const char **why)
+int
+api_token_input(struct evhttp_request *req, char *token, size_t tlen, char *addr, size_t alen, const char **why)
 {
 	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
 	const char *t = evhttp_find_header(in, "Submit-Token");
@@ -103,8 +101,8 @@ token_input(struct evhttp_request *req, char *token, size_t tlen, char *addr, si
 	return 0;
 }
 
-static void
-status_reply(struct evhttp_request *req, enum token_status st)
+void
+api_token_status_reply(struct evhttp_request *req, enum token_status st)
 {
 	static const struct { int code; const char *reason, *text; } map[] = {
 		[TOKEN_VALID] = { 200, "OK", "" },
@@ -141,7 +139,7 @@ api_token_gate(struct api_worker *w, struct evhttp_request *req, const char *act
 	int rc;
 
 	api_peer_of(req, peer, sizeof(peer));
-	rc = token_input(req, token, sizeof(token), addr, sizeof(addr), &why);
+	rc = api_token_input(req, token, sizeof(token), addr, sizeof(addr), &why);
 	if (rc != 0) {
 		const char *result = rc == -3 ? "missing_token" : rc == -2 ? "bad_request" : "malformed";
 		api_reply_error(req, 400, "Bad Request", result, why);
@@ -179,7 +177,7 @@ api_token_gate(struct api_worker *w, struct evhttp_request *req, const char *act
 		STAT_ADD(srv->stats.tokens_refused[st], 1);
 		writer_audit(srv->writer, audited, token_status_name(st), service[0] ? service : NULL,
 		    c->jti[0] ? c->jti : NULL, peer);
-		status_reply(req, st);
+		api_token_status_reply(req, st);
 		store_token_info_free(&k.info);
 		return false;
 	}
@@ -201,6 +199,8 @@ api_handle_verify(struct api_worker *w, struct evhttp_request *req)
 		writer_audit(w->api->srv->writer, "verify", "unauthorized", NULL, NULL, api_peer_of(req, peer, sizeof(peer)));
 		return;
 	}
+	if (api_cluster_route(w, req, "verify", service))
+		return;             /* another node's token: asked of its node */
 	if (!api_token_gate(w, req, "verify", service, &c, &info))
 		return;
 	token_time_format(c.exp, exp);
@@ -295,6 +295,8 @@ api_handle_fetch(struct api_worker *w, struct evhttp_request *req)
 		writer_audit(srv->writer, "fetch", "unauthorized", NULL, NULL, api_peer_of(req, peer, sizeof(peer)));
 		return;
 	}
+	if (api_cluster_route(w, req, "fetch", service))
+		return;             /* another node's token: referred to its node */
 	if (!api_token_gate(w, req, "fetch", service, &c, &info))
 		return;
 	api_peer_of(req, peer, sizeof(peer));

@@ -246,6 +246,8 @@ worker_init(struct api_worker *w, struct http_api *api, unsigned index, char *er
 		snprintf(err, errlen, "cannot create the API's event loop");
 		return -1;
 	}
+	if (api_cluster_init(w, err, errlen) == -1)
+		return -1;
 	w->http = evhttp_new(w->base);
 	evhttp_set_gencb(w->http, dispatch, w);
 	/* the backstop: see request_within_limits */
@@ -267,6 +269,7 @@ worker_free(struct api_worker *w)
 {
 	if (w->http)
 		evhttp_free(w->http);
+	api_cluster_free(w);
 	if (w->base)
 		event_base_free(w->base);
 	sqlite3_finalize(w->token_stmt);
@@ -333,6 +336,10 @@ http_api_start(struct server *srv, char *err, size_t errlen)
 	api->nworkers = (size_t)cfg->http_threads;
 	api->workers = xcalloc(api->nworkers, sizeof(*api->workers));
 	srv->http = api;
+	if (api_cluster_load_secret(api, err, errlen) == -1) {
+		http_api_stop(srv);
+		return -1;
+	}
 	for (size_t i = 0; i < api->nworkers; i++)
 		if (worker_init(&api->workers[i], api, (unsigned)i, err, errlen) == -1) {
 			http_api_stop(srv);

@@ -23,6 +23,7 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "db/peer_keys.h"
 #include "db/store.h"
 #include "server/api/http_api.h"
 
@@ -48,12 +49,17 @@ struct api_worker {
 	sqlite3 *db;                     /* reads */
 	struct store_keys keys;          /* the ring, reloaded when the database changed */
 	sqlite3_stmt *token_stmt;        /* store_token_check's query, prepared once */
+	struct peer_ring peers;          /* the other nodes' keys (api_cluster.c) */
+	struct cluster_call *calls;      /* calls to other nodes, in flight or answered */
+	struct event *reap_ev;           /* frees the answered calls' connections */
+	struct event *refresh_ev;        /* worker 0: the peers' keys, every cluster.refresh_interval */
 };
 
 struct http_api {
 	struct server *srv;
 	size_t nworkers;
 	struct api_worker *workers;
+	char cluster_auth[300];          /* "Bearer <cluster.secret_file>", "" without one */
 };
 
 /* http_api.c */
@@ -76,6 +82,28 @@ bool api_check_credential(struct api_worker *w, struct evhttp_request *req, bool
  * counted, logged as event=api_<action> and audited. */
 bool api_token_gate(struct api_worker *w, struct evhttp_request *req, const char *action, const char *service,
     struct token_claims *c, struct store_token_info *info);
+
+/* Where the token and the expected address come from: headers, or for a
+ * POST with a body, a JSON object. Writes into the caller's buffers. 0,
+ * or -1 (token too long), -2 (bad request), -3 (no token) with why. */
+int api_token_input(struct evhttp_request *req, char *token, size_t tlen, char *addr, size_t alen,
+    const char **why);
+/* The refusal of a token with status st, as JSON with its HTTP status. */
+void api_token_status_reply(struct evhttp_request *req, enum token_status st);
+
+/* api_cluster.c: the other nodes of a cluster (docs/cluster.md). */
+struct cluster_call;
+/* A token signed by another node's key: verify asks that node, fetch and
+ * status answer 307 to it; a refusal found here is answered here. true
+ * when the request was answered (or will be); false for this node's own
+ * tokens and whatever the gate refuses anyway. */
+bool api_cluster_route(struct api_worker *w, struct evhttp_request *req, const char *action, const char *service);
+/* Per worker: load the peers' keys; on worker 0, start the refresh. */
+int api_cluster_init(struct api_worker *w, char *err, size_t errlen);
+/* Cut the calls in flight, free what api_cluster_init made. */
+void api_cluster_free(struct api_worker *w);
+/* Read cluster.secret_file into api->cluster_auth. 0 or -1 with err. */
+int api_cluster_load_secret(struct http_api *api, char *err, size_t errlen);
 
 /* The handlers, one per route. */
 /* api_tokens.c */

@@ -22,7 +22,7 @@
 enum cfg_type { CFG_STR, CFG_INT, CFG_BOOL, CFG_ENUM, CFG_LIST };
 
 /* What the items of a list are. */
-enum cfg_list_kind { LIST_LISTEN, LIST_CIDR };
+enum cfg_list_kind { LIST_LISTEN, LIST_CIDR, LIST_PEERS };
 
 struct cfg_entry {
 	const char *section, *key;
@@ -160,6 +160,11 @@ static const struct cfg_entry table[] = {
 	INT("submit", "dedup_window", submit_dedup_window, 0, 366 * 86400, "86400"),
 	INT("store", "batch", store_batch, 1, 4096, "256"),
 	INT("store", "checkpoint_pages", store_checkpoint_pages, 0, 1000000, "1000"),
+	/* the other nodes of a cluster (docs/cluster.md) */
+	LIST("cluster", "peers", cluster_peers, cluster_peer_list, LIST_PEERS, ""),
+	STR("cluster", "secret_file", cluster_secret_file, ""),
+	INT("cluster", "refresh_interval", cluster_refresh_interval, 1, 86400, "300"),
+	INT("cluster", "timeout", cluster_timeout, 1, 300, "5"),
 };
 
 static const struct cfg_entry *
@@ -232,6 +237,8 @@ free_list(char *base, const struct cfg_entry *e)
 {
 	if (e->kind == LIST_LISTEN)
 		netaddr_listen_list_free((struct netaddr_listen_list *)(base + e->aux));
+	else if (e->kind == LIST_PEERS)
+		peer_list_free((struct peer_list *)(base + e->aux));
 	else
 		cidr_list_free((struct cidr_list *)(base + e->aux));
 }
@@ -242,10 +249,22 @@ set_list(char *base, const struct cfg_entry *e, const char *value, char *err, si
 {
 	struct netaddr_listen_list addrs;
 	struct cidr_list nets;
+	struct peer_list peers;
 	char bad[128];
 	size_t pos;
 	int rc;
 
+	if (e->kind == LIST_PEERS) {
+		if (peer_list_parse(value, &peers, &pos, bad, sizeof(bad)) == -1) {
+			snprintf(err, errlen, "%s.%s: item %zu: %s", e->section, e->key, pos, bad);
+			return -1;
+		}
+		free_list(base, e);
+		*(struct peer_list *)(base + e->aux) = peers;
+		free(*(char **)(base + e->offset));
+		*(char **)(base + e->offset) = xstrdup(value);
+		return 0;
+	}
 	if (e->kind == LIST_LISTEN)
 		rc = netaddr_listen_list_parse(value, &addrs, &pos, bad, sizeof(bad));
 	else
@@ -440,6 +459,15 @@ config_finish(struct config *cfg, char *err, size_t errlen)
 	}
 	if (!issuer_ok(cfg->tokens_issuer)) {
 		snprintf(err, errlen, "tokens.issuer: must be 1 to 64 printable characters without spaces or quotes");
+		return -1;
+	}
+	if (peer_list_find(&cfg->cluster_peer_list, cfg->tokens_issuer) != NULL) {
+		snprintf(err, errlen, "cluster.peers: names this node (tokens.issuer %s); list only the others",
+		    cfg->tokens_issuer);
+		return -1;
+	}
+	if (cfg->cluster_peer_list.n > 0 && cfg->http_listen_addrs.n == 0) {
+		snprintf(err, errlen, "cluster.peers needs http.listen: the nodes meet on their APIs");
 		return -1;
 	}
 	if ((cfg->tls_certificate[0] == '\0') != (cfg->tls_key[0] == '\0')) {

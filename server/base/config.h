@@ -16,6 +16,7 @@
 
 #include "server/base/log.h"
 #include "server/base/netaddr.h"
+#include "server/base/peers.h"
 
 enum config_log_target { CONFIG_LOG_STDERR, CONFIG_LOG_SYSLOG };
 enum config_relay_tls { CONFIG_RELAY_TLS_REQUIRED, CONFIG_RELAY_TLS_OPPORTUNISTIC, CONFIG_RELAY_TLS_NONE };
@@ -149,6 +150,12 @@ struct config {
 	/* [store] */
 	int64_t store_batch;            /* max messages committed together */
 	int64_t store_checkpoint_pages; /* WAL frames that start a checkpoint; 0: SQLite's */
+	/* [cluster] the other nodes (docs/cluster.md) */
+	char *cluster_peers;
+	struct peer_list cluster_peer_list;
+	char *cluster_secret_file;      /* the credential this node presents to the others */
+	int64_t cluster_refresh_interval;  /* seconds between fetches of the peers' keys */
+	int64_t cluster_timeout;        /* seconds for one call to a peer */
 };
 
 /* Fill cfg with the embedded defaults. */

@@ -13,6 +13,7 @@ reference machine. Usage: see --help (scripts/bench passes its arguments).
 """
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -26,7 +27,7 @@ import tempfile
 import time
 import urllib.request
 
-BENCHMARKS = ["acceptance", "auth", "size", "idle", "api", "scale", "dkim", "proxy"]
+BENCHMARKS = ["acceptance", "auth", "size", "idle", "api", "scale", "dkim", "proxy", "cluster-verify"]
 IS_ROOT = os.geteuid() == 0
 SENDER = "a@example.org"
 RCPT = "b@example.net"
@@ -1069,6 +1070,54 @@ def bench_api(b):
     return res
 
 
+def bench_cluster_verify(b):
+    """Verify at node 1 for node 1's tokens against node 1 for node 2's
+    tokens (docs/cluster.md): the second is checked with node 2's stored key
+    at node 1 and asked of node 2 over HTTP, one connection per request."""
+    p1, p2 = free_port(), free_port()
+    nodes = []
+    for name, port, peer, peer_port in (("node1", p1, "node2", p2), ("node2", p2, "node1", p1)):
+        sd = Submitd(b, "cv-" + name, http=True,
+                     opts=("http.listen=127.0.0.1:%d" % port, "tokens.issuer=" + name,
+                           "cluster.peers=%s=http://127.0.0.1:%d" % (peer, peer_port),
+                           "cluster.refresh_interval=1"))
+        sd.http_port = port
+        nodes.append(sd.start())
+    n1, n2 = nodes
+    own = submit_for_tokens(b, n1, 64, 4096, "own")
+    other = submit_for_tokens(b, n2, 64, 4096, "other")
+    deadline = time.monotonic() + 30
+    while True:
+        with urllib.request.urlopen("http://127.0.0.1:%d/v1/keys" % p1, timeout=30) as resp:
+            if any(k["node"] == "node2" for k in json.load(resp)["keys"]):
+                break
+        if time.monotonic() > deadline:
+            raise RuntimeError("node1 did not learn node2's keys in 30 s")
+        time.sleep(0.2)
+    kinds = [("node 1's tokens", own), ("node 2's tokens", other)]
+    scripts = {}
+    for label, pairs in kinds:
+        check_http(n1, "post", pairs[0][1], pairs[0][0])
+        scripts[label] = wrk_script(b, n1, "cv-" + label.split()[1].strip("'s"), "post", pairs)
+        wrk(b, n1, scripts[label], 1, b.args.wrk_connections)  # warm-up
+    runs = {label: [] for label, _ in kinds}
+    for _ in range(b.rounds):
+        for label, _ in kinds:
+            runs[label].append(wrk(b, n1, scripts[label], b.args.wrk_seconds, b.args.wrk_connections))
+    for sd in nodes:
+        sd.stop()
+    res = {}
+    for label, _ in kinds:
+        res[label] = {f: median([r[f] for r in runs[label]]) for f in ("rps", "p50_ms", "p99_ms")}
+        out("  rounds (req/s, %s): %s" % (label, " ".join(fmt_rate(r["rps"]) for r in runs[label])))
+    a, o = res["node 1's tokens"], res["node 2's tokens"]
+    b.result("cluster-verify POST /v1/verify at node 1: node 2's tokens %s req/s p50 %.2f ms p99 %.2f ms | "
+             "node 1's own %s req/s p50 %.2f ms p99 %.2f ms (%s)"
+             % (fmt_rate(o["rps"]), o["p50_ms"], o["p99_ms"], fmt_rate(a["rps"]), a["p50_ms"], a["p99_ms"],
+                fmt_pct(o["rps"], a["rps"])))
+    return res
+
+
 BULK_SQL = """\
 PRAGMA journal_mode = OFF;
 PRAGMA synchronous = OFF;
@@ -1298,7 +1347,7 @@ def main():
         for name in names:
             t1 = time.monotonic()
             try:
-                globals()["bench_" + name](b)
+                globals()["bench_" + name.replace("-", "_")](b)
             except (RuntimeError, subprocess.TimeoutExpired, OSError) as e:
                 b.result("%s: FAILED: %s" % (name, e))
                 rc = 1

@@ -808,7 +808,9 @@ class Audit(ApiMixin, unittest.TestCase):
 
 class Keys(ApiMixin, unittest.TestCase):
     def check_key(self, k, db):
-        self.assertEqual(set(k), {"key_id", "public_key", "public_key_hex", "state", "created_at", "retired_at"}, k)
+        self.assertEqual(set(k), {"key_id", "public_key", "public_key_hex", "state", "created_at", "retired_at",
+                                  "node"}, k)
+        self.assertEqual(k["node"], "submitd.test")     # tokens.issuer, by default the hostname
         self.assertTrue(k["key_id"].startswith("k4.pid."), k)
         self.assertTrue(k["public_key"].startswith("k4.public."), k)
         self.assertRegex(k["public_key_hex"], HEX64)

@@ -449,6 +449,142 @@ test_finish_checks(void **state)
 	}
 }
 
+/* cluster.peers (server/base/peers.c): each case parsed whole, the items
+ * checked, and the refusals with the item they name. */
+struct peers_case {
+	const char *text;
+	int n;                  /* items, or -1 refused */
+	size_t bad_pos;
+	const char *name0, *host0, *prefix0, *url0;
+	int port0;
+};
+
+static void
+test_cluster_peers(void **state)
+{
+	static char big[4096], longname[100], longurl[400];
+	static const struct peers_case cases[] = {
+		{ "", 0, 0, NULL, NULL, NULL, NULL, 0 },
+		{ " , ,", 0, 0, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://10.0.0.2:8025", 1, 0, "n2", "10.0.0.2", "", "http://10.0.0.2:8025", 8025 },
+		{ "n2=http://api.example.org", 1, 0, "n2", "api.example.org", "", "http://api.example.org", 80 },
+		{ " n2 = x", -1, 1, NULL, NULL, NULL, NULL, 0 },      /* blank in the name */
+		{ "n2=http://[::1]:8025/, n3=http://h3:1/sub/api/", 2, 0, "n2", "::1", "", "http://[::1]:8025", 8025 },
+		{ "n3=http://h3:1/sub/api/", 1, 0, "n3", "h3", "/sub/api", "http://h3:1/sub/api", 1 },
+		{ "n2=https://h:1", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://h:0", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://h:65536", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://h:123456789", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://h:", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://user@h", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://h/x?y", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://h/x#y", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://[zz]:1", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://[::1", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "=http://h", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n\"2=http://h", -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ "n2=http://a, n3=http://b, n2=http://c", -1, 3, NULL, NULL, NULL, NULL, 0 },
+		{ big, -1, 65, NULL, NULL, NULL, NULL, 0 },
+		{ longname, -1, 1, NULL, NULL, NULL, NULL, 0 },
+		{ longurl, -1, 1, NULL, NULL, NULL, NULL, 0 },
+	};
+	size_t used = 0;
+
+	for (int i = 0; i < 65; i++)
+		used += (size_t)snprintf(big + used, sizeof(big) - used, "n%d=http://10.0.0.%d:80,", i, i % 250);
+	memset(longname, 'a', 65);
+	strcpy(longname + 65, "=http://h");
+	strcpy(longurl, "n=http://h/");
+	memset(longurl + strlen(longurl), 'p', 300);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct peers_case *k = &cases[i];
+		struct peer_list l;
+		char why[128];
+		size_t pos = 0;
+		int rc = peer_list_parse(k->text, &l, &pos, why, sizeof(why));
+
+		if (k->n < 0) {
+			if (rc != -1)
+				fail_msg("peers case %zu (%.40s): accepted", i, k->text);
+			assert_int_equal(pos, k->bad_pos);
+			assert_int_equal(l.n, 0);
+			assert_null(l.v);
+			continue;
+		}
+		if (rc != 0)
+			fail_msg("peers case %zu (%s): refused: item %zu %s", i, k->text, pos, why);
+		assert_int_equal(l.n, (size_t)k->n);
+		if (k->n > 0) {
+			assert_string_equal(l.v[0].name, k->name0);
+			assert_string_equal(l.v[0].host, k->host0);
+			assert_string_equal(l.v[0].prefix, k->prefix0);
+			assert_string_equal(l.v[0].url, k->url0);
+			assert_int_equal(l.v[0].port, k->port0);
+			assert_non_null(peer_list_find(&l, k->name0));
+		}
+		assert_null(peer_list_find(&l, "nobody"));
+		peer_list_free(&l);
+	}
+}
+
+/* The keys through the loader: defaults, bounds, the list's error, and a
+ * node that lists itself. */
+static void
+test_cluster_keys(void **state)
+{
+	struct config c;
+	char err[512];
+	const char *ok[] = { "cluster.peers=b=http://127.0.0.1:2, c=http://127.0.0.1:3", "tokens.issuer=a",
+		"cluster.refresh_interval=10", "cluster.timeout=2" };
+	const char *self[] = { "cluster.peers=a=http://127.0.0.1:2", "tokens.issuer=a" };
+	const char *bad_list[] = { "cluster.peers=b=http://h, b=http://h" };
+	const char *no_api[] = { "cluster.peers=b=http://127.0.0.1:2", "http.listen=" };
+	const char *bad_timeout[] = { "cluster.timeout=0" };
+	const char *bad_interval[] = { "cluster.refresh_interval=86401" };
+
+	config_defaults(&c);
+	assert_int_equal(c.cluster_peer_list.n, 0);
+	assert_int_equal(c.cluster_refresh_interval, 300);
+	assert_int_equal(c.cluster_timeout, 5);
+	assert_string_equal(c.cluster_secret_file, "");
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, NULL, ok, 4, err, sizeof(err)), 0);
+	assert_int_equal(c.cluster_peer_list.n, 2);
+	assert_string_equal(c.cluster_peer_list.v[1].name, "c");
+	assert_int_equal(c.cluster_peer_list.v[1].port, 3);
+	assert_int_equal(c.cluster_refresh_interval, 10);
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, NULL, self, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "names this node"));
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, NULL, bad_list, 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cluster.peers: item 2: node named twice"));
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, NULL, no_api, 2, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cluster.peers needs http.listen"));
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, NULL, bad_timeout, 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cluster.timeout"));
+	config_free(&c);
+
+	config_defaults(&c);
+	assert_int_equal(config_load(&c, NULL, bad_interval, 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "cluster.refresh_interval"));
+	config_free(&c);
+}
+
 int
 main(void)
 {
@@ -463,6 +599,8 @@ main(void)
 		cmocka_unit_test(test_parsed_addresses),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_finish_checks),
+		cmocka_unit_test(test_cluster_peers),
+		cmocka_unit_test(test_cluster_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

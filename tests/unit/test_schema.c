@@ -26,6 +26,7 @@
 #include "db/bodies.h"
 #include "db/dkim_store.h"
 #include "db/limits_db.h"
+#include "db/peer_keys.h"
 #include "db/queue.h"
 #include "db/retention.h"
 #include "db/sent.h"
@@ -654,6 +655,69 @@ test_single_instance(void **state)
 	store_close(&db);
 }
 
+/* peer_keys (cluster): stored from a peer's listing, updated, kept when
+ * no longer listed until forgotten, never taken over by another node or
+ * from our own keys; loaded into a ring with each key's node. */
+static void
+test_peer_keys(void **state)
+{
+	char err[256];
+	sqlite3 *db = store_open(path, err, sizeof(err));
+	struct peer_key k[2];
+	struct peer_ring r;
+	struct token_key own;
+
+	assert_non_null(db);
+	memset(k, 0, sizeof(k));
+	for (int i = 0; i < 2; i++) {
+		struct token_key t;
+		token_key_generate(&t, 1000);
+		memcpy(k[i].pk, t.pk, sizeof(k[i].pk));
+		memcpy(k[i].kid, t.kid, sizeof(k[i].kid));
+		k[i].created_at = 1000;
+	}
+	k[1].state = TOKEN_KEY_RETIRED;
+	k[1].retired_at = 2000;
+	assert_int_equal(peer_ring_init(db, &r, err, sizeof(err)), 0);
+	assert_int_equal(peer_keys_store(db, "n2", k, 2, 10000, 0), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM peer_keys WHERE node = 'n2'"), 2);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM peer_keys WHERE retired_at IS NOT NULL"), 1);
+	/* another node cannot take n2's key */
+	assert_int_equal(peer_keys_store(db, "n3", k, 1, 11000, 0), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM peer_keys WHERE node = 'n3'"), 0);
+	/* our own key is never a peer's */
+	assert_int_equal(store_key_ensure(db, 1, err, sizeof(err)), 1);
+	assert_int_equal(store_keys_load(db, &r.ring), 0);
+	own = r.ring.keys[0];
+	{
+		struct peer_key mine = { .state = TOKEN_KEY_ACTIVE };
+		memcpy(mine.pk, own.pk, sizeof(mine.pk));
+		memcpy(mine.kid, own.kid, sizeof(mine.kid));
+		assert_int_equal(peer_keys_store(db, "n3", &mine, 1, 11000, 0), SQLITE_OK);
+		assert_int_equal(scalar(db, "SELECT count(*) FROM peer_keys WHERE node = 'n3'"), 0);
+	}
+	/* n2 lists only the first now: the second stays, then is forgotten */
+	k[0].state = TOKEN_KEY_RETIRED;
+	k[0].retired_at = 3000;
+	assert_int_equal(peer_keys_store(db, "n2", k, 1, 20000, 5000), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM peer_keys WHERE node = 'n2'"), 2);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM peer_keys WHERE state = 'retired'"), 2);
+	assert_int_equal(peer_keys_store(db, "n2", k, 1, 30000, 15000), SQLITE_OK);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM peer_keys WHERE node = 'n2'"), 1);
+	/* the ring, with nodes; nothing to reload a second time */
+	keyring_free(&r.ring);
+	r.seen_version = -1;
+	assert_int_equal(peer_ring_refresh(db, &r), 1);
+	assert_int_equal(r.ring.n, 1);
+	assert_string_equal(peer_ring_node(&r, k[0].kid), "n2");
+	assert_null(peer_ring_node(&r, k[1].kid));
+	assert_int_equal(peer_ring_refresh(db, &r), 0);
+	/* an empty list stores nothing, forgets by age alone */
+	assert_int_equal(peer_keys_store(db, "n4", NULL, 0, 40000, 0), SQLITE_OK);
+	peer_ring_free(&r);
+	store_close(&db);
+}
+
 int
 main(void)
 {
@@ -667,6 +731,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_limits_and_holds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_single_instance, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peer_keys, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

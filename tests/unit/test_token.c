@@ -997,9 +997,45 @@ static void test_keyring(void **state)
 	assert_string_not_equal(keys[0].kid, keys[1].kid);
 }
 
+/* The key id and the claimed issuer, read before anything is verified
+ * (a cluster picks the node by them): ours exactly, anything else refused. */
+static void test_unverified_reads(void **state)
+{
+	struct token_key k;
+	char token[TBUF], kid[PASERK_K4_PID_LEN + 1], iss[TOKEN_ISSUER_MAX + 1];
+	size_t len;
+
+	token_key_generate(&k, NOW);
+	len = issue(&k, ADDRESS, TOKEN_ROLE_RECIPIENT, NULL, token);
+	assert_true(token_key_id(token, len, kid));
+	assert_string_equal(kid, k.kid);
+	assert_true(token_unverified_issuer(token, len, iss));
+	assert_string_equal(iss, ISSUER);
+	/* a broken signature does not change what is claimed */
+	{
+		char *sig_end = strrchr(token, '.') - 2;       /* inside the signature */
+		*sig_end = *sig_end == 'A' ? 'B' : 'A';
+	}
+	assert_true(token_key_id(token, len, kid));
+	assert_true(token_unverified_issuer(token, len, iss));
+	assert_string_equal(iss, ISSUER);
+	/* refused: truncated, other header, too long, NULL */
+	assert_false(token_unverified_issuer(token, 20, iss));
+	assert_string_equal(iss, "");
+	assert_false(token_key_id(token, 20, kid));
+	assert_false(token_unverified_issuer("v3.public.AAAA", 14, iss));
+	assert_false(token_unverified_issuer("v4.public.", 10, iss));
+	assert_false(token_unverified_issuer("v4.public.!!!!.x", 16, iss));
+	assert_false(token_unverified_issuer(token, TOKEN_MAX_LEN + 1, iss));
+	assert_false(token_unverified_issuer(NULL, 0, iss));
+	assert_false(token_key_id(NULL, 0, kid));
+	assert_false(token_key_id("v4.public.AAAA", 14, kid));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_unverified_reads),
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_malformed_input),
 		cmocka_unit_test(test_malformed_claims),
