@@ -30,13 +30,17 @@
  *    is kept open (a dup) after evhttp has sent its FIN, read and dropped
  *    until the client closes it, for http.timeout seconds at most.
  *
- * Memory per connection: the head buffer, at most twice http.max_header_size
+ * Memory per connection, also when a client sends requests and does not
+ * read the answers: the head buffer, at most twice http.max_header_size
  * (a head's line ends do not count against the limit; a head line is at
- * least two octets besides them), and what one socket read brings.
+ * least two octets besides them); what waits for evhttp, at most a head
+ * and a body and API_GUARD_READ_MAX (the filter's read watermark); what
+ * waits for the filter, API_GUARD_READ_MAX (the socket's).
  */
 #include "server/api/http_api_internal.h"
 
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +59,9 @@
  * request target the checker lets through. */
 #define REFUSED_PATH "/{refused}/"
 #define REFUSED_HEADER "Submitd-Refusal"
+
+/* Octets read from the socket ahead of the filter. */
+#define API_GUARD_READ_MAX 16384
 
 enum guard_state { G_HEAD, G_BODY, G_REFUSED };
 
@@ -251,9 +258,15 @@ guard_input(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit, enum b
 	size_t before = evbuffer_get_length(dst);
 	int n;
 
-	(void)limit;   /* evhttp sets no read watermark on its bufferevent */
 	(void)mode;
 	while (evbuffer_get_length(src) > 0) {
+		size_t room = SIZE_MAX;
+		if (limit >= 0) {
+			/* the filter's read high watermark (api_guard_bevcb) */
+			if (evbuffer_get_length(dst) - before >= (size_t)limit)
+				break;
+			room = (size_t)limit - (evbuffer_get_length(dst) - before);
+		}
 		if (c->state == G_REFUSED) {
 			evbuffer_drain(src, evbuffer_get_length(src));
 			break;
@@ -262,6 +275,8 @@ guard_input(struct evbuffer *src, struct evbuffer *dst, ev_ssize_t limit, enum b
 			size_t take = evbuffer_get_length(src);
 			if (take > c->body_left)
 				take = (size_t)c->body_left;
+			if (take > room)
+				take = room;
 			evbuffer_remove_buffer(src, dst, take);
 			c->body_left -= take;
 			if (c->body_left == 0) {
@@ -381,6 +396,10 @@ api_guard_bevcb(struct event_base *base, void *arg)
 	c->lim.max_body = (uint64_t)cfg->http_max_body_size;
 	c->max = 2 * c->lim.max_head + 2;
 	http_head_init(&c->head);
+	/* Bounded while evhttp does not read (it answers, or streams a
+	 * fetch): what waits for it is at most a head and a body, and what
+	 * waits for the filter one socket read. */
+	bufferevent_setwatermark(under, EV_READ, 0, API_GUARD_READ_MAX);
 	c->filter = bufferevent_filter_new(under, guard_input, guard_output, BEV_OPT_CLOSE_ON_FREE, conn_free, c);
 	if (c->filter == NULL) {
 		bufferevent_free(under);
@@ -388,6 +407,7 @@ api_guard_bevcb(struct event_base *base, void *arg)
 		return NULL;
 	}
 	c->kick = event_new(base, -1, 0, kick, c);
+	bufferevent_setwatermark(c->filter, EV_READ, 0, c->max + (size_t)c->lim.max_body + API_GUARD_READ_MAX);
 	c->out_cb = evbuffer_add_cb(bufferevent_get_output(under), under_drained, c);
 	c->down_cb = evbuffer_add_cb(bufferevent_get_output(c->filter), filter_out_added, c);
 	if (c->kick == NULL || c->out_cb == NULL || c->down_cb == NULL) {
