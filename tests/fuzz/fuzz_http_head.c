@@ -8,7 +8,7 @@
  *  - fed whole, and fed in pieces (cut where the input's octets say), the
  *    verdict and every field of it are the same;
  *  - OK: the head lies within the input, ends with an empty line, has no
- *    NUL, no "{" (the guard's own path) and no bare CR, its length minus
+ *    NUL and no bare CR, no "{" in its request line (the guard's own path), its length minus
  *    line ends is within max_head, its body length within max_body and 0
  *    for HEAD and TRACE, and a method was recognized;
  *  - MORE: the input has no line end that would end a head after a request
@@ -74,7 +74,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(in[whole.skip + whole.len - 2] == '\n' ||
 		    (in[whole.skip + whole.len - 2] == '\r' && whole.len >= 3 && in[whole.skip + whole.len - 3] == '\n'));
 		FUZZ_CHECK(memchr(in + whole.skip, '\0', whole.len) == NULL);
-		FUZZ_CHECK(memchr(in + whole.skip, '{', whole.len) == NULL);
+		{
+			const char *nl = memchr(in + whole.skip, '\n', whole.len);
+			FUZZ_CHECK(nl != NULL && memchr(in + whole.skip, '{', (size_t)(nl - in - whole.skip)) == NULL);
+		}
 		for (size_t i = whole.skip; i < whole.skip + whole.len; i++) {
 			if (in[i] == '\r')
 				FUZZ_CHECK(i + 1 < whole.skip + whole.len && in[i + 1] == '\n');
