@@ -18,10 +18,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/keyvalq_struct.h>
-#include <openssl/ssl.h>
 #include <sodium.h>
 
 #include "server/base/log.h"

@@ -17,6 +17,7 @@ Run: SUBMITD_BUILD_DIR=/path/to/build python3 -m unittest -v test_hardening
 """
 
 import base64
+import http.client
 import json
 import os
 import re
@@ -516,7 +517,6 @@ class ApiErrorTests(unittest.TestCase):
 
     def test_keep_alive_unchanged(self):
         # several requests, with bodies, over one connection, as before
-        import http.client
         c = http.client.HTTPConnection("127.0.0.1", SRV.http_port, timeout=10)
         for i in range(5):
             c.request("POST", "/v1/verify", body=b'{"token": "v4.public.x"}', headers={"Content-Type": "application/json"})
