@@ -18,10 +18,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/keyvalq_struct.h>
-#include <openssl/ssl.h>
 #include <sodium.h>
 
 #include "server/base/log.h"
@@ -124,51 +120,12 @@ static const struct route {
 };
 
 /*
- * The size limits. libevent 2.1 answers the requests it refuses itself
- * (over its limits, a malformed request line) with an HTML page, and has
- * no hook to change that (evhttp_set_errorcb came with 2.2, and even there
- * labels the page text/html). So evhttp's own limits are a backstop
- * API_LIMIT_SLACK times the configured ones, and the configured ones are
- * enforced here, answered in JSON like every other error: a request over
- * them gets HTML only when it is over the backstop too.
+ * The size limits and everything else libevent's parser would refuse
+ * itself (in HTML) are checked before it parses, by api_guard.c, and
+ * answered there in JSON. evhttp's own limits stay as a backstop it never
+ * reaches, API_LIMIT_SLACK times the configured ones.
  */
 #define API_LIMIT_SLACK 4
-
-/* The octets of the request line and header lines, line ends excluded,
- * as evhttp counts them against its own limit. */
-static size_t
-request_head_size(struct evhttp_request *req)
-{
-	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-	const char *uri = evhttp_request_get_uri(req);
-	size_t n = strlen("OPTIONS ") + (uri ? strlen(uri) : 0) + strlen(" HTTP/1.1");
-
-	for (struct evkeyval *kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next)
-		n += strlen(kv->key) + 2 + strlen(kv->value);
-	return n;
-}
-
-static bool
-request_within_limits(struct api_worker *w, struct evhttp_request *req)
-{
-	const struct config *cfg = w->api->srv->cfg;
-	char text[96];
-
-	if (request_head_size(req) > (size_t)cfg->http_max_header_size) {
-		/* RFC 6585 5 */
-		snprintf(text, sizeof(text), "request header too large (at most %lld octets)",
-		    (long long)cfg->http_max_header_size);
-		api_reply_error(req, 431, "Request Header Fields Too Large", NULL, text);
-		return false;
-	}
-	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > (size_t)cfg->http_max_body_size) {
-		snprintf(text, sizeof(text), "request body too large (at most %lld octets)",
-		    (long long)cfg->http_max_body_size);
-		api_reply_error(req, 413, "Payload Too Large", NULL, text);
-		return false;
-	}
-	return true;
-}
 
 static void
 dispatch(struct evhttp_request *req, void *arg)
@@ -179,10 +136,10 @@ dispatch(struct evhttp_request *req, void *arg)
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	unsigned m = cmd == EVHTTP_REQ_GET ? M_GET : cmd == EVHTTP_REQ_HEAD ? M_HEAD : cmd == EVHTTP_REQ_POST ? M_POST : 0;
 
-	if (!request_within_limits(w, req))
-		return;
 	if (path == NULL || *path == '\0')
 		path = "/";
+	if (api_guard_answer(w, req, path))
+		return;
 	for (size_t i = 0; i < ARRAY_SIZE(routes); i++) {
 		if (strcmp(path, routes[i].path) != 0)
 			continue;
@@ -195,21 +152,6 @@ dispatch(struct evhttp_request *req, void *arg)
 		return;
 	}
 	api_reply_error(req, 404, "Not Found", NULL, "not found");
-}
-
-/* The SMTP loop swaps srv->ssl_ctx on SIGHUP; the SSL takes its own
- * reference to the context, so the lock is only held for SSL_new. */
-static struct bufferevent *
-tls_bevcb(struct event_base *base, void *arg)
-{
-	struct api_worker *w = arg;
-	struct server *srv = w->api->srv;
-	SSL *ssl;
-
-	pthread_mutex_lock(&srv->ssl_lock);
-	ssl = SSL_new(srv->ssl_ctx);
-	pthread_mutex_unlock(&srv->ssl_lock);
-	return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 }
 
 int
@@ -250,26 +192,26 @@ worker_init(struct api_worker *w, struct http_api *api, unsigned index, char *er
 		return -1;
 	w->http = evhttp_new(w->base);
 	evhttp_set_gencb(w->http, dispatch, w);
-	/* the backstop: see request_within_limits */
+	/* the backstop: see API_LIMIT_SLACK */
 	evhttp_set_max_headers_size(w->http, (ev_ssize_t)cfg->http_max_header_size * API_LIMIT_SLACK);
 	evhttp_set_max_body_size(w->http, (ev_ssize_t)cfg->http_max_body_size * API_LIMIT_SLACK);
 	evhttp_set_timeout(w->http, (int)cfg->http_timeout);
-	/* Every method evhttp knows gets its 405 (JSON) from dispatch; only
-	 * a method it does not know is its own (HTML) 400. */
+	/* Every method the guard lets through gets its 405 (JSON) from dispatch. */
 	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
 	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH |
 	    EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
-	if (cfg->http_tls)
-		evhttp_set_bevcb(w->http, tls_bevcb, w);
+	evhttp_set_bevcb(w->http, api_guard_bevcb, w);
 	return 0;
 }
 
 static void
 worker_free(struct api_worker *w)
 {
+	api_guard_stop(w);
 	if (w->http)
 		evhttp_free(w->http);
 	api_cluster_free(w);
+	api_guard_free(w);
 	if (w->base)
 		event_base_free(w->base);
 	sqlite3_finalize(w->token_stmt);

@@ -39,6 +39,13 @@
  * What they share with the SMTP loop: the writer's audit queue (locked),
  * the counters (atomic), the TLS context (srv->ssl_lock) and the log.
  */
+/* api_guard.c: the connections that linger after a refusal. */
+struct guard_linger;
+struct api_guard {
+	struct guard_linger *lingering;
+	bool stopping;
+};
+
 struct api_worker {
 	struct http_api *api;
 	unsigned index;
@@ -53,6 +60,7 @@ struct api_worker {
 	struct cluster_call *calls;      /* calls to other nodes, in flight or answered */
 	struct event *reap_ev;           /* frees the answered calls' connections */
 	struct event *refresh_ev;        /* worker 0: the peers' keys, every cluster.refresh_interval */
+	struct api_guard guard;
 };
 
 struct http_api {
@@ -74,6 +82,15 @@ const char *api_peer_of(struct evhttp_request *req, char *buf, size_t len);
  * true when the request may go on; otherwise a 401 has been sent. */
 bool api_check_credential(struct api_worker *w, struct evhttp_request *req, bool required, char *service,
     size_t len);
+
+/* api_guard.c: every request head is checked before evhttp parses it. */
+/* evhttp_set_bevcb's callback (arg: the worker): each connection's bufferevent. */
+struct bufferevent *api_guard_bevcb(struct event_base *base, void *arg);
+/* A refused request, answered (JSON, then close): true. Else false. */
+bool api_guard_answer(struct api_worker *w, struct evhttp_request *req, const char *path);
+/* Before evhttp_free: no more lingering. After it: close those that linger. */
+void api_guard_stop(struct api_worker *w);
+void api_guard_free(struct api_worker *w);
 
 /* api_tokens.c */
 /* Every check of a presented token, for each endpoint that takes one: read

@@ -17,12 +17,14 @@ Run: SUBMITD_BUILD_DIR=/path/to/build python3 -m unittest -v test_hardening
 """
 
 import base64
+import http.client
 import json
 import os
 import re
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import tempfile
 import unittest
@@ -36,16 +38,21 @@ BOB = ("bob@example.org", "bob pass 2")
 BOB_EXTRA = "Carol@example.org"
 HTTP_LIMIT = 1024           # http.max_header_size and http.max_body_size here
 
+HTTP_TIMEOUT = 3            # http.timeout on SRV, for the request that stops mid-header
+
 SRV = None        # defaults but for trusted loopback, AUTH in cleartext, small HTTP limits
-BIN = None        # smtp.binarymime = true
+BIN = None        # smtp.binarymime = true; its API speaks HTTPS, with SRV's small limits
 
 
 def setUpModule():
     global SRV, BIN
     SRV = Submitd({"smtp.trusted_networks": "127.0.0.0/8", "smtp.auth_cleartext_loopback": "true",
-                   "http.max_header_size": str(HTTP_LIMIT), "http.max_body_size": str(HTTP_LIMIT)})
+                   "http.max_header_size": str(HTTP_LIMIT), "http.max_body_size": str(HTTP_LIMIT),
+                   "http.timeout": str(HTTP_TIMEOUT)})
     SRV.__enter__()
-    BIN = Submitd({"smtp.auth_cleartext_loopback": "true", "smtp.binarymime": "true"}, tls_listener=False)
+    BIN = Submitd({"smtp.auth_cleartext_loopback": "true", "smtp.binarymime": "true", "http.tls": "true",
+                   "http.max_header_size": str(HTTP_LIMIT), "http.max_body_size": str(HTTP_LIMIT)},
+                  tls_listener=False)
     BIN.__enter__()
     for s in (SRV, BIN):
         s.add_user(*ALICE)
@@ -309,14 +316,33 @@ class StarttlsInjectionTests(Base):
 
 # ---------------------------------------------------------- the API's errors
 
-class ApiErrorTests(unittest.TestCase):
-    """http.max_header_size = http.max_body_size = 1024 on SRV."""
+def read_answers(data):
+    """The HTTP answers in data, in order: [(status, {header: value}, body)]."""
+    answers = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        if not sep:
+            raise AssertionError("a partial answer: %r" % data[:300])
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        answers.append((int(lines[0].split(" ")[1]), headers, rest[:n]))
+        data = rest[n:]
+    return answers
 
-    def curl(self, path, *args, data=None):
-        cmd = ["curl", "-sS", "-i", "--max-time", "60"] + list(args)
+
+class ApiErrorTests(unittest.TestCase):
+    """http.max_header_size = http.max_body_size = 1024 on SRV (plain) and BIN (HTTPS)."""
+
+    def curl(self, path, *args, data=None, srv=None):
+        srv = srv or SRV
+        cmd = ["curl", "-sS", "-i", "-k", "--max-time", "60"] + list(args)
         if data is not None:
             cmd += ["--data-binary", "@-"]
-        cmd.append("http://127.0.0.1:%d%s" % (SRV.http_port, path))
+        cmd.append("%s://127.0.0.1:%d%s" % ("https" if srv is BIN else "http", srv.http_port, path))
         p = subprocess.run(cmd, input=data, capture_output=True, timeout=90)
         self.assertEqual(p.returncode, 0, p.stderr)
         raw = p.stdout
@@ -331,30 +357,130 @@ class ApiErrorTests(unittest.TestCase):
             headers[k.strip().lower()] = v.strip()
         return status, headers, raw
 
+    def raw(self, data, srv=None, shut=False):
+        """Send data on a new connection (the server may stop reading, and
+        close, before it is all sent), then read until the server closes."""
+        srv = srv or SRV
+        s = socket.create_connection(("127.0.0.1", srv.http_port), timeout=30)
+        if srv is BIN:
+            s = client_tls_context().wrap_socket(s)
+        out = b""
+        with s:
+            try:
+                s.sendall(data)
+                if shut and srv is not BIN:
+                    s.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass            # refused early: the answer is still there to read
+            try:
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    out += b
+            except (ConnectionResetError, ssl.SSLError):
+                pass
+        return out
+
     def assertJsonError(self, got, status, words):
         code, headers, body = got
         self.assertEqual(code, status, got)
         self.assertEqual(headers.get("content-type"), "application/json", got)
+        self.assertNotIn(b"<html", body.lower())
         j = json.loads(body)
         self.assertEqual(set(j), {"error"}, j)     # the shape of 404 and 405
         self.assertIn(words, j["error"])
         self.assertEqual(json.loads(self.curl("/nowhere")[2]).keys(), j.keys())
+
+    def assertRefused(self, data, status, words, srv=None):
+        """One JSON answer, then the server closes; and it serves the next one."""
+        answers = read_answers(self.raw(data, srv=srv))
+        self.assertEqual(len(answers), 1, answers)
+        self.assertJsonError(answers[0], status, words)
+        self.assertEqual(answers[0][1].get("connection"), "close", answers)
+        self.assertEqual(self.curl("/healthz", srv=srv)[0], 200)
 
     def test_header_over_limit(self):
         got = self.curl("/healthz", "-H", "X-Padding: " + "a" * 2000)
         self.assertJsonError(got, 431, "request header too large (at most 1024 octets)")
         self.assertEqual(self.curl("/healthz", "-H", "X-Padding: " + "a" * 500)[0], 200)
 
+    def test_header_2x_5x_100x(self):
+        # (before, 4x and more were libevent's own HTML page)
+        for times in (2, 5, 100):
+            pad = "a" * (HTTP_LIMIT * times)
+            with self.subTest(times=times, client="curl"):
+                got = self.curl("/healthz", "-H", "X-Padding: " + pad)
+                self.assertJsonError(got, 431, "request header too large (at most 1024 octets)")
+            for srv in (SRV, BIN):
+                with self.subTest(times=times, client="socket", tls=srv is BIN):
+                    self.assertRefused(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: %s\r\n\r\n" % pad.encode(),
+                                       431, "request header too large (at most 1024 octets)", srv=srv)
+            with self.subTest(times=times, client="many short lines"):
+                lines = b"".join(b"X-%d: a\r\n" % i for i in range(HTTP_LIMIT * times // 8))
+                self.assertRefused(b"GET /healthz HTTP/1.1\r\n" + lines + b"\r\n",
+                                   431, "request header too large (at most 1024 octets)")
+
     def test_body_over_limit(self):
         body = json.dumps({"token": "v4.public." + "A" * 2000}).encode()
-        for extra in ([], ["-H", "Transfer-Encoding: chunked"]):
-            with self.subTest(extra=extra):
-                got = self.curl("/v1/verify", "-H", "Content-Type: application/json", *extra, data=body)
-                self.assertJsonError(got, 413, "request body too large (at most 1024 octets)")
+        got = self.curl("/v1/verify", "-H", "Content-Type: application/json", data=body)
+        self.assertJsonError(got, 413, "request body too large (at most 1024 octets)")
         got = self.curl("/v1/verify", "-H", "Content-Type: application/json",
                         data=json.dumps({"token": "v4.public." + "A" * 900}).encode())
         self.assertEqual(got[0], 400, got)
         self.assertEqual(json.loads(got[2])["result"], "malformed")
+
+    def test_content_length_10x_1000x(self):
+        for times in (10, 1000):
+            n = HTTP_LIMIT * times
+            with self.subTest(times=times, client="curl"):
+                got = self.curl("/v1/verify", "-H", "Content-Type: application/json", data=b"{" * n)
+                self.assertJsonError(got, 413, "request body too large (at most 1024 octets)")
+            for srv in (SRV, BIN):
+                with self.subTest(times=times, client="socket, no body sent", tls=srv is BIN):
+                    self.assertRefused(b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % n,
+                                       413, "request body too large (at most 1024 octets)", srv=srv)
+            with self.subTest(times=times, client="socket, body sent"):
+                self.assertRefused(b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % n
+                                   + b"x" * n, 413, "request body too large (at most 1024 octets)")
+
+    def test_chunked_refused(self):
+        body = json.dumps({"token": "v4.public." + "A" * 2000}).encode()
+        got = self.curl("/v1/verify", "-H", "Content-Type: application/json", "-H", "Transfer-Encoding: chunked",
+                        data=body)
+        self.assertJsonError(got, 411, "Content-Length")
+
+    def test_malformed_requests(self):
+        for data, status, words in (
+                (b"NOT A REQUEST LINE\r\n\r\n", 400, "malformed request line"),
+                (b"GET /healthz\r\n\r\n", 400, "HTTP/0.9"),          # HTTP/0.9: no version
+                (b"GET /healthz\r\n", 400, "HTTP/0.9"),
+                (b"GET /healthz HTTP/2.0\r\n\r\n", 505, "HTTP/1.0 and HTTP/1.1"),
+                (b"GET /healthz HTTP/1.1 \r\n\r\n", 400, "malformed request line"),
+                (b"GET /a b HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+                (b"GET /<x> HTTP/1.1\r\n\r\n", 400, "malformed request target"),
+                (b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n", 400, "malformed header field"),
+                (b"GET /healthz HTTP/1.1\r\nX: a\r\n folded\r\n\r\n", 400, "folded"),
+                (b"GET /healthz HTTP/1.1\r\nX : a\r\n\r\n", 400, "malformed header field"),
+                (b"GET /healthz HTTP/1.1\r\nX: a\rb\r\n\r\n", 400, "control character"),
+                (b"GET /healthz HTTP/1.1\r\nX: a\0b\r\n\r\n", 400, "control character"),
+                (b"POST /v1/verify HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400, "Content-Length"),
+                (b"POST /v1/verify HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}", 400,
+                 "more than one Content-Length"),
+                (b"POST /v1/verify HTTP/1.1\r\nExpect: teapot\r\nContent-Length: 2\r\n\r\n", 417,
+                 "100-continue"),
+                (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "malformed request line"),
+                ):
+            with self.subTest(data=data):
+                self.assertRefused(data, status, words)
+
+    def test_unknown_method(self):
+        for method in (b"FOO", b"BREW", b"get", b"CONNECT"):
+            with self.subTest(method=method):
+                self.assertRefused(method + b" /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 501, "method not implemented")
+        self.assertJsonError(self.curl("/v1/keys", "-X", "FOO"), 501, "method not implemented")
+        # curl sends CONNECT with the authority as its target
+        self.assertJsonError(self.curl("/v1/keys", "-X", "CONNECT"), 501, "method not implemented")
 
     def test_every_known_method_gets_json_405(self):
         # (before, libevent refused TRACE and CONNECT itself, in HTML)
@@ -362,18 +488,45 @@ class ApiErrorTests(unittest.TestCase):
             with self.subTest(method=method):
                 got = self.curl("/v1/keys", "-X", method)
                 self.assertJsonError(got, 405, "method not allowed")
-        # curl sends CONNECT with the authority as its target: no such path
-        self.assertJsonError(self.curl("/v1/keys", "-X", "CONNECT"), 404, "not found")
 
-    def test_beyond_the_backstop_still_refused(self):
-        # Four times the limit and more: libevent 2.1 refuses it itself,
-        # before any handler (docs/api.md); the server goes on serving.
-        got = self.curl("/healthz", "-H", "X-Padding: " + "a" * 20000)
-        self.assertIn(got[0], (400, 413), got)
-        with socket.create_connection(("127.0.0.1", SRV.http_port), timeout=10) as s:
-            s.sendall(b"NOT A REQUEST LINE\r\n\r\n")
-            self.assertTrue(s.recv(4096).startswith(b"HTTP/1.1 400 "))
+    def test_stops_mid_header(self):
+        # closed after http.timeout without an answer: no JSON to give, and no HTML either
+        with socket.create_connection(("127.0.0.1", SRV.http_port), timeout=HTTP_TIMEOUT * 10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Half")
+            self.assertEqual(s.recv(4096), b"")
         self.assertEqual(self.curl("/healthz")[0], 200)
+
+    def test_pipelined_then_oversized(self):
+        ok = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        post = (b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 16\r\n\r\n{\"token\": \"x.y\"}")
+        big = b"GET /healthz HTTP/1.1\r\nX-Padding: %s\r\n\r\n" % (b"a" * (HTTP_LIMIT * 5))
+        for srv in (SRV, BIN):
+            for name, data, want in (("two then oversized", ok + ok + big, [200, 200, 431]),
+                                     ("a body, then oversized", ok + post + ok + big, [200, 400, 200, 431]),
+                                     ("oversized body", ok + post.replace(b"16", b"160000"), [200, 413]),
+                                     ("then garbage", ok + b"\x00\x01\x02\r\n\r\n" + ok, [200, 400])):
+                with self.subTest(name, tls=srv is BIN):
+                    answers = read_answers(self.raw(data, srv=srv))
+                    self.assertEqual([a[0] for a in answers], want, answers)
+                    for a in answers:
+                        self.assertEqual(a[1].get("content-type"), "application/json", a)
+                        json.loads(a[2])
+                    self.assertEqual(answers[-1][1].get("connection"), "close", answers)
+        self.assertEqual(self.curl("/healthz")[0], 200)
+
+    def test_keep_alive_unchanged(self):
+        # several requests, with bodies, over one connection, as before
+        c = http.client.HTTPConnection("127.0.0.1", SRV.http_port, timeout=10)
+        for i in range(5):
+            c.request("POST", "/v1/verify", body=b'{"token": "v4.public.x"}', headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            self.assertEqual(r.status, 400)
+            self.assertEqual(json.loads(r.read())["result"], "malformed")
+            c.request("GET", "/healthz")
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, b'{"status":"ok"}\n'))
+        c.close()
 
 
 # -------------------------------------------------------- sender binding
