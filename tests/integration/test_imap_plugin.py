@@ -58,6 +58,15 @@ from harness import RawSMTP, Submitd, b64url_decode, dot_stuff, free_port, parse
 SENDER = "sender@example.org"      # SMTP sender, IMAP user
 ALICE = "alice@example.net"        # recipient, IMAP user
 BOB = "bob@example.org"            # another IMAP user
+CAROL = "carol"                    # a login without '@': submit_token_address_domain example.org
+DAVE = "dave"                      # a login without '@' and no domain: cannot use the command
+ERIN = "erin@example.org"          # a login with '@' and a domain: the login is the address
+SMALL = "small@example.org"        # submit_token_max_size = SMALL_MAX
+SMALL_MAX = 400
+# per-user plugin settings from the userdb (passwd-file extra fields)
+USER_FIELDS = {CAROL: "userdb_submit_token_address_domain=example.org",
+               ERIN: "userdb_submit_token_address_domain=example.net",
+               SMALL: "userdb_submit_token_max_size=%d" % SMALL_MAX}
 PASSWORD = "imap pass phrase 3"
 TIMEOUT = 3                        # submit_token_api_timeout of the tests, seconds
 
@@ -68,8 +77,9 @@ SECRET = None
 imaplib.Commands.setdefault("XSUBMITTOKEN", ("AUTH", "SELECTED"))
 
 
-def plugin_config(tmp, api_url, secret):
-    """The Dovecot configuration that loads the plugin from the build."""
+def plugin_config(tmp, api_url, secret, extra=""):
+    """The Dovecot configuration that loads the plugin from the build;
+    extra: more plugin {} lines."""
     plugin = os.environ.get("SUBMITD_IMAP_PLUGIN", "")
     if not os.path.isfile(plugin):
         raise AssertionError("SUBMITD_IMAP_PLUGIN=%r is not the built plugin" % plugin)
@@ -85,15 +95,17 @@ plugin {
   submit_token_api_url = %s
   submit_token_api_secret_file = %s
   submit_token_api_timeout = %d
-}
-""" % (os.path.dirname(os.path.abspath(plugin)), api_url, secret_file, TIMEOUT)
+%s}
+""" % (os.path.dirname(os.path.abspath(plugin)), api_url, secret_file, TIMEOUT, extra)
 
 
-def new_dovecot(api_url, secret):
-    d = Dovecot({SENDER: PASSWORD, ALICE: PASSWORD, BOB: PASSWORD})
+def new_dovecot(api_url, secret, users=(SENDER, ALICE, BOB), conf="", plugin_extra=""):
+    """A Dovecot with the plugin; conf: more global settings (e.g.
+    ssl_client_ca_file), plugin_extra: more plugin {} lines."""
+    d = Dovecot({u: PASSWORD for u in users}, user_fields=USER_FIELDS)
     # the configuration is written by the constructor: append ours to it
     with open(d.conf, "a") as f:
-        f.write(plugin_config(d.tmp, api_url, secret))
+        f.write(conf + plugin_config(d.tmp, api_url, secret, plugin_extra))
     return d
 
 
@@ -107,10 +119,11 @@ def setUpModule():
     unittest.addModuleCleanup(SMTPD.cleanup)
     SMTPD.start()
     SECRET = SMTPD.submitctl("service", "add", "dovecot").stdout.strip()
-    DOVECOT = new_dovecot("http://127.0.0.1:%d" % SMTPD.http_port, SECRET)
+    DOVECOT = new_dovecot("http://127.0.0.1:%d" % SMTPD.http_port, SECRET,
+                          users=(SENDER, ALICE, BOB, CAROL, DAVE, ERIN, SMALL))
     unittest.addModuleCleanup(DOVECOT.stop)
     DOVECOT.start()
-    for user in (SENDER, ALICE, BOB):
+    for user in (SENDER, ALICE, BOB, CAROL, DAVE, ERIN, SMALL):
         DOVECOT.create_folder(user, "Sent")
 
 
@@ -121,12 +134,17 @@ def tearDownModule():
 
 # ------------------------------------------------------------------ helpers
 
-def submit(rcpts=(ALICE,), sender=SENDER):
-    """One message over SMTP; (tokens by address, the submitted octets)."""
+def submit(rcpts=(ALICE,), sender=SENDER, size=None):
+    """One message over SMTP; (tokens by address, the submitted octets).
+    size: pad the body to exactly that many octets."""
     marker = "m" + uuid.uuid4().hex
     body = ("From: <%s>\r\nTo: <%s>\r\nSubject: plugin %s\r\nMessage-ID: <%s@client.test>\r\n\r\n"
             "Body of %s\r\n.a line with a leading dot\r\n8 bit: gr\u00fc\u00dfe\r\n"
             % (sender, rcpts[0], marker, marker, marker)).encode()
+    if size is not None:
+        if size < len(body) + 2:
+            raise AssertionError("size %d: the message has %d octets already" % (size, len(body)))
+        body += b"x" * (size - len(body) - 2) + b"\r\n"
     with RawSMTP(SMTPD.port, timeout=60) as c:
         c.ehlo()
         for line, code in (("MAIL FROM:<%s>" % sender, 250),) + tuple(("RCPT TO:<%s>" % a, 250) for a in rcpts) \
@@ -301,6 +319,51 @@ class PluginTests(unittest.TestCase):
         typ, code, text = xsubmittoken(m, "Sent", tokens[SENDER])
         self.assertEqual(typ, "OK", text)
         self.assertFiledOnce(SENDER, body, v["message"]["received_at"])
+
+    def test_address_domain(self):
+        """submit_token_address_domain (here from the userdb): a login
+        without '@' is login@domain; a login with '@' is itself, whatever
+        the domain; without a domain, a login without '@' is refused."""
+        tokens, body = submit(sender="carol@example.org")
+        _, v = verify(tokens["carol@example.org"])
+        m = self.session(CAROL)
+        typ, code, text = xsubmittoken(m, "Sent", tokens["carol@example.org"])
+        self.assertEqual(typ, "OK", text)
+        self.assertFiledOnce(CAROL, body, v["message"]["received_at"])
+        # carol of another domain is not this login
+        tokens, _ = submit(sender="carol@example.net")
+        self.assertRefused(m, "Sent", tokens["carol@example.net"], "XSUBMITTOKEN-WRONGADDRESS", user=CAROL)
+        # erin@example.org with domain example.net: her login is her address
+        tokens, body = submit(sender=ERIN)
+        _, v = verify(tokens[ERIN])
+        m = self.session(ERIN)
+        self.assertEqual(xsubmittoken(m, "Sent", tokens[ERIN])[0], "OK")
+        self.assertFiledOnce(ERIN, body, v["message"]["received_at"])
+        tokens, _ = submit(sender="erin@example.net")
+        self.assertRefused(m, "Sent", tokens["erin@example.net"], "XSUBMITTOKEN-WRONGADDRESS", user=ERIN)
+        # dave has no '@' and no domain: not configured, and logged
+        tokens, _ = submit(sender="dave@example.org")
+        m = self.session(DAVE)
+        self.assertRefused(m, "Sent", tokens["dave@example.org"], "XSUBMITTOKEN-UNAVAILABLE", user=DAVE)
+        self.assertRegex(DOVECOT.log(), r"imap\(dave\).*Error: submit_token: .*submit_token_address_domain")
+
+    def test_toobig(self):
+        """submit_token_max_size (here SMALL_MAX octets, from the userdb):
+        a message of exactly that size is filed, one octet more is
+        XSUBMITTOKEN-TOOBIG, nothing filed, and the session goes on."""
+        m = self.session(SMALL)
+        tokens, body = submit(sender=SMALL, size=SMALL_MAX + 1)
+        _, v = verify(tokens[SMALL])
+        self.assertEqual(v["message"]["size"], SMALL_MAX + 1)
+        self.assertRefused(m, "Sent", tokens[SMALL], "XSUBMITTOKEN-TOOBIG", user=SMALL)
+        tokens, body = submit(sender=SMALL, size=SMALL_MAX)
+        _, v = verify(tokens[SMALL])
+        typ, code, text = xsubmittoken(m, "Sent", tokens[SMALL])
+        self.assertEqual(typ, "OK", text)
+        self.assertFiledOnce(SMALL, body, v["message"]["received_at"])
+        # other users keep the default (64 MiB)
+        tokens, body = submit(size=SMALL_MAX + 1)
+        self.assertEqual(xsubmittoken(self.session(), "Sent", tokens[SENDER])[0], "OK")
 
 
 # ------------------------------------------------------------------ fake API
