@@ -45,8 +45,13 @@ import imaplib
 import json
 import os
 import re
+import select
+import shutil
 import socket
 import socketserver
+import ssl
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -517,6 +522,246 @@ class FakeApiTests(unittest.TestCase):
         self.check_concurrency()
         log = self.dovecot.log()
         self.assertNotRegex(log, r"(?i)panic|fatal|killed with signal|segmentation")
+
+
+# ------------------------------------------------------------------ https and redirects
+
+def make_cert(directory, name):
+    """A self-signed certificate for 127.0.0.1 (IP subjectAltName, as
+    Dovecot's lib-ssl-iostream checks it): (cert file, key file)."""
+    cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    os.chmod(cert, 0o644)            # ssl_client_ca_file is read by the imap process (nobody)
+    return cert, key
+
+
+class TlsForwarder:
+    """A TLS terminator in front of a plain HTTP server: each connection is
+    decrypted with the certificate `cert` (switchable between connections)
+    and forwarded to 127.0.0.1:target_port (switchable too). One thread per
+    connection, which alone uses its TLS socket."""
+
+    def __init__(self, cert, target_port):
+        self.cert = cert
+        self.target_port = target_port
+        self.handshake_errors = []
+        self.sock = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.forward, args=(conn, self.cert, self.target_port), daemon=True).start()
+
+    def forward(self, conn, cert, target_port):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        conn.settimeout(30)
+        try:
+            tls = ctx.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError) as e:
+            self.handshake_errors.append(str(e))
+            conn.close()
+            return
+        try:
+            with tls, socket.create_connection(("127.0.0.1", target_port), timeout=30) as back:
+                while True:
+                    ready = [tls] if tls.pending() else select.select([tls, back], [], [], 30)[0]
+                    if not ready:
+                        return
+                    for side, other in ((tls, back), (back, tls)):
+                        if side in ready:
+                            data = side.recv(65536)
+                            if not data:
+                                return
+                            other.sendall(data)
+        except (OSError, ssl.SSLError):
+            pass
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+class Redirector(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """Answers every request 307 with Location = self.base + the request's
+    path, as a cluster node does for another node's token, and records
+    the requests."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, base=""):
+        super().__init__(("127.0.0.1", free_port()), RedirectHandler)
+        self.base = base
+        self.requests = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.server_address[1]
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+class RedirectHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def handle_any(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        req = self.rfile.read(n) if n else b""
+        with self.server.lock:
+            self.server.requests.append((self.command, self.path, dict(self.headers), req))
+        body = b'{"error":"another node","node":"n2"}'
+        self.send_response(307)
+        self.send_header("Location", self.server.base + self.path)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = handle_any
+
+
+class RedirectTests(unittest.TestCase):
+    """A Dovecot whose plugin talks to a Redirector, which sends every
+    request on to the real submitd (plain HTTP)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redirector = Redirector()
+        cls.dovecot = new_dovecot(cls.redirector.url, SECRET)
+        cls.dovecot.start()
+        cls.dovecot.create_folder(SENDER, "Sent")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dovecot.stop()
+        cls.redirector.stop()
+
+    def setUp(self):
+        with self.redirector.lock:
+            self.redirector.requests.clear()
+        self.m = self.dovecot.connect(SENDER, PASSWORD)
+        self.addCleanup(self.m.logout)
+
+    def requests(self):
+        with self.redirector.lock:
+            return [(r[0], r[1]) for r in self.redirector.requests]
+
+    def test_followed(self):
+        """verify (POST, its body again) and fetch (GET, its headers again)
+        each follow a 307 to submitd, and the copy is filed."""
+        self.redirector.base = "http://127.0.0.1:%d" % SMTPD.http_port
+        tokens, body = submit()
+        typ, code, text = xsubmittoken(self.m, "Sent", tokens[SENDER])
+        self.assertEqual(typ, "OK", text)
+        self.assertIn(body, [v[2] for v in self.dovecot.folder(SENDER, "Sent").values()])
+        self.assertEqual(self.requests(), [("POST", "/v1/verify"), ("GET", "/v1/message")])
+
+    def test_refused(self):
+        """A loop ends after submit_token_api_max_redirects (3) hops; a
+        redirect from http to https is refused: each NO [XSUBMITTOKEN-
+        UNAVAILABLE] with its reason logged, nothing filed."""
+        before = self.dovecot.folder(SENDER, "Sent")
+        tokens, _ = submit()
+        self.redirector.base = self.redirector.url
+        self.assertEqual(xsubmittoken(self.m, "Sent", tokens[SENDER])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        self.assertEqual(self.requests(), [("POST", "/v1/verify")] * 4)
+        self.assertRegex(self.dovecot.log(), r"Warning: submit_token: verify: redirected \(307\) more than "
+                         r"submit_token_api_max_redirects=3 times")
+        with self.redirector.lock:
+            self.redirector.requests.clear()
+        self.redirector.base = "https://127.0.0.1:%d" % SMTPD.http_port
+        self.assertEqual(xsubmittoken(self.m, "Sent", tokens[SENDER])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        self.assertEqual(self.requests(), [("POST", "/v1/verify")])
+        self.assertRegex(self.dovecot.log(), r"Warning: submit_token: verify: redirected \(307\) to "
+                         r"https://127\.0\.0\.1:%d/v1/verify, not http as submit_token_api_url: refused"
+                         % SMTPD.http_port)
+        self.assertEqual(self.dovecot.folder(SENDER, "Sent"), before)
+        self.assertEqual(self.m.noop()[0], "OK")
+
+
+class TlsTests(unittest.TestCase):
+    """submit_token_api_url over https: a Dovecot that trusts one
+    self-signed certificate (ssl_client_ca_file), a TlsForwarder in front
+    of submitd's API that shows it, or another one."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="submitd-tls-")
+        os.chmod(cls.tmp, 0o755)
+        cls.trusted = make_cert(cls.tmp, "trusted")
+        cls.untrusted = make_cert(cls.tmp, "untrusted")
+        cls.tls = TlsForwarder(cls.trusted, SMTPD.http_port)
+        cls.redirector = Redirector()
+        cls.dovecot = new_dovecot("https://127.0.0.1:%d" % cls.tls.port, SECRET,
+                                  conf="ssl_client_ca_file = %s\n" % cls.trusted[0])
+        cls.dovecot.start()
+        cls.dovecot.create_folder(SENDER, "Sent")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dovecot.stop()
+        cls.tls.close()
+        cls.redirector.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.tls.cert, self.tls.target_port = self.trusted, SMTPD.http_port
+        self.m = self.dovecot.connect(SENDER, PASSWORD)
+        self.addCleanup(self.m.logout)
+
+    def file(self):
+        tokens, body = submit()
+        typ, code, text = xsubmittoken(self.m, "Sent", tokens[SENDER])
+        self.assertEqual(typ, "OK", text)
+        self.assertIn(body, [v[2] for v in self.dovecot.folder(SENDER, "Sent").values()])
+
+    def test_https(self):
+        self.file()
+
+    def test_untrusted_certificate(self):
+        """A certificate Dovecot does not trust: NO [XSUBMITTOKEN-
+        UNAVAILABLE], the certificate named in the log, nothing filed, the
+        session goes on and files once the right certificate is back."""
+        before = self.dovecot.folder(SENDER, "Sent")
+        tokens, _ = submit()
+        self.tls.cert = self.untrusted
+        self.assertEqual(xsubmittoken(self.m, "Sent", tokens[SENDER])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        self.assertEqual(self.dovecot.folder(SENDER, "Sent"), before)
+        self.assertRegex(self.dovecot.log(), r"Warning: submit_token: verify: SSL handshaking with 127\.0\.0\.1:%d "
+                         r"failed: .*Received invalid SSL certificate" % self.tls.port)
+        self.assertEqual(self.m.noop()[0], "OK")
+        self.tls.cert = self.trusted
+        self.file()
+
+    def test_redirects(self):
+        """https to https is followed (the Redirector behind the
+        forwarder sends on to a second forwarder in front of submitd);
+        https to http is refused before anything is sent there."""
+        second = TlsForwarder(self.trusted, SMTPD.http_port)
+        self.addCleanup(second.close)
+        self.tls.target_port = self.redirector.server_address[1]
+        self.redirector.base = "https://127.0.0.1:%d" % second.port
+        self.file()
+        self.redirector.base = "http://127.0.0.1:%d" % SMTPD.http_port
+        tokens, _ = submit()
+        self.assertEqual(xsubmittoken(self.m, "Sent", tokens[SENDER])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        self.assertRegex(self.dovecot.log(), r"redirected \(307\) to http://127\.0\.0\.1:%d/v1/verify, "
+                         r"not https as submit_token_api_url: refused" % SMTPD.http_port)
 
 
 if __name__ == "__main__":
