@@ -25,7 +25,23 @@ dovecot.py) whose `protocol imap` loads the plugin built in this tree
   at all: each is NO [XSUBMITTOKEN-UNAVAILABLE], nothing is filed, the
   session and Dovecot go on, and Dovecot's log has no panic or fatal
   error; the fake's well-formed answer is filed, and the requests it saw
-  carry the credential and the address, and no token in the URL.
+  carry the credential and the address, and no token in the URL;
+- submit_token_address_domain and submit_token_max_size, set per user from
+  the userdb: a login without '@' files as login@domain and not for
+  another domain, a login with '@' stays itself, a login without '@' and
+  no domain is refused (logged); a message of exactly the limit is filed,
+  one octet more is XSUBMITTOKEN-TOOBIG;
+- redirects: a Redirector (307 to another base URL, as a cluster node for
+  another node's token) in front of submitd is followed for verify (POST,
+  same body) and fetch; a loop stops after submit_token_api_max_redirects,
+  0 follows none, a change of scheme is refused (all logged);
+- https: a TlsForwarder with a self-signed certificate in front of submitd,
+  trusted by Dovecot's ssl_client_ca_file, files; a certificate Dovecot
+  does not trust is NO [XSUBMITTOKEN-UNAVAILABLE] with the certificate
+  error logged; https to https redirects are followed, https to http not.
+
+Under memcheck (SUBMITD_VALGRIND=1, the memcheck suite) Dovecot runs every
+imap process, and so the plugin, under valgrind as well (imap_under_memcheck).
 
 Needs root (Dovecot switches to nobody for mail, see dovecot.py), the
 packages dovecot-imapd and dovecot-dev (the plugin is built only with the
@@ -58,7 +74,8 @@ import unittest
 import uuid
 
 from dovecot import MAIL_USER, Dovecot, dovecot_bin, quote
-from harness import RawSMTP, Submitd, b64url_decode, dot_stuff, free_port, parse_token_reply
+from harness import (MEMCHECK, RawSMTP, Submitd, b64url_decode, check_memcheck, dot_stuff, free_port,
+                     memcheck_dir, parse_token_reply, valgrind_argv)
 
 SENDER = "sender@example.org"      # SMTP sender, IMAP user
 ALICE = "alice@example.net"        # recipient, IMAP user
@@ -68,12 +85,16 @@ DAVE = "dave"                      # a login without '@' and no domain: cannot u
 ERIN = "erin@example.org"          # a login with '@' and a domain: the login is the address
 SMALL = "small@example.org"        # submit_token_max_size = SMALL_MAX
 SMALL_MAX = 400
+NOREDIR = "noredirect@example.org"  # submit_token_api_max_redirects = 0
 # per-user plugin settings from the userdb (passwd-file extra fields)
 USER_FIELDS = {CAROL: "userdb_submit_token_address_domain=example.org",
                ERIN: "userdb_submit_token_address_domain=example.net",
-               SMALL: "userdb_submit_token_max_size=%d" % SMALL_MAX}
+               SMALL: "userdb_submit_token_max_size=%d" % SMALL_MAX,
+               NOREDIR: "userdb_submit_token_api_max_redirects=0"}
 PASSWORD = "imap pass phrase 3"
-TIMEOUT = 3                        # submit_token_api_timeout of the tests, seconds
+# submit_token_api_timeout of the tests, seconds; under memcheck submitd's
+# API answers a verification in up to a few seconds
+TIMEOUT = 15 if MEMCHECK else 3
 
 SMTPD = None
 DOVECOT = None
@@ -108,10 +129,29 @@ def new_dovecot(api_url, secret, users=(SENDER, ALICE, BOB), conf="", plugin_ext
     """A Dovecot with the plugin; conf: more global settings (e.g.
     ssl_client_ca_file), plugin_extra: more plugin {} lines."""
     d = Dovecot({u: PASSWORD for u in users}, user_fields=USER_FIELDS)
+    if MEMCHECK:
+        conf += imap_under_memcheck()
     # the configuration is written by the constructor: append ours to it
     with open(d.conf, "a") as f:
         f.write(conf + plugin_config(d.tmp, api_url, secret, plugin_extra))
     return d
+
+
+def imap_under_memcheck():
+    """Under memcheck (SUBMITD_VALGRIND=1), Dovecot runs every imap process,
+    and so the plugin, under valgrind, logging next to submitd's logs
+    (harness.memcheck_dir()): an error or a definite leak in any of them
+    fails the file (tearDownModule, and harness's net at exit). Valgrind
+    starts as root (Dovecot's imap drops to the mail user itself), so it can
+    write there. Dovecot's own pools (data stack, alloconly) hide errors
+    inside their blocks; what memcheck sees is the plugin's malloc'd
+    buffers and every pool and object as a whole (an HTTP client, a stream,
+    a mailbox not freed is a definite leak)."""
+    argv = valgrind_argv(os.path.join(memcheck_dir(), "dovecot-imap.%p.log")) + ["--vgdb=no"]
+    argv[0] = shutil.which("valgrind")     # Dovecot wants an absolute path
+    imap = os.path.join(os.environ.get("SUBMITD_DOVECOT_LIBEXEC") or "/usr/lib/dovecot", "imap")
+    return "service imap {\n  executable = %s %s\n}\n" % (" ".join(argv), imap)
+
 
 
 def setUpModule():
@@ -135,6 +175,11 @@ def setUpModule():
 def tearDownModule():
     if SMTPD.proc is not None:
         SMTPD.stop()
+    if MEMCHECK:
+        # every Dovecot of the file has stopped (class and module cleanups
+        # ran before): every imap process has written its report
+        DOVECOT.stop()
+        check_memcheck(os.path.join(memcheck_dir(), "dovecot-imap.*.log"), "Dovecot's imap with the plugin")
 
 
 # ------------------------------------------------------------------ helpers
@@ -642,9 +687,10 @@ class RedirectTests(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.redirector = Redirector()
-        cls.dovecot = new_dovecot(cls.redirector.url, SECRET)
+        cls.dovecot = new_dovecot(cls.redirector.url, SECRET, users=(SENDER, NOREDIR))
         cls.dovecot.start()
         cls.dovecot.create_folder(SENDER, "Sent")
+        cls.dovecot.create_folder(NOREDIR, "Sent")
 
     @classmethod
     def tearDownClass(cls):
@@ -692,6 +738,18 @@ class RedirectTests(unittest.TestCase):
                          % SMTPD.http_port)
         self.assertEqual(self.dovecot.folder(SENDER, "Sent"), before)
         self.assertEqual(self.m.noop()[0], "OK")
+        # submit_token_api_max_redirects = 0: none followed
+        with self.redirector.lock:
+            self.redirector.requests.clear()
+        self.redirector.base = "http://127.0.0.1:%d" % SMTPD.http_port
+        tokens, _ = submit(sender=NOREDIR)
+        m = self.dovecot.connect(NOREDIR, PASSWORD)
+        self.addCleanup(m.logout)
+        self.assertEqual(xsubmittoken(m, "Sent", tokens[NOREDIR])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        self.assertEqual(self.requests(), [("POST", "/v1/verify")])
+        self.assertRegex(self.dovecot.log(), r"imap\(%s\).*Warning: submit_token: verify: redirected \(307\) "
+                         r"more than submit_token_api_max_redirects=0 times" % re.escape(NOREDIR))
+        self.assertEqual(self.dovecot.folder(NOREDIR, "Sent"), {})
 
 
 class TlsTests(unittest.TestCase):
@@ -742,7 +800,7 @@ class TlsTests(unittest.TestCase):
         self.tls.cert = self.untrusted
         self.assertEqual(xsubmittoken(self.m, "Sent", tokens[SENDER])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
         self.assertEqual(self.dovecot.folder(SENDER, "Sent"), before)
-        self.assertRegex(self.dovecot.log(), r"Warning: submit_token: verify: SSL handshaking with 127\.0\.0\.1:%d "
+        self.assertRegex(self.dovecot.log(), r"Warning: submit_token: verify: SSL handshak(?:ing with|e to) 127\.0\.0\.1:%d "
                          r"failed: .*Received invalid SSL certificate" % self.tls.port)
         self.assertEqual(self.m.noop()[0], "OK")
         self.tls.cert = self.trusted
