@@ -16,6 +16,12 @@
  * imap-search.c do, and other commands of the session go on meanwhile. A
  * deadline (submit_token_api_timeout) makes a silent API an answer.
  *
+ * Redirects (a node of a submitd cluster answers 307 for another node's
+ * token) are followed by the plugin, not by lib-http: lib-http would follow
+ * one from https to http, and the credential and the token would cross the
+ * network in clear. At most submit_token_api_max_redirects hops, each to
+ * the scheme of submit_token_api_url.
+ *
  * The answers are read into bounded buffers (SUBMIT_TOKEN_ANSWER_MAX for
  * JSON, the verified size for the message) and parsed by the pure
  * submit_token_answer.c; nothing in an answer can make the process grow
@@ -30,6 +36,7 @@
 #include "sha2.h"
 #include "hex-binary.h"
 #include "json-parser.h"
+#include "http-url.h"
 #include "http-client.h"
 #include "iostream-ssl.h"
 #include "mail-user.h"
@@ -50,6 +57,8 @@
 #define XST_DEFAULT_TIMEOUT_SECS 10
 #define XST_MAX_TIMEOUT_SECS 3600
 #define XST_DEFAULT_MAX_SIZE (64ULL * 1024 * 1024)
+#define XST_DEFAULT_MAX_REDIRECTS 3
+#define XST_MAX_MAX_REDIRECTS 10
 #define XST_SECRET_MAX 256
 
 const char *imap_submit_token_plugin_version = DOVECOT_ABI_VERSION;
@@ -69,7 +78,11 @@ struct xst_cmd {
 	const char *address;
 	const char *secret;
 	const char *api_url;
+	bool api_https;
 	uint64_t max_size;
+	const char *verify_json;
+	struct http_url *target;        /* of the request under way */
+	unsigned int redirects, max_redirects;
 
 	struct http_client *http;
 	struct http_client_request *req;
@@ -174,6 +187,17 @@ xst_timeout_secs(struct mail_user *user)
 	return secs;
 }
 
+static unsigned int
+xst_max_redirects(struct mail_user *user)
+{
+	const char *v = xst_setting(user, "submit_token_api_max_redirects");
+	unsigned int n;
+
+	if (v == NULL || str_to_uint(v, &n) < 0 || n > XST_MAX_MAX_REDIRECTS)
+		return XST_DEFAULT_MAX_REDIRECTS;
+	return n;
+}
+
 static uint64_t
 xst_max_size(struct mail_user *user)
 {
@@ -187,8 +211,15 @@ xst_max_size(struct mail_user *user)
 
 /* ---- HTTP ---- */
 
+static const char *
+xst_step_name(const struct xst_cmd *x)
+{
+	return x->step == XST_VERIFY ? "verify" : "fetch";
+}
+
 static void xst_payload_input(struct xst_cmd *x);
 static void xst_answer_read(struct xst_cmd *x);
+static void xst_redirect(struct xst_cmd *x, unsigned int status, const char *location);
 
 /* A response arrived (or lib-http gave up: status >= 9000). Its body, if
  * any, is read into x->body, at most x->body_cap octets. */
@@ -198,10 +229,15 @@ xst_response(const struct http_response *resp, struct xst_cmd *x)
 	x->req = NULL;          /* lib-http frees it after this callback */
 	if (resp->status >= HTTP_RESPONSE_STATUS_INTERNAL) {
 		e_warning(x->cmd->client->event, "submit_token: %s: %s",
-			  x->step == XST_VERIFY ? "verify" : "fetch",
+			  xst_step_name(x),
 			  http_response_get_message(resp));
 		xst_conclude(x, SUBMIT_TOKEN_UNAVAILABLE,
 			     "The submission server did not answer");
+		return;
+	}
+	if ((resp->status == 301 || resp->status == 302 || resp->status == 307 ||
+	     resp->status == 308) && resp->location != NULL) {
+		xst_redirect(x, resp->status, resp->location);
 		return;
 	}
 	x->status = resp->status;
@@ -229,7 +265,7 @@ xst_payload_input(struct xst_cmd *x)
 	while ((ret = i_stream_read_more(x->payload, &data, &size)) > 0) {
 		if (x->body->used + size > x->body_cap) {
 			e_warning(x->cmd->client->event, "submit_token: %s answered more than %zu octets",
-				  x->step == XST_VERIFY ? "verify" : "fetch", x->body_cap);
+				  xst_step_name(x), x->body_cap);
 			io_remove(&x->io);
 			i_stream_unref(&x->payload);
 			xst_conclude(x, SUBMIT_TOKEN_UNAVAILABLE, x->step == XST_FETCH && x->status == 200 ?
@@ -254,42 +290,106 @@ xst_payload_input(struct xst_cmd *x)
 	xst_answer_read(x);
 }
 
-static struct http_client_request *
-xst_request(struct xst_cmd *x, const char *method, const char *path)
+/* Sends the request of the current step to x->target. The same request,
+ * headers and body, goes to each redirect's target. */
+static void
+xst_submit(struct xst_cmd *x)
 {
-	struct http_client_request *req;
+	const char *method = x->step == XST_VERIFY ? "POST" : "GET";
 
-	req = http_client_request_url_str(x->http, method,
-					  t_strconcat(x->api_url, path, NULL), xst_response, x);
-	http_client_request_add_header(req, "Authorization", t_strconcat("Bearer ", x->secret, NULL));
-	return req;
+	x->req = http_client_request_url(x->http, method, x->target, xst_response, x);
+	http_client_request_add_header(x->req, "Authorization", t_strconcat("Bearer ", x->secret, NULL));
+	if (x->step == XST_VERIFY) {
+		http_client_request_add_header(x->req, "Content-Type", "application/json");
+		http_client_request_set_payload_data(x->req, (const unsigned char *)x->verify_json,
+						     strlen(x->verify_json));
+	} else {
+		/* docs/api.md section 4: tokens never travel in the URL */
+		http_client_request_add_header(x->req, "Submit-Token", x->token);
+	}
+	http_client_request_submit(x->req);
+}
+
+/* x->target := submit_token_api_url + path; 0, or -1 and *error_r. */
+static int
+xst_set_target(struct xst_cmd *x, const char *path, const char **error_r)
+{
+	const char *url = t_strconcat(x->api_url, path, NULL);
+	const char *error;
+
+	if (http_url_parse(url, NULL, 0, x->cmd->pool, &x->target, &error) < 0) {
+		*error_r = t_strdup_printf("submit_token_api_url %s: %s", x->api_url, error);
+		return -1;
+	}
+	return 0;
 }
 
 static void
 xst_start_fetch(struct xst_cmd *x)
 {
+	const char *error;
+
 	x->step = XST_FETCH;
-	x->req = xst_request(x, "GET", "/v1/message");
-	/* docs/api.md section 4: tokens never travel in the URL */
-	http_client_request_add_header(x->req, "Submit-Token", x->token);
-	http_client_request_submit(x->req);
+	x->redirects = 0;
+	/* the base URL was checked in cmd_xsubmittoken() */
+	if (xst_set_target(x, "/v1/message", &error) < 0)
+		i_unreached();
+	xst_submit(x);
 }
 
 static void
 xst_start_verify(struct xst_cmd *x)
 {
 	string_t *json = t_str_new(256 + strlen(x->token));
+	const char *error;
 
 	str_append(json, "{\"token\":\"");
 	json_append_escaped(json, x->token);
 	str_append(json, "\",\"address\":\"");
 	json_append_escaped(json, x->address);
 	str_append(json, "\"}");
+	x->verify_json = p_strdup(x->cmd->pool, str_c(json));
 	x->step = XST_VERIFY;
-	x->req = xst_request(x, "POST", "/v1/verify");
-	http_client_request_add_header(x->req, "Content-Type", "application/json");
-	http_client_request_set_payload_data(x->req, str_data(json), str_len(json));
-	http_client_request_submit(x->req);
+	x->redirects = 0;
+	if (xst_set_target(x, "/v1/verify", &error) < 0)
+		i_unreached();
+	xst_submit(x);
+}
+
+/* A 301, 302, 307 or 308 with a Location: the same request again there, if
+ * the hop is allowed. A relative Location is resolved against the request's
+ * URL; userinfo in it is refused by the parser. */
+static void
+xst_redirect(struct xst_cmd *x, unsigned int status, const char *location)
+{
+	struct http_url *url;
+	const char *error;
+
+	if (x->redirects >= x->max_redirects) {
+		e_warning(x->cmd->client->event, "submit_token: %s: redirected (%u) more than "
+			  "submit_token_api_max_redirects=%u times", xst_step_name(x), status,
+			  x->max_redirects);
+		xst_conclude(x, SUBMIT_TOKEN_UNAVAILABLE, "The submission server redirected too often");
+		return;
+	}
+	if (http_url_parse(location, x->target, 0, x->cmd->pool, &url, &error) < 0) {
+		e_warning(x->cmd->client->event, "submit_token: %s: redirected (%u) to an invalid "
+			  "Location: %s", xst_step_name(x), status, error);
+		xst_conclude(x, SUBMIT_TOKEN_UNAVAILABLE, "The submission server redirected to an invalid URL");
+		return;
+	}
+	if (url->have_ssl != x->api_https) {
+		e_warning(x->cmd->client->event, "submit_token: %s: redirected (%u) to %s, not %s as "
+			  "submit_token_api_url: refused", xst_step_name(x), status, http_url_create(url),
+			  x->api_https ? "https" : "http");
+		xst_conclude(x, SUBMIT_TOKEN_UNAVAILABLE, "The submission server redirected to another scheme");
+		return;
+	}
+	x->redirects++;
+	e_debug(x->cmd->client->event, "submit_token: %s: redirected (%u) to %s", xst_step_name(x),
+		status, http_url_create(url));
+	x->target = url;
+	xst_submit(x);
 }
 
 /* A whole answer is in x->body: decide, or go on with the fetch. */
@@ -308,7 +408,7 @@ xst_answer_read(struct xst_cmd *x)
 			submit_token_refusal_class(x->status, NULL);
 		if (c == SUBMIT_TOKEN_UNAVAILABLE)
 			e_warning(x->cmd->client->event, "submit_token: %s answered %u",
-				  x->step == XST_VERIFY ? "verify" : "fetch", x->status);
+				  xst_step_name(x), x->status);
 		buffer_free(&body);
 		xst_conclude(x, c, NULL);
 		return;
@@ -349,7 +449,7 @@ xst_deadline(struct xst_cmd *x)
 {
 	timeout_remove(&x->to_deadline);
 	e_warning(x->cmd->client->event, "submit_token: %s: no answer in time",
-		  x->step == XST_VERIFY ? "verify" : "fetch");
+		  xst_step_name(x));
 	xst_conclude(x, SUBMIT_TOKEN_UNAVAILABLE, "The submission server did not answer in time");
 }
 
@@ -584,6 +684,7 @@ xst_http_client(struct client *client, unsigned int timeout_secs)
 	set.ssl = &ssl_set;
 	set.dns_client_socket_path = t_strconcat(client->user->set->base_dir, "/dns-client", NULL);
 	set.max_idle_time_msecs = 1000;
+	set.no_auto_redirect = TRUE;    /* xst_redirect() */
 	set.max_redirects = 0;
 	set.max_attempts = 1;
 	set.no_auto_retry = TRUE;
@@ -641,6 +742,13 @@ cmd_xsubmittoken(struct client_command_context *cmd)
 	}
 	x->secret = p_strdup(cmd->pool, x->secret);
 	x->max_size = xst_max_size(user);
+	x->max_redirects = xst_max_redirects(user);
+	if (xst_set_target(x, "/v1/verify", &error) < 0) {
+		e_error(client->event, "submit_token: %s", error);
+		client_send_tagline(cmd, "NO [XSUBMITTOKEN-UNAVAILABLE] Not configured.");
+		return TRUE;
+	}
+	x->api_https = x->target->have_ssl;
 
 	/* the mailbox first: a missing one costs no request */
 	ns = client_find_namespace(cmd, &mailbox);

@@ -66,10 +66,15 @@ class Dovecot:
     passdb); auth_socket: True for an auth-client listener at
     self.auth_socket_path (mode 0666: the tests' submitd drops to its own
     user); username_format: Dovecot's auth_username_format (e.g. "%Lu");
-    extra: more configuration text, appended as it is."""
+    extra: more configuration text, appended as it is; user_fields: {login:
+    "userdb_KEY=VALUE ..."}, the passwd-file's extra fields of a user (a
+    userdb_ field that is no mail setting becomes a plugin {} setting of
+    that user; values without ':' or spaces)."""
 
-    def __init__(self, users, masters=None, auth_socket=False, username_format=None, extra=""):
+    def __init__(self, users, masters=None, auth_socket=False, username_format=None, extra="",
+                 user_fields=None):
         self.users = dict(users)
+        user_fields = dict(user_fields or {})
         self.masters = dict(masters or {})
         self.tmp = tempfile.mkdtemp(prefix="submitd-dovecot-")
         # Dovecot's unprivileged processes (auth as dovecot, mail as nobody,
@@ -90,7 +95,8 @@ class Dovecot:
         with open(self.passwd, "w", encoding="utf-8") as f:
             # passwd-file: user:password:uid:gid:(gecos):home:(shell):extra
             for user, password in self.users.items():
-                f.write("%s:{PLAIN}%s:%d:%d::%s/%s::\n" % (user, password, uid, gid, self.mail, user))
+                f.write("%s:{PLAIN}%s:%d:%d::%s/%s::%s\n"
+                        % (user, password, uid, gid, self.mail, user, user_fields.get(user, "")))
         os.chmod(self.passwd, 0o644)      # read by the auth process (user dovecot)
         with open(self.master_passwd, "w", encoding="utf-8") as f:
             for user, password in self.masters.items():

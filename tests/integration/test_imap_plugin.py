@@ -25,7 +25,23 @@ dovecot.py) whose `protocol imap` loads the plugin built in this tree
   at all: each is NO [XSUBMITTOKEN-UNAVAILABLE], nothing is filed, the
   session and Dovecot go on, and Dovecot's log has no panic or fatal
   error; the fake's well-formed answer is filed, and the requests it saw
-  carry the credential and the address, and no token in the URL.
+  carry the credential and the address, and no token in the URL;
+- submit_token_address_domain and submit_token_max_size, set per user from
+  the userdb: a login without '@' files as login@domain and not for
+  another domain, a login with '@' stays itself, a login without '@' and
+  no domain is refused (logged); a message of exactly the limit is filed,
+  one octet more is XSUBMITTOKEN-TOOBIG;
+- redirects: a Redirector (307 to another base URL, as a cluster node for
+  another node's token) in front of submitd is followed for verify (POST,
+  same body) and fetch; a loop stops after submit_token_api_max_redirects,
+  0 follows none, a change of scheme is refused (all logged);
+- https: a TlsForwarder with a self-signed certificate in front of submitd,
+  trusted by Dovecot's ssl_client_ca_file, files; a certificate Dovecot
+  does not trust is NO [XSUBMITTOKEN-UNAVAILABLE] with the certificate
+  error logged; https to https redirects are followed, https to http not.
+
+Under memcheck (SUBMITD_VALGRIND=1, the memcheck suite) Dovecot runs every
+imap process, and so the plugin, under valgrind as well (imap_under_memcheck).
 
 Needs root (Dovecot switches to nobody for mail, see dovecot.py), the
 packages dovecot-imapd and dovecot-dev (the plugin is built only with the
@@ -45,21 +61,40 @@ import imaplib
 import json
 import os
 import re
+import select
+import shutil
 import socket
 import socketserver
+import ssl
+import subprocess
+import tempfile
 import threading
 import time
 import unittest
 import uuid
 
 from dovecot import MAIL_USER, Dovecot, dovecot_bin, quote
-from harness import RawSMTP, Submitd, b64url_decode, dot_stuff, free_port, parse_token_reply
+from harness import (MEMCHECK, RawSMTP, Submitd, b64url_decode, check_memcheck, dot_stuff, free_port,
+                     memcheck_dir, parse_token_reply, valgrind_argv)
 
 SENDER = "sender@example.org"      # SMTP sender, IMAP user
 ALICE = "alice@example.net"        # recipient, IMAP user
 BOB = "bob@example.org"            # another IMAP user
+CAROL = "carol"                    # a login without '@': submit_token_address_domain example.org
+DAVE = "dave"                      # a login without '@' and no domain: cannot use the command
+ERIN = "erin@example.org"          # a login with '@' and a domain: the login is the address
+SMALL = "small@example.org"        # submit_token_max_size = SMALL_MAX
+SMALL_MAX = 400
+NOREDIR = "noredirect@example.org"  # submit_token_api_max_redirects = 0
+# per-user plugin settings from the userdb (passwd-file extra fields)
+USER_FIELDS = {CAROL: "userdb_submit_token_address_domain=example.org",
+               ERIN: "userdb_submit_token_address_domain=example.net",
+               SMALL: "userdb_submit_token_max_size=%d" % SMALL_MAX,
+               NOREDIR: "userdb_submit_token_api_max_redirects=0"}
 PASSWORD = "imap pass phrase 3"
-TIMEOUT = 3                        # submit_token_api_timeout of the tests, seconds
+# submit_token_api_timeout of the tests, seconds; under memcheck submitd's
+# API answers a verification in up to a few seconds
+TIMEOUT = 15 if MEMCHECK else 3
 
 SMTPD = None
 DOVECOT = None
@@ -68,8 +103,9 @@ SECRET = None
 imaplib.Commands.setdefault("XSUBMITTOKEN", ("AUTH", "SELECTED"))
 
 
-def plugin_config(tmp, api_url, secret):
-    """The Dovecot configuration that loads the plugin from the build."""
+def plugin_config(tmp, api_url, secret, extra=""):
+    """The Dovecot configuration that loads the plugin from the build;
+    extra: more plugin {} lines."""
     plugin = os.environ.get("SUBMITD_IMAP_PLUGIN", "")
     if not os.path.isfile(plugin):
         raise AssertionError("SUBMITD_IMAP_PLUGIN=%r is not the built plugin" % plugin)
@@ -85,16 +121,37 @@ plugin {
   submit_token_api_url = %s
   submit_token_api_secret_file = %s
   submit_token_api_timeout = %d
-}
-""" % (os.path.dirname(os.path.abspath(plugin)), api_url, secret_file, TIMEOUT)
+%s}
+""" % (os.path.dirname(os.path.abspath(plugin)), api_url, secret_file, TIMEOUT, extra)
 
 
-def new_dovecot(api_url, secret):
-    d = Dovecot({SENDER: PASSWORD, ALICE: PASSWORD, BOB: PASSWORD})
+def new_dovecot(api_url, secret, users=(SENDER, ALICE, BOB), conf="", plugin_extra=""):
+    """A Dovecot with the plugin; conf: more global settings (e.g.
+    ssl_client_ca_file), plugin_extra: more plugin {} lines."""
+    d = Dovecot({u: PASSWORD for u in users}, user_fields=USER_FIELDS)
+    if MEMCHECK:
+        conf += imap_under_memcheck()
     # the configuration is written by the constructor: append ours to it
     with open(d.conf, "a") as f:
-        f.write(plugin_config(d.tmp, api_url, secret))
+        f.write(conf + plugin_config(d.tmp, api_url, secret, plugin_extra))
     return d
+
+
+def imap_under_memcheck():
+    """Under memcheck (SUBMITD_VALGRIND=1), Dovecot runs every imap process,
+    and so the plugin, under valgrind, logging next to submitd's logs
+    (harness.memcheck_dir()): an error or a definite leak in any of them
+    fails the file (tearDownModule, and harness's net at exit). Valgrind
+    starts as root (Dovecot's imap drops to the mail user itself), so it can
+    write there. Dovecot's own pools (data stack, alloconly) hide errors
+    inside their blocks; what memcheck sees is the plugin's malloc'd
+    buffers and every pool and object as a whole (an HTTP client, a stream,
+    a mailbox not freed is a definite leak)."""
+    argv = valgrind_argv(os.path.join(memcheck_dir(), "dovecot-imap.%p.log")) + ["--vgdb=no"]
+    argv[0] = shutil.which("valgrind")     # Dovecot wants an absolute path
+    imap = os.path.join(os.environ.get("SUBMITD_DOVECOT_LIBEXEC") or "/usr/lib/dovecot", "imap")
+    return "service imap {\n  executable = %s %s\n}\n" % (" ".join(argv), imap)
+
 
 
 def setUpModule():
@@ -107,26 +164,37 @@ def setUpModule():
     unittest.addModuleCleanup(SMTPD.cleanup)
     SMTPD.start()
     SECRET = SMTPD.submitctl("service", "add", "dovecot").stdout.strip()
-    DOVECOT = new_dovecot("http://127.0.0.1:%d" % SMTPD.http_port, SECRET)
+    DOVECOT = new_dovecot("http://127.0.0.1:%d" % SMTPD.http_port, SECRET,
+                          users=(SENDER, ALICE, BOB, CAROL, DAVE, ERIN, SMALL))
     unittest.addModuleCleanup(DOVECOT.stop)
     DOVECOT.start()
-    for user in (SENDER, ALICE, BOB):
+    for user in (SENDER, ALICE, BOB, CAROL, DAVE, ERIN, SMALL):
         DOVECOT.create_folder(user, "Sent")
 
 
 def tearDownModule():
     if SMTPD.proc is not None:
         SMTPD.stop()
+    if MEMCHECK:
+        # every Dovecot of the file has stopped (class and module cleanups
+        # ran before): every imap process has written its report
+        DOVECOT.stop()
+        check_memcheck(os.path.join(memcheck_dir(), "dovecot-imap.*.log"), "Dovecot's imap with the plugin")
 
 
 # ------------------------------------------------------------------ helpers
 
-def submit(rcpts=(ALICE,), sender=SENDER):
-    """One message over SMTP; (tokens by address, the submitted octets)."""
+def submit(rcpts=(ALICE,), sender=SENDER, size=None):
+    """One message over SMTP; (tokens by address, the submitted octets).
+    size: pad the body to exactly that many octets."""
     marker = "m" + uuid.uuid4().hex
     body = ("From: <%s>\r\nTo: <%s>\r\nSubject: plugin %s\r\nMessage-ID: <%s@client.test>\r\n\r\n"
             "Body of %s\r\n.a line with a leading dot\r\n8 bit: gr\u00fc\u00dfe\r\n"
             % (sender, rcpts[0], marker, marker, marker)).encode()
+    if size is not None:
+        if size < len(body) + 2:
+            raise AssertionError("size %d: the message has %d octets already" % (size, len(body)))
+        body += b"x" * (size - len(body) - 2) + b"\r\n"
     with RawSMTP(SMTPD.port, timeout=60) as c:
         c.ehlo()
         for line, code in (("MAIL FROM:<%s>" % sender, 250),) + tuple(("RCPT TO:<%s>" % a, 250) for a in rcpts) \
@@ -164,6 +232,16 @@ def xsubmittoken(m, mailbox, token):
     text = data[-1].decode() if data and data[-1] is not None else ""
     mm = re.match(r"^\[([^\]]*)\]\s*(.*)$", text)
     return typ, (mm.group(1) if mm else None), (mm.group(2) if mm else text)
+
+
+def assert_logged(test, dovecot, regex):
+    """Dovecot's log gets a line matching regex. The imap process hands its
+    lines to Dovecot's log process, which may write one after the tagged
+    answer has reached the test: wait for it a little."""
+    deadline = time.monotonic() + 10
+    while not re.search(regex, dovecot.log()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    test.assertRegex(dovecot.log(), regex)
 
 
 def forge(token):
@@ -301,6 +379,51 @@ class PluginTests(unittest.TestCase):
         typ, code, text = xsubmittoken(m, "Sent", tokens[SENDER])
         self.assertEqual(typ, "OK", text)
         self.assertFiledOnce(SENDER, body, v["message"]["received_at"])
+
+    def test_address_domain(self):
+        """submit_token_address_domain (here from the userdb): a login
+        without '@' is login@domain; a login with '@' is itself, whatever
+        the domain; without a domain, a login without '@' is refused."""
+        tokens, body = submit(sender="carol@example.org")
+        _, v = verify(tokens["carol@example.org"])
+        m = self.session(CAROL)
+        typ, code, text = xsubmittoken(m, "Sent", tokens["carol@example.org"])
+        self.assertEqual(typ, "OK", text)
+        self.assertFiledOnce(CAROL, body, v["message"]["received_at"])
+        # carol of another domain is not this login
+        tokens, _ = submit(sender="carol@example.net")
+        self.assertRefused(m, "Sent", tokens["carol@example.net"], "XSUBMITTOKEN-WRONGADDRESS", user=CAROL)
+        # erin@example.org with domain example.net: her login is her address
+        tokens, body = submit(sender=ERIN)
+        _, v = verify(tokens[ERIN])
+        m = self.session(ERIN)
+        self.assertEqual(xsubmittoken(m, "Sent", tokens[ERIN])[0], "OK")
+        self.assertFiledOnce(ERIN, body, v["message"]["received_at"])
+        tokens, _ = submit(sender="erin@example.net")
+        self.assertRefused(m, "Sent", tokens["erin@example.net"], "XSUBMITTOKEN-WRONGADDRESS", user=ERIN)
+        # dave has no '@' and no domain: not configured, and logged
+        tokens, _ = submit(sender="dave@example.org")
+        m = self.session(DAVE)
+        self.assertRefused(m, "Sent", tokens["dave@example.org"], "XSUBMITTOKEN-UNAVAILABLE", user=DAVE)
+        assert_logged(self, DOVECOT, r"imap\(dave\).*Error: submit_token: .*submit_token_address_domain")
+
+    def test_toobig(self):
+        """submit_token_max_size (here SMALL_MAX octets, from the userdb):
+        a message of exactly that size is filed, one octet more is
+        XSUBMITTOKEN-TOOBIG, nothing filed, and the session goes on."""
+        m = self.session(SMALL)
+        tokens, body = submit(sender=SMALL, size=SMALL_MAX + 1)
+        _, v = verify(tokens[SMALL])
+        self.assertEqual(v["message"]["size"], SMALL_MAX + 1)
+        self.assertRefused(m, "Sent", tokens[SMALL], "XSUBMITTOKEN-TOOBIG", user=SMALL)
+        tokens, body = submit(sender=SMALL, size=SMALL_MAX)
+        _, v = verify(tokens[SMALL])
+        typ, code, text = xsubmittoken(m, "Sent", tokens[SMALL])
+        self.assertEqual(typ, "OK", text)
+        self.assertFiledOnce(SMALL, body, v["message"]["received_at"])
+        # other users keep the default (64 MiB)
+        tokens, body = submit(size=SMALL_MAX + 1)
+        self.assertEqual(xsubmittoken(self.session(), "Sent", tokens[SENDER])[0], "OK")
 
 
 # ------------------------------------------------------------------ fake API
@@ -454,6 +577,263 @@ class FakeApiTests(unittest.TestCase):
         self.check_concurrency()
         log = self.dovecot.log()
         self.assertNotRegex(log, r"(?i)panic|fatal|killed with signal|segmentation")
+
+
+# ------------------------------------------------------------------ https and redirects
+
+def make_cert(directory, name):
+    """A self-signed certificate for 127.0.0.1 (IP subjectAltName, as
+    Dovecot's lib-ssl-iostream checks it): (cert file, key file)."""
+    cert, key = os.path.join(directory, name + ".pem"), os.path.join(directory, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True, timeout=60)
+    os.chmod(cert, 0o644)            # ssl_client_ca_file is read by the imap process (nobody)
+    return cert, key
+
+
+class TlsForwarder:
+    """A TLS terminator in front of a plain HTTP server: each connection is
+    decrypted with the certificate `cert` (switchable between connections)
+    and forwarded to 127.0.0.1:target_port (switchable too). One thread per
+    connection, which alone uses its TLS socket."""
+
+    def __init__(self, cert, target_port):
+        self.cert = cert
+        self.target_port = target_port
+        self.handshake_errors = []
+        self.sock = socket.create_server(("127.0.0.1", free_port()))
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.forward, args=(conn, self.cert, self.target_port), daemon=True).start()
+
+    def forward(self, conn, cert, target_port):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        conn.settimeout(30)
+        try:
+            tls = ctx.wrap_socket(conn, server_side=True)
+        except (OSError, ssl.SSLError) as e:
+            self.handshake_errors.append(str(e))
+            conn.close()
+            return
+        try:
+            with tls, socket.create_connection(("127.0.0.1", target_port), timeout=30) as back:
+                while True:
+                    ready = [tls] if tls.pending() else select.select([tls, back], [], [], 30)[0]
+                    if not ready:
+                        return
+                    for side, other in ((tls, back), (back, tls)):
+                        if side in ready:
+                            data = side.recv(65536)
+                            if not data:
+                                return
+                            other.sendall(data)
+        except (OSError, ssl.SSLError):
+            pass
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+class Redirector(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """Answers every request 307 with Location = self.base + the request's
+    path, as a cluster node does for another node's token, and records
+    the requests."""
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, base=""):
+        super().__init__(("127.0.0.1", free_port()), RedirectHandler)
+        self.base = base
+        self.requests = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.server_address[1]
+
+    def handle_error(self, request, client_address):
+        pass            # lib-http may close once it has the 307's head
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+class RedirectHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def handle_any(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        req = self.rfile.read(n) if n else b""
+        with self.server.lock:
+            self.server.requests.append((self.command, self.path, dict(self.headers), req))
+        body = b'{"error":"another node","node":"n2"}'
+        self.send_response(307)
+        self.send_header("Location", self.server.base + self.path)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = handle_any
+
+
+class RedirectTests(unittest.TestCase):
+    """A Dovecot whose plugin talks to a Redirector, which sends every
+    request on to the real submitd (plain HTTP)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redirector = Redirector()
+        cls.dovecot = new_dovecot(cls.redirector.url, SECRET, users=(SENDER, NOREDIR))
+        cls.dovecot.start()
+        cls.dovecot.create_folder(SENDER, "Sent")
+        cls.dovecot.create_folder(NOREDIR, "Sent")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dovecot.stop()
+        cls.redirector.stop()
+
+    def setUp(self):
+        with self.redirector.lock:
+            self.redirector.requests.clear()
+        self.m = self.dovecot.connect(SENDER, PASSWORD)
+        self.addCleanup(self.m.logout)
+
+    def requests(self):
+        with self.redirector.lock:
+            return [(r[0], r[1]) for r in self.redirector.requests]
+
+    def test_followed(self):
+        """verify (POST, its body again) and fetch (GET, its headers again)
+        each follow a 307 to submitd, and the copy is filed."""
+        self.redirector.base = "http://127.0.0.1:%d" % SMTPD.http_port
+        tokens, body = submit()
+        typ, code, text = xsubmittoken(self.m, "Sent", tokens[SENDER])
+        self.assertEqual(typ, "OK", text)
+        self.assertIn(body, [v[2] for v in self.dovecot.folder(SENDER, "Sent").values()])
+        self.assertEqual(self.requests(), [("POST", "/v1/verify"), ("GET", "/v1/message")])
+
+    def test_refused(self):
+        """A loop (of relative Locations) ends after submit_token_api_max_redirects
+        (3) hops; a redirect from http to https is refused: each NO [XSUBMITTOKEN-
+        UNAVAILABLE] with its reason logged, nothing filed."""
+        before = self.dovecot.folder(SENDER, "Sent")
+        tokens, _ = submit()
+        # a relative Location, resolved against the request's URL: a loop
+        self.redirector.base = "/next"
+        self.assertEqual(xsubmittoken(self.m, "Sent", tokens[SENDER])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        self.assertEqual(self.requests(), [("POST", "/next" * i + "/v1/verify") for i in range(4)])
+        assert_logged(self, self.dovecot, r"Warning: submit_token: verify: redirected \(307\) more than "
+                         r"submit_token_api_max_redirects=3 times")
+        with self.redirector.lock:
+            self.redirector.requests.clear()
+        self.redirector.base = "https://127.0.0.1:%d" % SMTPD.http_port
+        self.assertEqual(xsubmittoken(self.m, "Sent", tokens[SENDER])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        self.assertEqual(self.requests(), [("POST", "/v1/verify")])
+        assert_logged(self, self.dovecot, r"Warning: submit_token: verify: redirected \(307\) to "
+                         r"https://127\.0\.0\.1:%d/v1/verify, not http as submit_token_api_url: refused"
+                         % SMTPD.http_port)
+        self.assertEqual(self.dovecot.folder(SENDER, "Sent"), before)
+        self.assertEqual(self.m.noop()[0], "OK")
+        # submit_token_api_max_redirects = 0: none followed
+        with self.redirector.lock:
+            self.redirector.requests.clear()
+        self.redirector.base = "http://127.0.0.1:%d" % SMTPD.http_port
+        tokens, _ = submit(sender=NOREDIR)
+        m = self.dovecot.connect(NOREDIR, PASSWORD)
+        self.addCleanup(m.logout)
+        self.assertEqual(xsubmittoken(m, "Sent", tokens[NOREDIR])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        self.assertEqual(self.requests(), [("POST", "/v1/verify")])
+        assert_logged(self, self.dovecot, r"imap\(%s\).*Warning: submit_token: verify: redirected \(307\) "
+                         r"more than submit_token_api_max_redirects=0 times" % re.escape(NOREDIR))
+        self.assertEqual(self.dovecot.folder(NOREDIR, "Sent"), {})
+
+
+class TlsTests(unittest.TestCase):
+    """submit_token_api_url over https: a Dovecot that trusts one
+    self-signed certificate (ssl_client_ca_file), a TlsForwarder in front
+    of submitd's API that shows it, or another one."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="submitd-tls-")
+        os.chmod(cls.tmp, 0o755)
+        cls.trusted = make_cert(cls.tmp, "trusted")
+        cls.untrusted = make_cert(cls.tmp, "untrusted")
+        cls.tls = TlsForwarder(cls.trusted, SMTPD.http_port)
+        cls.redirector = Redirector()
+        cls.dovecot = new_dovecot("https://127.0.0.1:%d" % cls.tls.port, SECRET,
+                                  conf="ssl_client_ca_file = %s\n" % cls.trusted[0])
+        cls.dovecot.start()
+        cls.dovecot.create_folder(SENDER, "Sent")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dovecot.stop()
+        cls.tls.close()
+        cls.redirector.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.tls.cert, self.tls.target_port = self.trusted, SMTPD.http_port
+        self.m = self.dovecot.connect(SENDER, PASSWORD)
+        self.addCleanup(self.m.logout)
+
+    def file(self):
+        tokens, body = submit()
+        typ, code, text = xsubmittoken(self.m, "Sent", tokens[SENDER])
+        self.assertEqual(typ, "OK", text)
+        self.assertIn(body, [v[2] for v in self.dovecot.folder(SENDER, "Sent").values()])
+
+    def test_https(self):
+        self.file()
+
+    def test_untrusted_certificate(self):
+        """A certificate Dovecot does not trust: NO [XSUBMITTOKEN-
+        UNAVAILABLE], the certificate named in the log, nothing filed, the
+        session goes on and files once the right certificate is back."""
+        before = self.dovecot.folder(SENDER, "Sent")
+        tokens, _ = submit()
+        self.tls.cert = self.untrusted
+        self.assertEqual(xsubmittoken(self.m, "Sent", tokens[SENDER])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        self.assertEqual(self.dovecot.folder(SENDER, "Sent"), before)
+        assert_logged(self, self.dovecot, r"Warning: submit_token: verify: SSL handshak(?:ing with|e to) 127\.0\.0\.1:%d "
+                         r"failed: .*Received invalid SSL certificate" % self.tls.port)
+        self.assertEqual(self.m.noop()[0], "OK")
+        self.tls.cert = self.trusted
+        self.file()
+
+    def test_redirects(self):
+        """https to https is followed (the Redirector behind the
+        forwarder sends on to a second forwarder in front of submitd);
+        https to http is refused before anything is sent there."""
+        second = TlsForwarder(self.trusted, SMTPD.http_port)
+        self.addCleanup(second.close)
+        self.tls.target_port = self.redirector.server_address[1]
+        self.redirector.base = "https://127.0.0.1:%d" % second.port
+        self.file()
+        self.redirector.base = "http://127.0.0.1:%d" % SMTPD.http_port
+        tokens, _ = submit()
+        self.assertEqual(xsubmittoken(self.m, "Sent", tokens[SENDER])[:2], ("NO", "XSUBMITTOKEN-UNAVAILABLE"))
+        assert_logged(self, self.dovecot, r"redirected \(307\) to http://127\.0\.0\.1:%d/v1/verify, "
+                         r"not https as submit_token_api_url: refused" % SMTPD.http_port)
 
 
 if __name__ == "__main__":
