@@ -96,6 +96,25 @@ def valgrind_argv(log_file):
 # at some seconds each under valgrind, the hundredth run of the same code
 # costs minutes and finds nothing the first ten did not. submitd itself
 # always runs under memcheck.
+LSAN_SUPP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lsan.supp")
+
+
+def sanitizer_env(extra):
+    """The environment of a submitd: ours, LeakSanitizer's suppressions of
+    third-party leaks (tests/lsan.supp) and the server's own additions. A
+    value for ASAN_OPTIONS or LSAN_OPTIONS in extra is appended to the
+    inherited one."""
+    env = dict(os.environ)
+    lsan = env.get("LSAN_OPTIONS", "")
+    env["LSAN_OPTIONS"] = (lsan + ":" if lsan else "") + "suppressions=" + os.path.abspath(LSAN_SUPP)
+    for k, v in extra.items():
+        if k in ("ASAN_OPTIONS", "LSAN_OPTIONS") and env.get(k):
+            env[k] = env[k] + ":" + v
+        else:
+            env[k] = v
+    return env
+
+
 MEMCHECK_REPEATS = int(os.environ.get("SUBMITD_VALGRIND_REPEATS") or 10)
 _memcheck_runs = {}     # (program, command) -> runs under memcheck
 _native_runs = {}       # (program, command) -> runs left native
@@ -525,6 +544,8 @@ class Submitd:
         # argv put before submitd's own, e.g. strace's (then proc is the
         # wrapper, and the test reaches submitd through it)
         self.wrapper = []
+        # environment variables added for this server only
+        self.env = {}
 
     # -- options shared by submitd and submitctl, so that both see one config
     def option_args(self):
@@ -550,7 +571,7 @@ class Submitd:
         argv, self.memcheck_logs = command("submitd")
         cmd = self.wrapper + argv + self.option_args()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log_file,
-                                     stderr=self.log_file, cwd=self.tmp)
+                                     stderr=self.log_file, cwd=self.tmp, env=sanitizer_env(self.env))
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if "event=ready" in self.log()[seen:]:
