@@ -33,6 +33,22 @@ write_ini(const char *text)
 	return path;
 }
 
+/* The sample configuration shipped in etc/ loads: every key it names
+ * exists in its section, and every value is within its bounds (a merge
+ * once moved a key into the wrong section). */
+static void
+test_sample_file(void **state)
+{
+	struct config c;
+	char err[256];
+
+	config_defaults(&c);
+	if (config_load(&c, SOURCE_ROOT "/etc/submitd.conf", NULL, 0, err, sizeof(err)) != 0)
+		fail_msg("%s", err);
+	assert_string_equal(c.hostname, "mail.example.org");
+	config_free(&c);
+}
+
 static void
 test_defaults(void **state)
 {
@@ -601,6 +617,7 @@ main(void)
 		cmocka_unit_test(test_finish_checks),
 		cmocka_unit_test(test_cluster_peers),
 		cmocka_unit_test(test_cluster_keys),
+		cmocka_unit_test(test_sample_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
