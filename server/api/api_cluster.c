@@ -153,7 +153,7 @@ call_start(struct api_worker *w, const struct peer *p, enum evhttp_cmd_type cmd,
 
 	c->w = w;
 	c->peer = p;
-	c->evcon = evhttp_connection_base_new(w->base, NULL, p->host, (ev_uint16_t)p->port);
+	c->evcon = evhttp_connection_base_new(w->base, w->dns, p->host, (ev_uint16_t)p->port);
 	r = evhttp_request_new(cb, c);
 	if (c->evcon == NULL || r == NULL) {
 		if (r)
@@ -317,6 +317,13 @@ api_cluster_init(struct api_worker *w, char *err, size_t errlen)
 		return -1;
 	w->reap_ev = event_new(w->base, -1, 0, reap, w);
 	peer_ring_refresh(w->db, &w->peers);
+	/* A peer named by a host name must not stall every request of this
+	 * loop while it resolves; an address is used as it is, without a query. */
+	if (cfg->cluster_peer_list.n > 0) {
+		w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+		if (w->dns == NULL)      /* no resolv.conf: addresses only */
+			w->dns = evdns_base_new(w->base, 0);
+	}
 	if (w->index == 0 && cfg->cluster_peer_list.n > 0) {
 		struct timeval now = { 0, 0 };
 		w->refresh_ev = evtimer_new(w->base, refresh, w);
@@ -344,6 +351,9 @@ api_cluster_free(struct api_worker *w)
 		evhttp_connection_free(c->evcon);
 		free(c);
 	}
+	if (w->dns)
+		evdns_base_free(w->dns, 0);
+	w->dns = NULL;
 	peer_ring_free(&w->peers);
 }
 

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <jansson.h>
@@ -60,6 +61,7 @@ struct api_worker {
 	struct cluster_call *calls;      /* calls to other nodes, in flight or answered */
 	struct event *reap_ev;           /* frees the answered calls' connections */
 	struct event *refresh_ev;        /* worker 0: the peers' keys, every cluster.refresh_interval */
+	struct evdns_base *dns;          /* peers' names, resolved without blocking the loop */
 	struct api_guard guard;
 };
 
