@@ -90,31 +90,44 @@ ring_add(struct peer_ring *r, const struct token_key *k, const char *node)
 	snprintf(r->node[r->ring.n - 1], sizeof(r->node[0]), "%s", node);
 }
 
-/* The learnt keys the ring lacks go in; those it has (the database
- * brought them, or another node holds the kid) are done with. */
+static void
+learnt_to_ring(struct peer_ring *r, size_t i)
+{
+	const struct peer_key *pk = &r->learnt[i];
+	struct token_key k;
+
+	memset(&k, 0, sizeof(k));
+	memcpy(k.kid, pk->kid, sizeof(k.kid));
+	memcpy(k.pk, pk->pk, sizeof(k.pk));
+	k.state = pk->state;
+	k.created_at = pk->created_at;
+	k.retired_at = pk->retired_at;
+	ring_add(r, &k, r->learnt_node[i]);
+}
+
+/* Keep learnt[i] as learnt[*kept]. */
+static void
+learnt_keep(struct peer_ring *r, size_t i, size_t *kept)
+{
+	if (*kept != i) {
+		r->learnt[*kept] = r->learnt[i];
+		memcpy(r->learnt_node[*kept], r->learnt_node[i], sizeof(r->learnt_node[0]));
+	}
+	(*kept)++;
+}
+
+/* After a load: the learnt keys the ring lacks go in; those it has (the
+ * database brought them, or another node holds the kid) are done with. */
 static void
 learnt_merge(struct peer_ring *r)
 {
 	size_t kept = 0;
 
 	for (size_t i = 0; i < r->nlearnt; i++) {
-		const struct peer_key *pk = &r->learnt[i];
-		struct token_key k;
-
-		if (keyring_find(&r->ring, pk->kid) != NULL)
+		if (keyring_find(&r->ring, r->learnt[i].kid) != NULL)
 			continue;
-		memset(&k, 0, sizeof(k));
-		memcpy(k.kid, pk->kid, sizeof(k.kid));
-		memcpy(k.pk, pk->pk, sizeof(k.pk));
-		k.state = pk->state;
-		k.created_at = pk->created_at;
-		k.retired_at = pk->retired_at;
-		ring_add(r, &k, r->learnt_node[i]);
-		if (kept != i) {
-			r->learnt[kept] = r->learnt[i];
-			memcpy(r->learnt_node[kept], r->learnt_node[i], sizeof(r->learnt_node[0]));
-		}
-		kept++;
+		learnt_to_ring(r, i);
+		learnt_keep(r, i, &kept);
 	}
 	r->nlearnt = kept;
 }
@@ -125,18 +138,14 @@ peer_ring_learn(struct peer_ring *r, const char *node, const struct peer_key *ke
 {
 	size_t kept = 0;
 
-	for (size_t i = 0; i < r->nlearnt; i++) {
-		if (strcmp(r->learnt_node[i], node) == 0)
-			continue;
-		if (kept != i) {
-			r->learnt[kept] = r->learnt[i];
-			memcpy(r->learnt_node[kept], r->learnt_node[i], sizeof(r->learnt_node[0]));
-		}
-		kept++;
-	}
+	for (size_t i = 0; i < r->nlearnt; i++)
+		if (strcmp(r->learnt_node[i], node) != 0)
+			learnt_keep(r, i, &kept);
 	r->nlearnt = kept;
 	for (size_t i = 0; i < n; i++) {
-		if (keyring_find(own, keys[i].kid) != NULL)
+		const char *holder = peer_ring_node(r, keys[i].kid);
+
+		if (keyring_find(own, keys[i].kid) != NULL || (holder != NULL && strcmp(holder, node) != 0))
 			continue;
 		if (r->nlearnt == r->learnt_cap) {
 			size_t cap = r->learnt_cap ? r->learnt_cap * 2 : 8;
@@ -146,9 +155,12 @@ peer_ring_learn(struct peer_ring *r, const char *node, const struct peer_key *ke
 		}
 		r->learnt[r->nlearnt] = keys[i];
 		snprintf(r->learnt_node[r->nlearnt], sizeof(r->learnt_node[0]), "%s", node);
+		/* one the ring has for node stays learnt: the next load keeps
+		 * it if the database lacks it */
+		if (holder == NULL)
+			learnt_to_ring(r, r->nlearnt);
 		r->nlearnt++;
 	}
-	learnt_merge(r);
 }
 
 static int
