@@ -77,6 +77,92 @@ peer_ring_init(sqlite3 *db, struct peer_ring *r, char *err, size_t errlen)
 	return 0;
 }
 
+/* Each add appends, so node[i] stays beside ring.keys[i]. */
+static void
+ring_add(struct peer_ring *r, const struct token_key *k, const char *node)
+{
+	keyring_add(&r->ring, k);
+	if (r->ring.n > r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 8;
+		r->node = xrealloc(r->node, cap * sizeof(*r->node));
+		r->cap = cap;
+	}
+	snprintf(r->node[r->ring.n - 1], sizeof(r->node[0]), "%s", node);
+}
+
+static void
+learnt_to_ring(struct peer_ring *r, size_t i)
+{
+	const struct peer_key *pk = &r->learnt[i];
+	struct token_key k;
+
+	memset(&k, 0, sizeof(k));
+	memcpy(k.kid, pk->kid, sizeof(k.kid));
+	memcpy(k.pk, pk->pk, sizeof(k.pk));
+	k.state = pk->state;
+	k.created_at = pk->created_at;
+	k.retired_at = pk->retired_at;
+	ring_add(r, &k, r->learnt_node[i]);
+}
+
+/* Keep learnt[i] as learnt[*kept]. */
+static void
+learnt_keep(struct peer_ring *r, size_t i, size_t *kept)
+{
+	if (*kept != i) {
+		r->learnt[*kept] = r->learnt[i];
+		memcpy(r->learnt_node[*kept], r->learnt_node[i], sizeof(r->learnt_node[0]));
+	}
+	(*kept)++;
+}
+
+/* After a load: the learnt keys the ring lacks go in; those it has (the
+ * database brought them, or another node holds the kid) are done with. */
+static void
+learnt_merge(struct peer_ring *r)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < r->nlearnt; i++) {
+		if (keyring_find(&r->ring, r->learnt[i].kid) != NULL)
+			continue;
+		learnt_to_ring(r, i);
+		learnt_keep(r, i, &kept);
+	}
+	r->nlearnt = kept;
+}
+
+void
+peer_ring_learn(struct peer_ring *r, const char *node, const struct peer_key *keys, size_t n,
+    const struct keyring *own)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < r->nlearnt; i++)
+		if (strcmp(r->learnt_node[i], node) != 0)
+			learnt_keep(r, i, &kept);
+	r->nlearnt = kept;
+	for (size_t i = 0; i < n; i++) {
+		const char *holder = peer_ring_node(r, keys[i].kid);
+
+		if (keyring_find(own, keys[i].kid) != NULL || (holder != NULL && strcmp(holder, node) != 0))
+			continue;
+		if (r->nlearnt == r->learnt_cap) {
+			size_t cap = r->learnt_cap ? r->learnt_cap * 2 : 8;
+			r->learnt = xrealloc(r->learnt, cap * sizeof(*r->learnt));
+			r->learnt_node = xrealloc(r->learnt_node, cap * sizeof(*r->learnt_node));
+			r->learnt_cap = cap;
+		}
+		r->learnt[r->nlearnt] = keys[i];
+		snprintf(r->learnt_node[r->nlearnt], sizeof(r->learnt_node[0]), "%s", node);
+		/* one the ring has for node stays learnt: the next load keeps
+		 * it if the database lacks it */
+		if (holder == NULL)
+			learnt_to_ring(r, r->nlearnt);
+		r->nlearnt++;
+	}
+}
+
 static int
 peer_ring_load(sqlite3 *db, struct peer_ring *r)
 {
@@ -101,17 +187,11 @@ peer_ring_load(sqlite3 *db, struct peer_ring *r)
 		    TOKEN_KEY_ACTIVE : TOKEN_KEY_RETIRED;
 		k.created_at = store_time_parse((const char *)sqlite3_column_text(st, 4));
 		k.retired_at = store_time_parse((const char *)sqlite3_column_text(st, 5));
-		/* kids are unique (the primary key): each add appends, so
-		 * node[i] stays beside ring.keys[i] */
-		keyring_add(&r->ring, &k);
-		if (r->ring.n > r->cap) {
-			size_t cap = r->cap ? r->cap * 2 : 8;
-			r->node = xrealloc(r->node, cap * sizeof(*r->node));
-			r->cap = cap;
-		}
-		snprintf(r->node[r->ring.n - 1], sizeof(r->node[0]), "%s", node);
+		/* kids are unique (the primary key) */
+		ring_add(r, &k, node);
 	}
 	sqlite3_finalize(st);
+	learnt_merge(r);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -142,6 +222,11 @@ peer_ring_free(struct peer_ring *r)
 	free(r->node);
 	r->node = NULL;
 	r->cap = 0;
+	free(r->learnt);
+	free(r->learnt_node);
+	r->learnt = NULL;
+	r->learnt_node = NULL;
+	r->nlearnt = r->learnt_cap = 0;
 }
 
 const char *

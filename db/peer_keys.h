@@ -43,12 +43,24 @@ struct peer_ring {
 	size_t cap;
 	sqlite3_stmt *data_version;
 	int64_t seen_version;
+	/* keys read from a peer that the database may not hold yet (the
+	 * writer stores them a moment later): put back after each reload
+	 * until a reload brings them (peer_ring_learn) */
+	struct peer_key *learnt;
+	char (*learnt_node)[TOKEN_ISSUER_MAX + 1];
+	size_t nlearnt, learnt_cap;
 };
 int peer_ring_init(sqlite3 *db, struct peer_ring *r, char *err, size_t errlen);
 /* Reload when another connection committed since the last load. 1
  * reloaded, 0 nothing to do, -1 error. */
 int peer_ring_refresh(sqlite3 *db, struct peer_ring *r);
 void peer_ring_free(struct peer_ring *r);
+/* What node listed just now, known at once, before the writer stores
+ * it: replaces what was learnt from node before. A kid of own (this
+ * node's keys) or one the ring holds for another node is skipped, as
+ * peer_keys_store skips it. */
+void peer_ring_learn(struct peer_ring *r, const char *node, const struct peer_key *keys, size_t n,
+    const struct keyring *own);
 /* The node of key kid, or NULL when no peer has it. */
 const char *peer_ring_node(const struct peer_ring *r, const char *kid);
 

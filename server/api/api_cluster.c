@@ -8,6 +8,13 @@
  *   hands what it read to the writer (peer_keys_store); each worker loads
  *   the table on its own read connection (peer_ring) when the database
  *   changed. A peer that does not answer keeps the keys it had.
+ *   A token whose kid no ring has and whose (unverified) iss is a peer
+ *   makes the worker fetch that peer's keys at once: the request waits
+ *   for the answer, takes the keys into the worker's ring in memory (and
+ *   to the writer, as a refresh does) and is then handled again. One such
+ *   fetch per peer at a time on a worker, and none for
+ *   cluster.key_fetch_interval after one ended, so a made-up kid costs
+ *   one fetch per interval, not one per request.
  * - verify: a token signed by a peer's key has its signature, expiry and
  *   address binding checked here; whether it is still on record and not
  *   revoked is the issuer's to say, so the request goes on to the
@@ -52,10 +59,32 @@ struct cluster_call {
 	char client[64];
 	char shorttok[LOG_TOKEN_SHORT];
 	bool keys;                           /* a fetch of the peer's keys */
+	bool on_demand;                      /* ... for a token with an unknown kid */
 	bool answered;                       /* waits for reap() to free it */
 	bool client_gone;
 	struct cluster_call *next;
 };
+
+/* A request that waits for its peer's keys, to be handled again. */
+struct key_waiter {
+	struct evhttp_request *req;          /* NULL: gone with its connection */
+	void (*handler)(struct api_worker *, struct evhttp_request *);
+	bool client_gone;                    /* detached: a reply frees it */
+	struct key_waiter *next;
+};
+
+/* Per peer and worker: the fetch of its keys for an unknown kid. */
+struct peer_fetch {
+	bool in_flight;
+	bool failed;                         /* the last one brought no key list */
+	int64_t ended_ms;                    /* when the last one ended; 0 none yet */
+	struct key_waiter *waiting;
+	size_t nwaiting;
+};
+
+/* Requests that may wait for one peer's keys on one worker; more are
+ * answered issuer_unavailable at once (the answer is not known yet). */
+#define KEY_WAITERS_MAX 256
 
 /* The writer job that stores one peer's keys. */
 struct keys_job {
@@ -226,6 +255,46 @@ keys_job_done(struct writer_job *job)
 	free(j);
 }
 
+/* The close callback of a waiting request's connection: as
+ * client_closed. */
+static void
+waiter_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct key_waiter *k = arg;
+
+	if (k->req != NULL && evhttp_request_get_connection(k->req) != NULL)
+		k->req = NULL;
+	k->client_gone = true;
+}
+
+/* The on-demand fetch of p's keys ended (failed: no key list came): the
+ * requests that waited for it are handled again, and find the key now,
+ * or meet the interval and get their answer without another fetch. */
+static void
+fetch_ended(struct api_worker *w, const struct peer *p, bool failed)
+{
+	struct peer_fetch *f = &w->fetches[p - w->api->srv->cfg->cluster_peer_list.v];
+	struct key_waiter *k = f->waiting;
+
+	f->in_flight = false;
+	f->failed = failed;
+	f->ended_ms = now_ms();
+	f->waiting = NULL;
+	f->nwaiting = 0;
+	while (k != NULL) {
+		struct key_waiter *next = k->next;
+		if (k->req != NULL && k->client_gone) {
+			/* detached: the reply, sent to nobody, frees it */
+			api_reply_error(k->req, 503, "Service Unavailable", "issuer_unavailable", "gone");
+		} else if (k->req != NULL) {
+			evhttp_connection_set_closecb(evhttp_request_get_connection(k->req), NULL, NULL);
+			k->handler(w, k->req);
+		}
+		free(k);
+		k = next;
+	}
+}
+
 static void
 keys_answer(struct evhttp_request *r, void *arg)
 {
@@ -237,6 +306,7 @@ keys_answer(struct evhttp_request *r, void *arg)
 	const char *body;
 	size_t len, n = 0;
 	int code = r ? evhttp_request_get_response_code(r) : 0;
+	bool failed = true;
 
 	if (code != 200) {
 		log_warn("event=cluster_keys_failed node=%s status=%d keys=kept", c->peer->name, code);
@@ -278,9 +348,14 @@ keys_answer(struct evhttp_request *r, void *arg)
 	j->job.done = keys_job_done;
 	j->job.arg = j;
 	log_debug("event=cluster_keys node=%s keys=%zu", c->peer->name, j->n);
+	/* known on this worker now; the others when the writer committed */
+	peer_ring_learn(&w->peers, c->peer->name, j->keys, j->n, &w->keys.ring);
+	failed = false;
 	writer_job_submit(w->api->srv->writer, &j->job);
 out:
 	free(ak);
+	if (c->on_demand)
+		fetch_ended(w, c->peer, failed);
 	call_done(c);
 }
 
@@ -315,6 +390,7 @@ api_cluster_init(struct api_worker *w, char *err, size_t errlen)
 
 	if (peer_ring_init(w->db, &w->peers, err, errlen) == -1)
 		return -1;
+	w->fetches = xcalloc(cfg->cluster_peer_list.n ? cfg->cluster_peer_list.n : 1, sizeof(*w->fetches));
 	w->reap_ev = event_new(w->base, -1, 0, reap, w);
 	peer_ring_refresh(w->db, &w->peers);
 	/* A peer named by a host name must not stall every request of this
@@ -351,6 +427,20 @@ api_cluster_free(struct api_worker *w)
 		evhttp_connection_free(c->evcon);
 		free(c);
 	}
+	/* After evhttp_free: the requests still attached went with their
+	 * connections (waiter_closed forgot them); the detached are ours. */
+	for (size_t i = 0; w->fetches && i < w->api->srv->cfg->cluster_peer_list.n; i++) {
+		struct key_waiter *k = w->fetches[i].waiting;
+		while (k != NULL) {
+			struct key_waiter *next = k->next;
+			if (k->req != NULL)
+				evhttp_request_free(k->req);
+			free(k);
+			k = next;
+		}
+	}
+	free(w->fetches);
+	w->fetches = NULL;
 	if (w->dns)
 		evdns_base_free(w->dns, 0);
 	w->dns = NULL;
@@ -470,6 +560,52 @@ refer(struct evhttp_request *req, const struct peer *p)
 	free(loc);
 }
 
+enum fetch_outcome {
+	FETCH_NONE,              /* no fetch: the key is unknown (the gate says so) */
+	FETCH_WAITING,           /* the request waits for the peer's keys */
+	FETCH_UNAVAILABLE,       /* the peer's keys cannot be had now */
+};
+
+/* A token of peer p (by its unverified claim) with a kid no ring has: the
+ * peer may have made the key since the last refresh. */
+static enum fetch_outcome
+key_fetch(struct api_worker *w, struct evhttp_request *req, const struct peer *p, const char *action,
+    const char *kid, const char *shorttok)
+{
+	const struct config *cfg = w->api->srv->cfg;
+	struct peer_fetch *f = &w->fetches[p - cfg->cluster_peer_list.v];
+	struct key_waiter *k;
+
+	if (cfg->cluster_key_fetch_interval == 0)
+		return FETCH_NONE;
+	if (!f->in_flight) {
+		struct cluster_call *c;
+		if (f->ended_ms != 0 && now_ms() - f->ended_ms < cfg->cluster_key_fetch_interval * 1000)
+			return f->failed ? FETCH_UNAVAILABLE : FETCH_NONE;
+		c = call_start(w, p, EVHTTP_REQ_GET, "/v1/keys?local=1", NULL, keys_answer);
+		if (c == NULL) {
+			log_warn("event=cluster_keys_failed node=%s error=\"cannot make the request\"", p->name);
+			f->failed = true;
+			f->ended_ms = now_ms();
+			return FETCH_UNAVAILABLE;
+		}
+		c->keys = c->on_demand = true;
+		f->in_flight = true;
+		log_info("event=cluster_keys_fetch node=%s key_id=%s token=%s why=unknown_key", p->name, kid, shorttok);
+	} else if (f->nwaiting >= KEY_WAITERS_MAX) {
+		return FETCH_UNAVAILABLE;
+	}
+	k = xcalloc(1, sizeof(*k));
+	k->req = req;
+	k->handler = strcmp(action, "verify") == 0 ? api_handle_verify :
+	    strcmp(action, "fetch") == 0 ? api_handle_fetch : api_handle_status;
+	k->next = f->waiting;
+	f->waiting = k;
+	f->nwaiting++;
+	evhttp_connection_set_closecb(evhttp_request_get_connection(req), waiter_closed, k);
+	return FETCH_WAITING;
+}
+
 bool
 api_cluster_route(struct api_worker *w, struct evhttp_request *req, const char *action, const char *service)
 {
@@ -499,8 +635,25 @@ api_cluster_route(struct api_worker *w, struct evhttp_request *req, const char *
 		 * nothing more, and no token id is audited. */
 		char iss[TOKEN_ISSUER_MAX + 1];
 		if (cfg->cluster_peer_list.n == 0 || !token_unverified_issuer(token, strlen(token), iss) ||
-		    strcmp(iss, cfg->tokens_issuer) == 0 || peer_list_find(&cfg->cluster_peer_list, iss) != NULL)
+		    strcmp(iss, cfg->tokens_issuer) == 0)
 			return false;
+		if ((p = peer_list_find(&cfg->cluster_peer_list, iss)) != NULL) {
+			switch (key_fetch(w, req, p, action, kid, shorttok)) {
+			case FETCH_NONE:
+				return false;
+			case FETCH_WAITING:
+				return true;
+			case FETCH_UNAVAILABLE:
+				break;
+			}
+			/* Neither the key nor its absence could be learnt: not
+			 * "unknown_key", which the peer did not say (fail closed). */
+			log_info("event=api_%s result=issuer_unavailable token=%s service=%s ip=%s node=%s why=keys",
+			    action, shorttok, service[0] ? service : "-", client, p->name);
+			audit(w, action, "issuer_unavailable", service, NULL, client);
+			unavailable(req, p->name, "the issuing node's keys cannot be fetched");
+			return true;
+		}
 		log_info("event=api_%s result=unknown_issuer token=%s service=%s ip=%s", action, shorttok,
 		    service[0] ? service : "-", client);
 		audit(w, action, "unknown_issuer", service, NULL, client);

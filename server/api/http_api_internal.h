@@ -62,6 +62,7 @@ struct api_worker {
 	struct event *reap_ev;           /* frees the answered calls' connections */
 	struct event *refresh_ev;        /* worker 0: the peers' keys, every cluster.refresh_interval */
 	struct evdns_base *dns;          /* peers' names, resolved without blocking the loop */
+	struct peer_fetch *fetches;      /* per peer: the fetch of its keys for an unknown kid */
 	struct api_guard guard;
 };
 

@@ -165,6 +165,7 @@ static const struct cfg_entry table[] = {
 	STR("cluster", "secret_file", cluster_secret_file, ""),
 	INT("cluster", "refresh_interval", cluster_refresh_interval, 1, 86400, "300"),
 	INT("cluster", "timeout", cluster_timeout, 1, 300, "5"),
+	INT("cluster", "key_fetch_interval", cluster_key_fetch_interval, 0, 3600, "10"),
 };
 
 static const struct cfg_entry *

@@ -155,6 +155,7 @@ struct config {
 	struct peer_list cluster_peer_list;
 	char *cluster_secret_file;      /* the credential this node presents to the others */
 	int64_t cluster_refresh_interval;  /* seconds between fetches of the peers' keys */
+	int64_t cluster_key_fetch_interval; /* seconds between fetches for an unknown key, per peer; 0 none */
 	int64_t cluster_timeout;        /* seconds for one call to a peer */
 };
 

@@ -336,5 +336,117 @@ class Cluster(unittest.TestCase):
         self.assertIn("retired", states.values())
 
 
+class KeyFetch(unittest.TestCase):
+    """A peer's new key is known at once: two nodes of their own that
+    refresh each other's keys once an hour; a token with a kid node 1 does
+    not know and iss node 2 makes node 1 fetch node 2's keys right away,
+    and a made-up kid does not make it fetch again and again."""
+
+    @classmethod
+    def setUpClass(cls):
+        nodes = [Submitd({"smtp.trusted_networks": "127.0.0.0/8"}) for _ in range(2)]
+        for i, n in enumerate(nodes):
+            n.name = "kf%d" % (i + 1)
+        try:
+            for n in nodes:
+                n.options.update({
+                    "tokens.issuer": n.name,
+                    "cluster.peers": ", ".join("%s=http://127.0.0.1:%d" % (p.name, p.http_port)
+                                               for p in nodes if p is not n),
+                    "cluster.refresh_interval": "3600",
+                    "cluster.key_fetch_interval": "600",
+                    "cluster.timeout": "2",
+                    "http.threads": "1",
+                    "http.auth_verify": "false",
+                    "http.auth_keys": "false",
+                })
+            # kf2 first: kf1's one refresh, at its start, finds it up
+            for n in reversed(nodes):
+                n.start()
+        except BaseException:
+            for n in nodes:
+                n.cleanup()
+            raise
+        cls.nodes = nodes
+        n1 = nodes[0]
+        wait_for("kf1 knows kf2's keys", lambda: "kf2" in {k["node"] for k in cls.keys(n1)})
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes:
+            n.__exit__(None, None, None)
+
+    @staticmethod
+    def keys(n):
+        r = curl(node_url(n, "/v1/keys"))
+        assert r.status == 200, r
+        return r.json()["keys"]
+
+    @staticmethod
+    def verify(n, token, address):
+        return curl(node_url(n, "/v1/verify"), headers=["Content-Type: application/json"],
+                    data=json.dumps({"token": token, "address": address}))
+
+    def fetches(self):
+        return self.nodes[0].log().count("event=cluster_keys_fetch node=kf2 ")
+
+    def test_a_rotated_key_known_at_once(self):
+        n1, n2 = self.nodes
+        n2.submitctl("key", "rotate")
+        tokens, _ = submit(n2)
+        kid = kid_of(tokens[RCPT])
+        self.assertNotIn(kid, {k["key_id"] for k in self.keys(n1)})
+        before = self.fetches()
+        r = self.verify(n1, tokens[RCPT], RCPT)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["result"], "valid")
+        self.assertEqual(r.json()["issuer"], "kf2")
+        self.assertEqual(self.fetches(), before + 1)
+        # a referral for the new key too, without another fetch
+        r = curl(node_url(n1, "/v1/status"), headers=["Submit-Token: " + tokens[SENDER]])
+        self.assertEqual(r.status, 307, r)
+        self.assertEqual(self.fetches(), before + 1)
+        # stored through the writer, as a refresh does
+        wait_for("kf1 stores kf2's new key", lambda: n1.sql(
+            "SELECT count(*) AS n FROM peer_keys WHERE node = 'kf2' AND key_id = '%s'" % kid)[0]["n"] == 1)
+
+    def test_b_made_up_kid_fetches_once(self):
+        n1 = self.nodes[0]
+        # a real token of another key that claims kf2
+        with Submitd({"smtp.trusted_networks": "127.0.0.0/8", "tokens.issuer": "kf2"}) as other:
+            other.name = "kf2"
+            tokens, _ = submit(other)
+        t = tokens[RCPT]
+        before = self.fetches()
+        for _ in range(20):
+            r = self.verify(n1, t, RCPT)
+            self.assertEqual(r.status, 404, r)
+            self.assertEqual(r.json()["result"], "unknown_key")
+        # at most one fetch for all of them (none if the last one is recent)
+        self.assertLessEqual(self.fetches() - before, 1)
+        self.assertIn("result=unknown_key", n1.log())
+
+    def test_c_peer_down(self):
+        """The peer cannot be asked for its keys: issuer_unavailable (the
+        key may well be the peer's), never valid, and one fetch per
+        interval all the same."""
+        n1, n2 = self.nodes
+        n2.submitctl("key", "rotate")
+        tokens, _ = submit(n2)
+        n2.stop()
+        try:
+            n1.stop()        # forget the last fetch's time: a new run
+            n1.start()
+            before = self.fetches()
+            for _ in range(5):
+                r = self.verify(n1, tokens[RCPT], RCPT)
+                self.assertEqual(r.status, 503, r)
+                self.assertEqual(r.json()["result"], "issuer_unavailable")
+                self.assertEqual(r.json()["node"], "kf2")
+            self.assertEqual(self.fetches() - before, 1)
+        finally:
+            n2.start()
+
+
 if __name__ == "__main__":
     unittest.main()

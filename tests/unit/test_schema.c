@@ -655,6 +655,72 @@ test_single_instance(void **state)
 	store_close(&db);
 }
 
+/* Keys learnt from a peer's answer are in the ring at once, survive a
+ * reload until the database has them, and follow the same rules as
+ * peer_keys_store: never one of our own, never another node's kid. */
+static void
+test_peer_ring_learn(void **state)
+{
+	char err[256];
+	sqlite3 *db = store_open(path, err, sizeof(err));
+	struct peer_key k[2], mine;
+	struct peer_ring r;
+	struct keyring own;
+
+	assert_non_null(db);
+	memset(k, 0, sizeof(k));
+	memset(&mine, 0, sizeof(mine));
+	for (int i = 0; i < 2; i++) {
+		struct token_key t;
+		token_key_generate(&t, 1000);
+		memcpy(k[i].pk, t.pk, sizeof(k[i].pk));
+		memcpy(k[i].kid, t.kid, sizeof(k[i].kid));
+	}
+	keyring_init(&own);
+	assert_int_equal(store_key_ensure(db, 1, err, sizeof(err)), 1);
+	assert_int_equal(store_keys_load(db, &own), 0);
+	memcpy(mine.kid, own.keys[0].kid, sizeof(mine.kid));
+	memcpy(mine.pk, own.keys[0].pk, sizeof(mine.pk));
+	assert_int_equal(peer_ring_init(db, &r, err, sizeof(err)), 0);
+	assert_int_equal(peer_ring_refresh(db, &r), 1);
+	assert_int_equal(r.ring.n, 0);
+	/* nothing learnt yet: an empty list is fine */
+	peer_ring_learn(&r, "n2", NULL, 0, &own);
+	assert_int_equal(r.ring.n, 0);
+	{
+		struct peer_key two[2] = { k[0], mine };
+		peer_ring_learn(&r, "n2", two, 2, &own);
+	}
+	assert_int_equal(r.ring.n, 1);
+	assert_string_equal(peer_ring_node(&r, k[0].kid), "n2");
+	assert_null(peer_ring_node(&r, mine.kid));
+	/* n3 cannot take n2's kid */
+	peer_ring_learn(&r, "n3", k, 2, &own);
+	assert_string_equal(peer_ring_node(&r, k[0].kid), "n2");
+	assert_string_equal(peer_ring_node(&r, k[1].kid), "n3");
+	/* a reload before the writer stored them keeps them */
+	r.seen_version = -1;
+	assert_int_equal(peer_ring_refresh(db, &r), 1);
+	assert_string_equal(peer_ring_node(&r, k[0].kid), "n2");
+	assert_string_equal(peer_ring_node(&r, k[1].kid), "n3");
+	/* stored: the database's rows take over */
+	assert_int_equal(peer_keys_store(db, "n2", k, 1, 10000, 0), SQLITE_OK);
+	r.seen_version = -1;         /* data_version counts other connections' commits */
+	assert_int_equal(peer_ring_refresh(db, &r), 1);
+	assert_int_equal(r.nlearnt, 1);
+	assert_string_equal(peer_ring_node(&r, k[0].kid), "n2");
+	assert_int_equal(r.ring.n, 2);
+	/* n3 lists nothing now: its learnt key goes */
+	peer_ring_learn(&r, "n3", NULL, 0, &own);
+	r.seen_version = -1;
+	assert_int_equal(peer_ring_refresh(db, &r), 1);
+	assert_int_equal(r.ring.n, 1);
+	assert_null(peer_ring_node(&r, k[1].kid));
+	peer_ring_free(&r);
+	keyring_free(&own);
+	store_close(&db);
+}
+
 /* peer_keys (cluster): stored from a peer's listing, updated, kept when
  * no longer listed until forgotten, never taken over by another node or
  * from our own keys; loaded into a ring with each key's node. */
@@ -732,6 +798,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_migration_8, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_single_instance, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peer_ring_learn, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
