@@ -60,6 +60,12 @@
 #define REFUSED_PATH "/{refused}/"
 #define REFUSED_HEADER "Submitd-Refusal"
 
+/* Refused connections lingering at once per API thread: past this, a
+ * refused connection is closed at once (its answer may then be lost to a
+ * reset), so that a flood of bad requests cannot hold twice its sockets
+ * for http.timeout. */
+#define API_GUARD_LINGER_MAX 256
+
 /* Octets read from the socket ahead of the filter. */
 #define API_GUARD_READ_MAX 16384
 
@@ -99,6 +105,7 @@ linger_free(struct guard_linger **lp)
 		l->prev->next = l->next;
 	else
 		l->g->lingering = l->next;
+	l->g->nlingering--;
 	if (l->next)
 		l->next->prev = l->prev;
 	event_free(l->deadline);
@@ -143,7 +150,7 @@ linger_start(struct api_worker *w, int fd)
 	struct guard_linger *l;
 	struct timeval tv = { .tv_sec = (time_t)w->api->srv->cfg->http_timeout };
 
-	if (g->stopping) {
+	if (g->stopping || g->nlingering >= API_GUARD_LINGER_MAX) {
 		close(fd);
 		return;
 	}
@@ -165,6 +172,7 @@ linger_start(struct api_worker *w, int fd)
 	if (l->next)
 		l->next->prev = l;
 	g->lingering = l;
+	g->nlingering++;
 	bufferevent_setcb(l->bev, linger_read, NULL, linger_event, l);
 	bufferevent_set_timeouts(l->bev, &tv, NULL);
 	bufferevent_enable(l->bev, EV_READ);

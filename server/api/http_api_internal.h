@@ -44,6 +44,7 @@
 struct guard_linger;
 struct api_guard {
 	struct guard_linger *lingering;
+	size_t nlingering;
 	bool stopping;
 };
 

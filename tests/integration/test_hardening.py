@@ -21,11 +21,13 @@ import http.client
 import json
 import os
 import re
+import select
 import signal
 import smtplib
 import socket
 import ssl
 import subprocess
+import time
 import tempfile
 import unittest
 import urllib.request
@@ -530,6 +532,54 @@ class ApiErrorTests(unittest.TestCase):
 
 
 # -------------------------------------------------------- sender binding
+
+class LingerBoundTests(unittest.TestCase):
+    """A refused connection lingers (reads and drops until the client closes
+    or http.timeout), but at most 256 at once per API thread: past that a
+    refused connection is closed at once, so a flood of bad requests cannot
+    hold its sockets for http.timeout (server/api/api_guard.c)."""
+
+    def test_at_most_256_linger_per_thread(self):
+        n, cap = 300, 256
+        with Submitd({"http.threads": "1", "http.timeout": "120"}, tls_listener=False) as srv:
+            socks = []
+            try:
+                for _ in range(n):
+                    s = socket.create_connection(("127.0.0.1", srv.http_port), timeout=30)
+                    s.sendall(b"FOO / HTTP/1.1\r\n\r\n")
+                    socks.append(s)
+                for s in socks:
+                    got = b""
+                    while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+                        b = s.recv(4096)
+                        self.assertTrue(b, got)         # every client gets its answer
+                        got += b
+                    self.assertIn(b"501 Not Implemented", got)
+                    self.assertIn(b"application/json", got)
+                # evhttp shuts its side down after the answer either way; a
+                # lingering connection still reads (and drops) what comes,
+                # one closed at once answers it with a reset
+                for s in socks:
+                    s.sendall(b"more")
+                time.sleep(1)
+                closed = 0
+                for s in socks:
+                    try:
+                        s.sendall(b"more")
+                        s.settimeout(0.2)
+                        s.recv(1)
+                    except socket.timeout:
+                        pass
+                    except (ConnectionResetError, BrokenPipeError):
+                        closed += 1
+                self.assertEqual(closed, n - cap)
+                self.assertEqual(subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                                 "http://127.0.0.1:%d/healthz" % srv.http_port],
+                                                capture_output=True, timeout=60).stdout, b"200")
+            finally:
+                for s in socks:
+                    s.close()
+
 
 class SenderCaseTests(Base):
     def mail_from(self, who, address):
