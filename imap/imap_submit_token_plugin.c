@@ -42,16 +42,15 @@
 #include "mail-user.h"
 #include "mail-storage.h"
 #include "mail-namespace.h"
-#include "mail-search-build.h"
 #include "imap-commands.h"
 #include "imap-commands-util.h"
-#include "imap-sync.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include "submit_token_answer.h"
 #include "imap_submit_token_plugin.h"
+#include "imap_submit_token_save.h"
 
 #define XST_CAPABILITY "XSUBMITTOKEN"
 #define XST_DEFAULT_TIMEOUT_SECS 10
@@ -453,129 +452,6 @@ xst_deadline(struct xst_cmd *x)
 	xst_conclude(x, SUBMIT_TOKEN_UNAVAILABLE, "The submission server did not answer in time");
 }
 
-/* ---- saving ---- */
-
-/* The GUID the copy is saved with: 32 hex digits of SHA-256("submitd:" +
- * message id). Why a GUID: maildir, sdbox and mdbox all keep a GUID given
- * to mailbox_save_set_guid() (maildir in its uidlist, dbox in the file),
- * and SEARCH_GUID finds it again, so the mailbox itself records what was
- * filed: nothing else to keep in step, and a message copied or moved by the
- * user keeps its GUID. 128 bits in hex is what the dbox formats require. */
-static const char *
-xst_guid(const char *message_id)
-{
-	unsigned char digest[SHA256_RESULTLEN];
-	const char *in = t_strconcat("submitd:", message_id, NULL);
-
-	sha256_get_digest(in, strlen(in), digest);
-	return binary_to_hex(digest, 16);
-}
-
-/* The UID of a message with `guid` in the box: 1 and *uid_r, 0 when none,
- * -1 on a storage error. */
-static int
-xst_find_guid(struct xst_cmd *x, const char *guid, uint32_t *uid_r)
-{
-	struct mail_search_args *args;
-	struct mail_search_arg *arg;
-	struct mailbox_transaction_context *t;
-	struct mail_search_context *ctx;
-	struct mail *mail;
-	int ret = 0;
-
-	args = mail_search_build_init();
-	arg = mail_search_build_add(args, SEARCH_GUID);
-	arg->value.str = p_strdup(args->pool, guid);
-	t = mailbox_transaction_begin(x->box, 0, "XSUBMITTOKEN lookup");
-	ctx = mailbox_search_init(t, args, NULL, 0, NULL);
-	if (mailbox_search_next(ctx, &mail)) {
-		*uid_r = mail->uid;
-		ret = 1;
-	}
-	if (mailbox_search_deinit(&ctx) < 0)
-		ret = -1;
-	(void)mailbox_transaction_commit(&t);
-	mail_search_args_unref(&args);
-	return ret;
-}
-
-/* Saves x->body; the tagged answer on success, the storage error otherwise.
- * The lookup and the save are not one transaction: two XSUBMITTOKEN of the
- * same message at the same moment may both save. A client sends one. */
-static void
-xst_save(struct xst_cmd *x)
-{
-	struct client_command_context *cmd = x->cmd;
-	struct mailbox_transaction_context *t;
-	struct mail_save_context *save;
-	struct mail_transaction_commit_changes changes;
-	struct mailbox_status status;
-	struct istream *input;
-	const char *guid = xst_guid(x->verify.message_id);
-	time_t received;
-	uint32_t uid;
-	int ret;
-
-	if (mailbox_sync(x->box, 0) < 0) {
-		client_send_box_error(cmd, x->box);
-		return;
-	}
-	mailbox_get_open_status(x->box, STATUS_UIDVALIDITY, &status);
-	ret = xst_find_guid(x, guid, &uid);
-	if (ret < 0) {
-		client_send_box_error(cmd, x->box);
-		return;
-	}
-	if (ret > 0) {
-		client_send_tagline(cmd, t_strdup_printf(
-			"OK [APPENDUID %u %u] Already filed.", status.uidvalidity, uid));
-		return;
-	}
-	(void)submit_token_parse_time(x->verify.received_at, &received);   /* checked in answer_check */
-	t = mailbox_transaction_begin(x->box, MAILBOX_TRANSACTION_FLAG_EXTERNAL |
-				      MAILBOX_TRANSACTION_FLAG_ASSIGN_UIDS,
-				      imap_client_command_get_reason(cmd));
-	save = mailbox_save_alloc(t);
-	mailbox_save_set_flags(save, MAIL_SEEN, NULL);
-	mailbox_save_set_received_date(save, received, 0);
-	mailbox_save_set_guid(save, guid);
-	input = i_stream_create_from_data(x->body->data, x->body->used);
-	ret = mailbox_save_begin(&save, input);
-	if (ret == 0) {
-		do {
-			if (mailbox_save_continue(save) < 0) {
-				ret = -1;
-				break;
-			}
-		} while (i_stream_read(input) > 0);
-	}
-	if (ret == 0 && mailbox_save_finish(&save) < 0)
-		ret = -1;
-	if (save != NULL)
-		mailbox_save_cancel(&save);
-	i_stream_unref(&input);
-	if (ret < 0) {
-		client_send_box_error(cmd, x->box);
-		mailbox_transaction_rollback(&t);
-		return;
-	}
-	if (mailbox_transaction_commit_get_changes(&t, &changes) < 0) {
-		client_send_box_error(cmd, x->box);
-		return;
-	}
-	if (seq_range_count(&changes.saved_uids) == 1) {
-		const struct seq_range *r = array_front(&changes.saved_uids);
-
-		client_send_tagline(cmd, t_strdup_printf("OK [APPENDUID %u %u] Filed.",
-							 changes.uid_validity, r->seq1));
-	} else {
-		client_send_tagline(cmd, "OK Filed.");
-	}
-	pool_unref(&changes.pool);
-	e_info(cmd->client->event, "submit_token: filed msgid=%s mailbox=%s",
-	       x->verify.message_id, x->mailbox_name);
-}
-
 /* ---- the command ---- */
 
 /* The human text of a refusal; programs look at the response code. */
@@ -622,7 +498,7 @@ xst_cmd_finish(struct client_command_context *cmd)
 
 	if (!cmd->cancel) {
 		if (x->outcome == SUBMIT_TOKEN_OK) {
-			xst_save(x);
+			xst_save(x->cmd, x->box, x->mailbox_name, &x->verify, x->body);
 		} else {
 			code = submit_token_class_code(x->outcome);
 			client_send_tagline(cmd, t_strdup_printf("NO [%s] %s.", code,
