@@ -15,17 +15,16 @@ Run: SUBMITD_BUILD_DIR=/path/to/build python3 -m unittest -v test_cluster
 """
 
 import json
-import os
 import re
 import signal
 import smtplib
 import subprocess
-import time
 import unittest
 import uuid
 
-from harness import Submitd, jti_of, kid_of, share_with_server, which
-from test_api import parse_http
+import cluster
+from cluster import curl
+from harness import Submitd, jti_of, kid_of, which
 
 SENDER = "sender@example.org"
 RCPT = "alice@example.net"
@@ -38,27 +37,6 @@ SERVICE = None         # a verifier's credential, the same at every node
 
 def node_url(n, path):
     return "http://127.0.0.1:%d%s" % (n.http_port, path)
-
-
-def curl(url, headers=(), data=None, follow=False):
-    cmd = ["curl", "-sS", "-i", "--max-time", "60"]
-    if follow:
-        # -L alone drops Authorization at another host or port (curl since
-        # 7.83); the nodes are one service, so the verifier trusts them
-        cmd += ["-L", "--location-trusted"]
-    for h in headers:
-        cmd += ["-H", h]
-    if data is not None:
-        cmd += ["--data-binary", "@-"]
-    cmd.append(url)
-    p = subprocess.run(cmd, input=data.encode() if data is not None else None, capture_output=True, timeout=90)
-    if p.returncode != 0:
-        raise AssertionError("curl %s: %s" % (url, p.stderr.decode(errors="replace")))
-    raw = p.stdout
-    # with -L, -i shows every answer: keep the last one
-    while follow and raw.startswith(b"HTTP/1.1 307"):
-        raw = raw[raw.index(b"\r\n\r\n") + 4:]
-    return parse_http(raw, url)
 
 
 def auth(secret=None):
@@ -100,50 +78,16 @@ def keys_at(n, local=False):
 
 
 def wait_for(what, check):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.2)
-    raise AssertionError("still not the case after %.0f s: %s" % (WAIT, what))
+    return cluster.wait_for(what, check, WAIT)
 
 
 def setUpModule():
     global SERVICE
     if which("curl") is None:
         raise AssertionError("curl is not installed")
-    nodes = [Submitd({"smtp.trusted_networks": "127.0.0.0/8"}) for _ in range(3)]
-    for i, n in enumerate(nodes):
-        n.name = "node%d" % (i + 1)
+    nodes, SERVICE = cluster.make_nodes({"smtp.trusted_networks": "127.0.0.0/8"}, "webmail")
+    assert SECRET_RE.match(SERVICE), SERVICE
     try:
-        for n in nodes:
-            os.makedirs(n.data_dir, exist_ok=True)
-            share_with_server(n.data_dir)
-        # the nodes' credential with each other, and a verifier's: made at
-        # node 1, imported at the others
-        cluster = nodes[0].submitctl("service", "add", "cluster").stdout.strip()
-        SERVICE = nodes[0].submitctl("service", "add", "webmail").stdout.strip()
-        assert SECRET_RE.match(cluster) and SECRET_RE.match(SERVICE)
-        for n in nodes[1:]:
-            out = n.submitctl("service", "import", "cluster", input=cluster + "\n").stdout
-            assert "imported" in out, out
-            n.submitctl("service", "import", "webmail", input=SERVICE + "\n")
-        for n in nodes:
-            path = os.path.join(n.tmp, "cluster.secret")
-            with open(path, "w") as f:
-                f.write(cluster + "\n")
-            os.chmod(path, 0o600)
-            share_with_server(path)
-            n.options.update({
-                "tokens.issuer": n.name,
-                "cluster.peers": ", ".join("%s=http://127.0.0.1:%d" % (p.name, p.http_port)
-                                           for p in nodes if p is not n),
-                "cluster.secret_file": path,
-                "cluster.refresh_interval": "1",
-                "cluster.timeout": "2",
-                "http.auth_verify": "true",
-                "http.auth_keys": "true",
-            })
         for n in nodes:
             n.start()
             NODES.append(n)

@@ -34,14 +34,14 @@ import os
 import re
 import smtplib
 import subprocess
-import time
 import unittest
 import uuid
 
+import cluster
 import haproxy
-from harness import TIMEOUT_SCALE, Submitd, b64url_decode, client_tls_context, jti_of, share_with_server, which
+from cluster import curl
+from harness import TIMEOUT_SCALE, b64url_decode, client_tls_context, jti_of, which
 from nexthop import ScriptedHop
-from test_cluster import curl
 
 ALICE = "alice@example.org"
 PASSWORD = "cluster haproxy pass 3"
@@ -65,13 +65,7 @@ def fresh_source():
 
 
 def wait_for(what, check):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        v = check()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("still not the case after %.0f s: %s" % (WAIT, what))
+    return cluster.wait_for(what, check, WAIT)
 
 
 def iss_of(token):
@@ -158,41 +152,15 @@ def setUpModule():
             raise AssertionError("%s is not installed: run scripts/deps test" % tool)
     HOP = ScriptedHop().start()
     unittest.addModuleCleanup(HOP.stop)
-    nodes = [Submitd({
+    nodes, SERVICE = cluster.make_nodes({
         "smtp.proxy_networks": "127.0.0.1",
         "smtp.auth_cleartext_loopback": "true",
         "relay.host": "127.0.0.1", "relay.port": str(HOP.port), "relay.tls": "none",
         "relay.poll_interval": "1",
         "limits.ip_messages_per_hour": str(IP_LIMIT),
-    }) for _ in range(3)]
-    for i, n in enumerate(nodes):
-        n.name = "node%d" % (i + 1)
+    }, "verifier")
+    for n in nodes:
         unittest.addModuleCleanup(n.cleanup)
-    for n in nodes:
-        os.makedirs(n.data_dir, exist_ok=True)
-        share_with_server(n.data_dir)
-    # the nodes' credential with each other, and a verifier's: made at node
-    # 1, imported at the others (docs/cluster.md "Service credentials")
-    cluster = nodes[0].submitctl("service", "add", "cluster").stdout.strip()
-    SERVICE = nodes[0].submitctl("service", "add", "verifier").stdout.strip()
-    for n in nodes[1:]:
-        n.submitctl("service", "import", "cluster", input=cluster + "\n")
-        n.submitctl("service", "import", "verifier", input=SERVICE + "\n")
-    for n in nodes:
-        path = os.path.join(n.tmp, "cluster.secret")
-        with open(path, "w") as f:
-            f.write(cluster + "\n")
-        os.chmod(path, 0o600)
-        share_with_server(path)
-        n.options.update({
-            "tokens.issuer": n.name,
-            "cluster.peers": ", ".join("%s=http://127.0.0.1:%d" % (p.name, p.http_port) for p in nodes if p is not n),
-            "cluster.secret_file": path,
-            "cluster.refresh_interval": "1",
-            "cluster.timeout": "2",
-            "http.auth_verify": "true",
-            "http.auth_keys": "true",
-        })
     for n in nodes:
         n.start()
         NODES.append(n)
