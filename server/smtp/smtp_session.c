@@ -48,7 +48,7 @@
  * each SSL_read, and the reservation of the read that found nothing stays:
  * at 16 KB (libevent's default) an idle TLS session held 29 KB of RSS, at
  * 1 KB 21 KB. Commands are short; a body gets full records in one read. */
-#define TLS_COMMAND_READ 1024
+#define TLS_COMMAND_READ 900
 #define TLS_BODY_READ (16 * 1024)
 
 static void session_process_lines(struct smtp_session *s);
