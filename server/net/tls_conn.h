@@ -26,8 +26,10 @@ enum tls_conn_role {
  * ctx's trust store and match peer_host (a name, or an IP address); both
  * are ignored for a server. Returns the new bufferevent, which owns plain
  * and the SSL (freeing it frees them), with deferred callbacks and none
- * set yet; the handshake starts once it is enabled. NULL with err set on
- * failure: plain is untouched and still the caller's.
+ * set yet; the handshake starts once it is enabled. A server whose plain
+ * has nothing left to write gets a bufferevent on the socket itself
+ * instead, and plain is freed (the socket is the new one's). NULL with
+ * err set on failure: plain is untouched and still the caller's.
  */
 struct bufferevent *tls_conn_upgrade(struct event_base *base, struct bufferevent *plain, SSL_CTX *ctx,
     enum tls_conn_role role, const char *peer_host, bool verify, char *err, size_t errlen);

@@ -7,7 +7,8 @@
  * the message (-s octets), QUIT. It times each session's end of data (the
  * moment the final "." has left the client's buffer) to the final reply,
  * and prints one key=value line: sessions/s, p50/p99 of that latency,
- * tokens seen in the final replies, MB/s of message data.
+ * tokens seen in the final replies, MB/s of message data. Each message
+ * has its own Message-ID, so that none is a resubmission of another.
  * With -r RATE, sessions start at RATE per second (open loop, still at
  * most -c at once), to measure latency below the peak rate.
  *
@@ -49,6 +50,8 @@
 #define LG_MAX_ERRORS    5      /* failures described on stderr */
 #define LG_BODY_LINE     78     /* 'x' per body line, CRLF not counted */
 #define LG_MIN_SIZE      512
+/* fixed width, so that every message is exactly -s octets */
+#define LG_MSGID_FMT     "Message-ID: <loadgen.%010ld.%012ld@example.org>\r\n"
 
 enum lg_state {
 	ST_GREETING, ST_EHLO1, ST_STARTTLS, ST_EHLO2, ST_AUTH, ST_MAIL, ST_RCPT,
@@ -86,6 +89,7 @@ struct lg_session {
 	bool body_queued;    /* the body is in the output buffer */
 	double t_data_end;   /* when it left the buffer; 0 until then */
 	bool counted_idle;
+	long seq;            /* this session's number, for its Message-ID */
 };
 
 struct lg {
@@ -94,6 +98,7 @@ struct lg {
 	SSL_CTX *ssl_ctx;
 	char *message;       /* the message, headers included, then ".\r\n" */
 	size_t message_len;
+	size_t msgid_len;    /* the Message-ID line, not in message */
 	char *auth_line;     /* "AUTH PLAIN base64\r\n" */
 	long started, finished, ok, failed, active, idle_ready;
 	long tokens;
@@ -182,9 +187,8 @@ build_message(struct lg *lg)
 {
 	char head[512];
 	int hn = snprintf(head, sizeof(head),
-	    "From: <%s>\r\nTo: <rcpt1@example.net>\r\nSubject: loadgen %zu octets\r\n"
-	    "Message-ID: <loadgen.%ld@example.org>\r\n\r\n",
-	    lg->o.from, lg->o.size, (long)getpid());
+	    LG_MSGID_FMT "From: <%s>\r\nTo: <rcpt1@example.net>\r\nSubject: loadgen %zu octets\r\n\r\n",
+	    0L, 0L, lg->o.from, lg->o.size);
 	size_t rest = lg->o.size - (size_t)hn, full = LG_BODY_LINE + 2;
 	size_t nfull = rest / full, last = rest % full;
 	char *p;
@@ -198,9 +202,11 @@ build_message(struct lg *lg)
 		nfull--;
 		last += full;
 	}
+	/* the Message-ID line is each session's own (see session_reply) */
+	lg->msgid_len = (size_t)snprintf(NULL, 0, LG_MSGID_FMT, 0L, 0L);
 	lg->message = xmalloc(lg->o.size + 4);
-	memcpy(lg->message, head, (size_t)hn);
-	p = lg->message + hn;
+	memcpy(lg->message, head + lg->msgid_len, (size_t)hn - lg->msgid_len);
+	p = lg->message + (size_t)hn - lg->msgid_len;
 	for (size_t i = 0; i <= nfull; i++) {
 		size_t line = i < nfull ? full : last;
 		if (line == 0)
@@ -418,7 +424,10 @@ session_reply(struct lg_session *s, int code, const char *line)
 	case ST_DATA:
 		if (code != 354)
 			break;
-		/* the message text is shared and outlives every session */
+		/* its own Message-ID first (submitd answers a resubmission
+		 * with the stored copy's tokens and stores nothing), then the
+		 * rest, which is shared and outlives every session */
+		session_send(s, LG_MSGID_FMT, (long)getpid() % 10000000000L, s->seq);
 		evbuffer_add_reference(bufferevent_get_output(s->bev), lg->message,
 		    lg->message_len, NULL, NULL);
 		s->body_queued = true;
@@ -532,6 +541,7 @@ session_start(struct lg *lg)
 	memset(s, 0, sizeof(*s));
 	s->lg = lg;
 	s->state = ST_GREETING;
+	s->seq = lg->started;
 	s->bev = bufferevent_socket_new(lg->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (lg->o.idle)
 		lg->sessions[lg->started] = s;

@@ -183,7 +183,7 @@ class Memory(unittest.TestCase):
     def test_idle_tls_sessions_bounded_rss(self):
         """An idle session after STARTTLS holds no full-size read buffer
         (server/smtp/smtp_session.c, TLS_COMMAND_READ): 29-31 KB of RSS each
-        before, about 20 KB now, 2.7 KB without TLS (docs/performance.md)."""
+        before, about 18 KB now, 2.7 KB without TLS (docs/performance.md)."""
         n = 300
         with Submitd({"server.max_connections": "1000", "server.max_connections_per_ip": "1000"}) as s:
             pid = s.proc.pid
