@@ -601,17 +601,15 @@ static void
 forward_verify(struct api_worker *w, struct evhttp_request *req, const struct peer *p, const char *service,
     const char *token, const char *addr, const struct token_claims *claims, const char *client)
 {
-	json_t *j = json_pack("{s:s}", "token", token);
 	struct evbuffer *body = evbuffer_new();
 	struct cluster_call *c;
-	char *text;
+	struct api_json j;
 
+	api_json_begin(&j);
+	api_json_str(&j, "token", token);
 	if (addr[0])
-		json_object_set_new(j, "address", json_string(addr));
-	text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	evbuffer_add(body, text, strlen(text));
-	free(text);
+		api_json_str(&j, "address", addr);
+	api_json_end(&j, body);
 	c = call_start(w, p, EVHTTP_REQ_POST, "/v1/verify", body, true, verify_answer);
 	evbuffer_free(body);
 	if (c == NULL) {

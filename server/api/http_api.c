@@ -211,6 +211,16 @@ api_json_reply(struct evhttp_request *req, int code, const char *reason, struct 
 }
 
 void
+api_json_end(struct api_json *j, struct evbuffer *out)
+{
+	api_json_close(j);
+	evbuffer_add(out, j->p, j->len);
+	if (j->p != j->small)
+		free(j->p);
+	j->p = NULL;
+}
+
+void
 api_reply_error(struct evhttp_request *req, int code, const char *reason, const char *result, const char *text)
 {
 	struct api_json j;

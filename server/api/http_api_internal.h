@@ -95,6 +95,8 @@ void api_json_int(struct api_json *j, const char *key, long long value);
 void api_json_open(struct api_json *j, const char *key);
 void api_json_close(struct api_json *j);
 void api_json_reply(struct evhttp_request *req, int code, const char *reason, struct api_json *j);
+/* The object, closed, appended to out (a request body); frees what it took. */
+void api_json_end(struct api_json *j, struct evbuffer *out);
 /* {"result": result (omitted when NULL), "error": text} */
 void api_reply_error(struct evhttp_request *req, int code, const char *reason, const char *result,
     const char *text);
