@@ -67,6 +67,9 @@ struct peer_conn {
  * a peer may have, so the peer is not closing it while we send. */
 #define PEER_CONN_IDLE_MS 800
 
+/* How often at most a known peer key's ring is checked for changes. */
+#define PEER_RING_CHECK_MS 1000
+
 struct cluster_call {
 	struct api_worker *w;
 	struct evhttp_connection *evcon;     /* to the peer; freed on completion unless pooled */
@@ -707,8 +710,16 @@ api_cluster_route(struct api_worker *w, struct evhttp_request *req, const char *
 	if (api_token_input(req, token, sizeof(token), addr, sizeof(addr), &why) != 0 ||
 	    !token_key_id(token, strlen(token), kid) || keyring_find(&w->keys.ring, kid) != NULL)
 		return false;
-	peer_ring_refresh(w->db, &w->peers);
+	/* The peers' ring follows the database (PRAGMA data_version) when the
+	 * kid is unknown to it, and otherwise at most every PEER_RING_CHECK_MS,
+	 * not per request: a key's state there only names refusals the
+	 * issuer, which is asked anyway, would also give. */
 	node = peer_ring_node(&w->peers, kid);
+	if (node == NULL || now_ms() - w->peers_checked_ms >= PEER_RING_CHECK_MS) {
+		peer_ring_refresh(w->db, &w->peers);
+		w->peers_checked_ms = now_ms();
+		node = peer_ring_node(&w->peers, kid);
+	}
 	api_peer_of(req, client, sizeof(client));
 	log_token_short(shorttok, token);
 	if (node == NULL) {

@@ -59,6 +59,7 @@ struct api_worker {
 	struct store_keys keys;          /* the ring, reloaded when the database changed */
 	sqlite3_stmt *token_stmt;        /* store_token_check's query, prepared once */
 	struct peer_ring peers;          /* the other nodes' keys (api_cluster.c) */
+	int64_t peers_checked_ms;        /* when peers last looked at the database */
 	struct cluster_call *calls;      /* calls to other nodes, in flight or answered */
 	struct event *reap_ev;           /* frees the answered calls' connections */
 	struct event *refresh_ev;        /* worker 0: the peers' keys, every cluster.refresh_interval */
