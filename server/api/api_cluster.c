@@ -27,7 +27,15 @@
  * A call to a peer is an evhttp client request on the worker's loop; the
  * calls in flight are listed on the worker so that a stopping worker
  * frees them, and a client that goes away while its verify waits leaves
- * the peer's answer to be dropped.
+ * the peer's answer to be dropped. A verify goes over one of the
+ * connections the worker keeps open to that peer (cluster.peer_connections,
+ * HTTP keep-alive): setting up and tearing down a TCP connection per
+ * request cost as much as the verification. A connection that failed
+ * (the peer stopped, a timeout) is opened again by evhttp for its next
+ * request; one idle longer than PEER_CONN_IDLE_MS is replaced rather than
+ * reused, as the peer may be closing it (its http.timeout, 1 s at least);
+ * when all are busy the verify gets a connection of its own, as before,
+ * so no request waits behind another and cluster.timeout means the same.
  */
 #include "server/api/http_api_internal.h"
 
@@ -48,9 +56,24 @@
 
 #define CLUSTER_HOP_HEADER "Submit-Cluster-Hop"
 
+/* A kept-alive connection to a peer; evcon NULL until first used. */
+struct peer_conn {
+	struct evhttp_connection *evcon;
+	bool busy;                           /* a call is on it */
+	int64_t idle_since_ms;
+};
+
+/* Reused only when idle for less than this: under the least http.timeout
+ * a peer may have, so the peer is not closing it while we send. */
+#define PEER_CONN_IDLE_MS 800
+
+/* How often at most a known peer key's ring is checked for changes. */
+#define PEER_RING_CHECK_MS 1000
+
 struct cluster_call {
 	struct api_worker *w;
-	struct evhttp_connection *evcon;     /* to the peer; freed on completion */
+	struct evhttp_connection *evcon;     /* to the peer; freed on completion unless pooled */
+	struct peer_conn *pooled;            /* the kept-alive connection it is on, or NULL */
 	const struct peer *peer;
 	/* verify: the client's request, NULL once it went away */
 	struct evhttp_request *req;
@@ -142,7 +165,12 @@ reap(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		*p = c->next;
-		evhttp_connection_free(c->evcon);
+		if (c->pooled) {
+			c->pooled->busy = false;
+			c->pooled->idle_since_ms = now_ms();
+		} else {
+			evhttp_connection_free(c->evcon);
+		}
 		free(c);
 	}
 }
@@ -170,10 +198,59 @@ client_closed(struct evhttp_connection *evcon, void *arg)
 	c->client_gone = true;
 }
 
-/* A request to peer p on w's loop; cb gets the answer (NULL: none). */
+/* A kept-alive connection to p that is free, or NULL (all busy, or none
+ * kept). */
+static struct peer_conn *
+conn_take(struct api_worker *w, const struct peer *p)
+{
+	const struct config *cfg = w->api->srv->cfg;
+	size_t n = (size_t)cfg->cluster_peer_connections;
+	struct peer_conn *v = w->conns + (size_t)(p - cfg->cluster_peer_list.v) * n, *fresh = NULL, *stale = NULL;
+	int64_t now = now_ms();
+
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].busy)
+			continue;
+		if (v[i].evcon != NULL && now - v[i].idle_since_ms < PEER_CONN_IDLE_MS) {
+			v[i].busy = true;
+			return &v[i];
+		}
+		if (v[i].evcon == NULL && fresh == NULL)
+			fresh = &v[i];
+		else if (v[i].evcon != NULL && stale == NULL)
+			stale = &v[i];
+	}
+	if (fresh == NULL && stale != NULL) {
+		/* not in a callback of its own: it may be freed here */
+		evhttp_connection_free(stale->evcon);
+		stale->evcon = NULL;
+		fresh = stale;
+	}
+	if (fresh != NULL)
+		fresh->busy = true;
+	return fresh;
+}
+
+static struct evhttp_connection *
+conn_new(struct api_worker *w, const struct peer *p)
+{
+	struct evhttp_connection *evcon = evhttp_connection_base_new(w->base, w->dns, p->host, (ev_uint16_t)p->port);
+
+	if (evcon == NULL)
+		return NULL;
+	evhttp_connection_set_timeout(evcon, (int)w->api->srv->cfg->cluster_timeout);
+	evhttp_connection_set_retries(evcon, 0);
+	/* what a peer may make this node hold: an answer over these fails */
+	evhttp_connection_set_max_headers_size(evcon, PEER_ANSWER_MAX);
+	evhttp_connection_set_max_body_size(evcon, PEER_ANSWER_MAX);
+	return evcon;
+}
+
+/* A request to peer p on w's loop; cb gets the answer (NULL: none). keep:
+ * over a kept-alive connection when one is free. */
 static struct cluster_call *
 call_start(struct api_worker *w, const struct peer *p, enum evhttp_cmd_type cmd, const char *path,
-    struct evbuffer *body, void (*cb)(struct evhttp_request *, void *))
+    struct evbuffer *body, bool keep, void (*cb)(struct evhttp_request *, void *))
 {
 	struct cluster_call *c = xcalloc(1, sizeof(*c));
 	struct evhttp_request *r;
@@ -182,25 +259,26 @@ call_start(struct api_worker *w, const struct peer *p, enum evhttp_cmd_type cmd,
 
 	c->w = w;
 	c->peer = p;
-	c->evcon = evhttp_connection_base_new(w->base, w->dns, p->host, (ev_uint16_t)p->port);
+	c->pooled = keep ? conn_take(w, p) : NULL;
+	if (c->pooled && c->pooled->evcon == NULL)
+		c->pooled->evcon = conn_new(w, p);
+	c->evcon = c->pooled ? c->pooled->evcon : conn_new(w, p);
 	r = evhttp_request_new(cb, c);
 	if (c->evcon == NULL || r == NULL) {
 		if (r)
 			evhttp_request_free(r);
-		if (c->evcon)
+		if (c->pooled)
+			c->pooled->busy = false;
+		else if (c->evcon)
 			evhttp_connection_free(c->evcon);
 		free(c);
 		return NULL;
 	}
-	evhttp_connection_set_timeout(c->evcon, (int)w->api->srv->cfg->cluster_timeout);
-	evhttp_connection_set_retries(c->evcon, 0);
-	/* what a peer may make this node hold: an answer over these fails */
-	evhttp_connection_set_max_headers_size(c->evcon, PEER_ANSWER_MAX);
-	evhttp_connection_set_max_body_size(c->evcon, PEER_ANSWER_MAX);
 	h = evhttp_request_get_output_headers(r);
 	snprintf(uri, sizeof(uri), strchr(p->host, ':') ? "[%s]:%d" : "%s:%d", p->host, p->port);
 	evhttp_add_header(h, "Host", uri);
-	evhttp_add_header(h, "Connection", "close");
+	if (c->pooled == NULL)
+		evhttp_add_header(h, "Connection", "close");
 	evhttp_add_header(h, CLUSTER_HOP_HEADER, "1");
 	if (w->api->cluster_auth[0])
 		evhttp_add_header(h, "Authorization", w->api->cluster_auth);
@@ -211,7 +289,10 @@ call_start(struct api_worker *w, const struct peer *p, enum evhttp_cmd_type cmd,
 	snprintf(uri, sizeof(uri), "%s%s", p->prefix, path);
 	if (evhttp_make_request(c->evcon, r, cmd, uri) != 0) {
 		/* evhttp_make_request freed r */
-		evhttp_connection_free(c->evcon);
+		if (c->pooled)
+			c->pooled->busy = false;
+		else
+			evhttp_connection_free(c->evcon);
 		free(c);
 		return NULL;
 	}
@@ -374,7 +455,7 @@ refresh(evutil_socket_t fd, short what, void *arg)
 			busy |= c->keys && !c->answered && c->peer == p;
 		if (busy)
 			continue;
-		struct cluster_call *c = call_start(w, p, EVHTTP_REQ_GET, "/v1/keys?local=1", NULL, keys_answer);
+		struct cluster_call *c = call_start(w, p, EVHTTP_REQ_GET, "/v1/keys?local=1", NULL, false, keys_answer);
 		if (c)
 			c->keys = true;
 		else
@@ -391,6 +472,7 @@ api_cluster_init(struct api_worker *w, char *err, size_t errlen)
 	if (peer_ring_init(w->db, &w->peers, err, errlen) == -1)
 		return -1;
 	w->fetches = xcalloc(cfg->cluster_peer_list.n ? cfg->cluster_peer_list.n : 1, sizeof(*w->fetches));
+	w->conns = xcalloc(cfg->cluster_peer_list.n * (size_t)cfg->cluster_peer_connections + 1, sizeof(*w->conns));
 	w->reap_ev = event_new(w->base, -1, 0, reap, w);
 	peer_ring_refresh(w->db, &w->peers);
 	/* A peer named by a host name must not stall every request of this
@@ -424,9 +506,16 @@ api_cluster_free(struct api_worker *w)
 		w->calls = c->next;
 		if (c->req != NULL && !c->answered)     /* detached: ours to free */
 			evhttp_request_free(c->req);
-		evhttp_connection_free(c->evcon);
+		if (c->pooled == NULL)
+			evhttp_connection_free(c->evcon);
 		free(c);
 	}
+	for (size_t i = 0; w->conns && i < w->api->srv->cfg->cluster_peer_list.n *
+	    (size_t)w->api->srv->cfg->cluster_peer_connections; i++)
+		if (w->conns[i].evcon)
+			evhttp_connection_free(w->conns[i].evcon);
+	free(w->conns);
+	w->conns = NULL;
 	/* After evhttp_free: the requests still attached went with their
 	 * connections (waiter_closed forgot them); the detached are ours. */
 	for (size_t i = 0; w->fetches && i < w->api->srv->cfg->cluster_peer_list.n; i++) {
@@ -515,18 +604,16 @@ static void
 forward_verify(struct api_worker *w, struct evhttp_request *req, const struct peer *p, const char *service,
     const char *token, const char *addr, const struct token_claims *claims, const char *client)
 {
-	json_t *j = json_pack("{s:s}", "token", token);
 	struct evbuffer *body = evbuffer_new();
 	struct cluster_call *c;
-	char *text;
+	struct api_json j;
 
+	api_json_begin(&j);
+	api_json_str(&j, "token", token);
 	if (addr[0])
-		json_object_set_new(j, "address", json_string(addr));
-	text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	evbuffer_add(body, text, strlen(text));
-	free(text);
-	c = call_start(w, p, EVHTTP_REQ_POST, "/v1/verify", body, verify_answer);
+		api_json_str(&j, "address", addr);
+	api_json_end(&j, body);
+	c = call_start(w, p, EVHTTP_REQ_POST, "/v1/verify", body, true, verify_answer);
 	evbuffer_free(body);
 	if (c == NULL) {
 		audit(w, "verify", "issuer_unavailable", service, claims->jti, client);
@@ -582,7 +669,7 @@ key_fetch(struct api_worker *w, struct evhttp_request *req, const struct peer *p
 		struct cluster_call *c;
 		if (f->ended_ms != 0 && now_ms() - f->ended_ms < cfg->cluster_key_fetch_interval * 1000)
 			return f->failed ? FETCH_UNAVAILABLE : FETCH_NONE;
-		c = call_start(w, p, EVHTTP_REQ_GET, "/v1/keys?local=1", NULL, keys_answer);
+		c = call_start(w, p, EVHTTP_REQ_GET, "/v1/keys?local=1", NULL, false, keys_answer);
 		if (c == NULL) {
 			log_warn("event=cluster_keys_failed node=%s error=\"cannot make the request\"", p->name);
 			f->failed = true;
@@ -623,8 +710,16 @@ api_cluster_route(struct api_worker *w, struct evhttp_request *req, const char *
 	if (api_token_input(req, token, sizeof(token), addr, sizeof(addr), &why) != 0 ||
 	    !token_key_id(token, strlen(token), kid) || keyring_find(&w->keys.ring, kid) != NULL)
 		return false;
-	peer_ring_refresh(w->db, &w->peers);
+	/* The peers' ring follows the database (PRAGMA data_version) when the
+	 * kid is unknown to it, and otherwise at most every PEER_RING_CHECK_MS,
+	 * not per request: a key's state there only names refusals the
+	 * issuer, which is asked anyway, would also give. */
 	node = peer_ring_node(&w->peers, kid);
+	if (node == NULL || now_ms() - w->peers_checked_ms >= PEER_RING_CHECK_MS) {
+		peer_ring_refresh(w->db, &w->peers);
+		w->peers_checked_ms = now_ms();
+		node = peer_ring_node(&w->peers, kid);
+	}
 	api_peer_of(req, client, sizeof(client));
 	log_token_short(shorttok, token);
 	if (node == NULL) {

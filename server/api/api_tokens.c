@@ -192,7 +192,7 @@ api_handle_verify(struct api_worker *w, struct evhttp_request *req)
 	struct token_claims c;
 	struct store_token_info info;
 	char service[SERVICE_NAME_MAX], exp[21], received[64];
-	json_t *j, *m;
+	struct api_json j;
 
 	if (!api_check_credential(w, req, w->api->srv->cfg->http_auth_verify, service, sizeof(service))) {
 		char peer[64];
@@ -205,13 +205,23 @@ api_handle_verify(struct api_worker *w, struct evhttp_request *req)
 		return;
 	token_time_format(c.exp, exp);
 	rfc3339_from_db(info.received_at, received, sizeof(received));
-	m = json_pack("{s:s, s:s, s:s, s:I, s:s}", "id", info.public_id, "received_at", received,
-	    "envelope_from", info.envelope_from, "size", (json_int_t)info.size, "sha256", info.sha256);
-	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "result", "valid", "token_id", c.jti,
-	    "role", info.role, "address", info.address, "issuer", c.iss, "key_id", c.kid, "expires_at", exp,
-	    "message", m);
+	api_json_begin(&j);
+	api_json_str(&j, "result", "valid");
+	api_json_str(&j, "token_id", c.jti);
+	api_json_str(&j, "role", info.role);
+	api_json_str(&j, "address", info.address);
+	api_json_str(&j, "issuer", c.iss);
+	api_json_str(&j, "key_id", c.kid);
+	api_json_str(&j, "expires_at", exp);
+	api_json_open(&j, "message");
+	api_json_str(&j, "id", info.public_id);
+	api_json_str(&j, "received_at", received);
+	api_json_str(&j, "envelope_from", info.envelope_from);
+	api_json_int(&j, "size", (long long)info.size);
+	api_json_str(&j, "sha256", info.sha256);
+	api_json_close(&j);
 	store_token_info_free(&info);
-	api_reply_json(req, 200, "OK", j);
+	api_json_reply(req, 200, "OK", &j);
 }
 
 /* --- fetch ---------------------------------------------------------- */

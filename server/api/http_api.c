@@ -24,33 +24,212 @@
 #include "server/base/netaddr.h"
 #include "server/base/util.h"
 
+/* Both kinds of reply: the headers, then text (len octets) and a newline. */
+static void
+reply_text(struct evhttp_request *req, int code, const char *reason, const char *text, size_t len)
+{
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+
+	evhttp_add_header(oh, "Content-Type", "application/json");
+	evhttp_add_header(oh, "Cache-Control", "no-store");
+	if (text) {
+		evbuffer_add(out, text, len);
+		evbuffer_add(out, "\n", 1);
+	}
+	evhttp_send_reply(req, code, reason, NULL);
+}
+
 void
 api_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
 {
-	struct evbuffer *out = evbuffer_new();
 	char *text = json_dumps(body, JSON_COMPACT);
 
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control", "no-store");
-	if (text) {
-		evbuffer_add(out, text, strlen(text));
-		evbuffer_add(out, "\n", 1);
-		free(text);
-	}
-	evhttp_send_reply(req, code, reason, out);
-	evbuffer_free(out);
+	reply_text(req, code, reason, text, text ? strlen(text) : 0);
+	free(text);
 	json_decref(body);
+}
+
+/* --- answers written in place ------------------------------------------ */
+
+static void
+jw_reserve(struct api_json *j, size_t n)
+{
+	size_t cap;
+
+	if (j->len + n <= j->cap)
+		return;
+	cap = j->cap * 2 > j->len + n ? j->cap * 2 : j->len + n;
+	if (j->p == j->small) {
+		j->p = xmalloc(cap);
+		memcpy(j->p, j->small, j->len);
+	} else {
+		j->p = xrealloc(j->p, cap);
+	}
+	j->cap = cap;
+}
+
+static void
+jw_raw(struct api_json *j, const char *s, size_t n)
+{
+	jw_reserve(j, n);
+	memcpy(j->p + j->len, s, n);
+	j->len += n;
+}
+
+/* The length of the UTF-8 sequence at s (at most n octets), 0 if it is
+ * not one (RFC 3629 4: no overlong forms, no surrogates, at most U+10FFFF). */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned lo = 0x80, hi = 0xbf;
+
+	if (c >= 0xc2 && c <= 0xdf)
+		len = 2;
+	else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		lo = c == 0xe0 ? 0xa0 : 0x80;
+		hi = c == 0xed ? 0x9f : 0xbf;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		lo = c == 0xf0 ? 0x90 : 0x80;
+		hi = c == 0xf4 ? 0x8f : 0xbf;
+	} else
+		return 0;
+	if (n < len || s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return len;
+}
+
+/* s as a JSON string (RFC 8259 7): quotes, backslashes and control
+ * characters escaped, an octet that is not UTF-8 written as U+FFFD. */
+static void
+jw_string(struct api_json *j, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
+	size_t n = strlen(s);
+
+	/* at most 6 octets out per octet in ("\u00XX", or U+FFFD's escape) */
+	jw_reserve(j, 6 * n + 2);
+	j->p[j->len++] = '"';
+	for (size_t i = 0; i < n;) {
+		unsigned char c = u[i];
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			j->p[j->len++] = (char)c;
+			i++;
+		} else if (c == '"' || c == '\\') {
+			j->p[j->len++] = '\\';
+			j->p[j->len++] = (char)c;
+			i++;
+		} else if (c < 0x20) {
+			memcpy(j->p + j->len, "\\u00", 4);
+			j->p[j->len + 4] = hex[c >> 4];
+			j->p[j->len + 5] = hex[c & 15];
+			j->len += 6;
+			i++;
+		} else {
+			size_t l = utf8_len(u + i, n - i);
+			if (l == 0) {
+				memcpy(j->p + j->len, "\\ufffd", 6);
+				j->len += 6;
+				i++;
+			} else {
+				memcpy(j->p + j->len, u + i, l);
+				j->len += l;
+				i += l;
+			}
+		}
+	}
+	j->p[j->len++] = '"';
+}
+
+void
+api_json_begin(struct api_json *j)
+{
+	j->p = j->small;
+	j->cap = sizeof(j->small);
+	j->len = 0;
+	j->first = true;
+	jw_raw(j, "{", 1);
+}
+
+static void
+jw_key(struct api_json *j, const char *key)
+{
+	if (!j->first)
+		jw_raw(j, ",", 1);
+	j->first = false;
+	jw_string(j, key);
+	jw_raw(j, ":", 1);
+}
+
+void
+api_json_str(struct api_json *j, const char *key, const char *value)
+{
+	jw_key(j, key);
+	jw_string(j, value);
+}
+
+void
+api_json_int(struct api_json *j, const char *key, long long value)
+{
+	char num[24];
+
+	jw_key(j, key);
+	jw_raw(j, num, (size_t)snprintf(num, sizeof(num), "%lld", value));
+}
+
+void
+api_json_open(struct api_json *j, const char *key)
+{
+	jw_key(j, key);
+	jw_raw(j, "{", 1);
+	j->first = true;
+}
+
+void
+api_json_close(struct api_json *j)
+{
+	jw_raw(j, "}", 1);
+	j->first = false;
+}
+
+void
+api_json_reply(struct evhttp_request *req, int code, const char *reason, struct api_json *j)
+{
+	api_json_close(j);
+	reply_text(req, code, reason, j->p, j->len);
+	if (j->p != j->small)
+		free(j->p);
+	j->p = NULL;
+}
+
+void
+api_json_end(struct api_json *j, struct evbuffer *out)
+{
+	api_json_close(j);
+	evbuffer_add(out, j->p, j->len);
+	if (j->p != j->small)
+		free(j->p);
+	j->p = NULL;
 }
 
 void
 api_reply_error(struct evhttp_request *req, int code, const char *reason, const char *result, const char *text)
 {
-	json_t *j = json_object();
+	struct api_json j;
 
+	api_json_begin(&j);
 	if (result)
-		json_object_set_new(j, "result", json_string(result));
-	json_object_set_new(j, "error", json_string(text));
-	api_reply_json(req, code, reason, j);
+		api_json_str(&j, "result", result);
+	api_json_str(&j, "error", text);
+	api_json_reply(req, code, reason, &j);
 }
 
 const char *

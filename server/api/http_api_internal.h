@@ -59,11 +59,13 @@ struct api_worker {
 	struct store_keys keys;          /* the ring, reloaded when the database changed */
 	sqlite3_stmt *token_stmt;        /* store_token_check's query, prepared once */
 	struct peer_ring peers;          /* the other nodes' keys (api_cluster.c) */
+	int64_t peers_checked_ms;        /* when peers last looked at the database */
 	struct cluster_call *calls;      /* calls to other nodes, in flight or answered */
 	struct event *reap_ev;           /* frees the answered calls' connections */
 	struct event *refresh_ev;        /* worker 0: the peers' keys, every cluster.refresh_interval */
 	struct evdns_base *dns;          /* peers' names, resolved without blocking the loop */
 	struct peer_fetch *fetches;      /* per peer: the fetch of its keys for an unknown kid */
+	struct peer_conn *conns;         /* per peer: cluster.peer_connections kept alive (api_cluster.c) */
 	struct api_guard guard;
 };
 
@@ -77,6 +79,25 @@ struct http_api {
 /* http_api.c */
 /* Send body (consumed) as the JSON reply. */
 void api_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body);
+/* A JSON object answer written in place, for the answers of every request
+ * (verify, refusals): no tree of values and no allocation for an answer
+ * that fits in small. begin, then members (open/close for an object
+ * member), then reply, which sends it and frees what it took. Strings
+ * are escaped as RFC 8259 says; an octet that is not UTF-8 becomes U+FFFD. */
+struct api_json {
+	char *p;
+	size_t len, cap;
+	bool first;                      /* no member yet in the open object */
+	char small[1024];
+};
+void api_json_begin(struct api_json *j);
+void api_json_str(struct api_json *j, const char *key, const char *value);
+void api_json_int(struct api_json *j, const char *key, long long value);
+void api_json_open(struct api_json *j, const char *key);
+void api_json_close(struct api_json *j);
+void api_json_reply(struct evhttp_request *req, int code, const char *reason, struct api_json *j);
+/* The object, closed, appended to out (a request body); frees what it took. */
+void api_json_end(struct api_json *j, struct evbuffer *out);
 /* {"result": result (omitted when NULL), "error": text} */
 void api_reply_error(struct evhttp_request *req, int code, const char *reason, const char *result,
     const char *text);

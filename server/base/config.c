@@ -166,6 +166,7 @@ static const struct cfg_entry table[] = {
 	INT("cluster", "refresh_interval", cluster_refresh_interval, 1, 86400, "300"),
 	INT("cluster", "timeout", cluster_timeout, 1, 300, "5"),
 	INT("cluster", "key_fetch_interval", cluster_key_fetch_interval, 0, 3600, "10"),
+	INT("cluster", "peer_connections", cluster_peer_connections, 0, 256, "8"),
 };
 
 static const struct cfg_entry *

@@ -157,6 +157,7 @@ struct config {
 	int64_t cluster_refresh_interval;  /* seconds between fetches of the peers' keys */
 	int64_t cluster_key_fetch_interval; /* seconds between fetches for an unknown key, per peer; 0 none */
 	int64_t cluster_timeout;        /* seconds for one call to a peer */
+	int64_t cluster_peer_connections;  /* kept-alive connections per peer and API thread */
 };
 
 /* Fill cfg with the embedded defaults. */

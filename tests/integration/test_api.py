@@ -346,6 +346,20 @@ class Verify(ApiMixin, unittest.TestCase):
                  data=json.dumps({"token": self.tokens[RCPT2], "address": RCPT2}))
         self.check_valid(r, self.tokens[RCPT2], RCPT2, "recipient")
 
+    def test_strings_escaped(self):
+        """The answer is written in place, not by a JSON library: a quote
+        and a backslash in a stored string are escaped, and come back as
+        the same string once the answer is parsed."""
+        sender = '"a\\"b c"@example.org'
+        tokens, row, _ = submit(SERVER, (RCPT,), sender=sender)
+        self.assertEqual(row["envelope_from"], sender)
+        r = curl(SERVER, "/v1/verify", headers=[tok(tokens[sender])])
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b'\\"a\\\\\\"b c\\"@example.org', r.body)
+        j = r.json()
+        self.assertEqual(j["address"], sender)
+        self.assertEqual(j["message"]["envelope_from"], sender)
+
     def test_post_header_form(self):
         r = curl(SERVER, "/v1/verify", method="POST", headers=[tok(self.tokens[SENDER]), "Submit-Address: " + SENDER])
         self.check_valid(r, self.tokens[SENDER], SENDER, "sender")

@@ -77,6 +77,26 @@ def keys_at(n, local=False):
     return r.json()["keys"]
 
 
+def tcp_sockets(port):
+    """The loopback TCP connections to port: those closed and in TIME_WAIT
+    (either side), and those open (ESTABLISHED) towards it, as sets of
+    (local port, remote port)."""
+    res = {"time_wait": set(), "client_open": set()}
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(path).read().splitlines()[1:]
+        except OSError:
+            continue
+        for ln in lines:
+            f = ln.split()
+            local, remote, state = int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16), f[3]
+            if state == "06" and port in (local, remote):
+                res["time_wait"].add((local, remote))
+            elif state == "01" and remote == port:
+                res["client_open"].add((local, remote))
+    return res
+
+
 def wait_for(what, check):
     return cluster.wait_for(what, check, WAIT)
 
@@ -162,6 +182,28 @@ class Cluster(unittest.TestCase):
             self.assertEqual(r.header("Location"), node_url(n, "/v1/status?x=1"))
         wait_for("node1 audits the referrals", lambda: len(NODES[0].sql(
             "SELECT result FROM audit_log WHERE action = 'fetch' AND result = 'referred'")) >= 2)
+
+    def test_keep_alive_to_issuer(self):
+        """Node 1 asks node 2 over connections it keeps open
+        (cluster.peer_connections): 20 verifications one after another
+        leave almost no closed connections to node 2's port behind
+        (TIME_WAIT, kept by the side that closed), and at least one open
+        from node 1 to it."""
+        n2 = NODES[1]
+        tokens, _ = submit(n2)
+        t = tokens[RCPT]
+        self.assertEqual(verify(NODES[0], t, RCPT).status, 200)
+        before = tcp_sockets(n2.http_port)
+        for _ in range(20):
+            r = verify(NODES[0], t, RCPT)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["result"], "valid")
+        after = tcp_sockets(n2.http_port)
+        # the keys' refreshes (every second, from node 1 and node 3) still
+        # close theirs: a few, not one per verification (20 and more with
+        # cluster.peer_connections = 0)
+        self.assertLess(len(after["time_wait"] - before["time_wait"]), 10, (before, after))
+        self.assertGreaterEqual(len(after["client_open"]), 1, after)
 
     def test_service_credential_at_every_node(self):
         tokens, body = submit(NODES[2])
