@@ -206,7 +206,7 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 	if (w->o.batch < 1)
 		w->o.batch = 1;
 	keyring_init(&w->keys.ring);
-	w->db = store_open(w->db_path, err, errlen);
+	w->db = store_open_writer(w->db_path, err, errlen);
 	if (w->db == NULL)
 		goto fail;
 	if (store_keys_init(w->db, &w->keys, err, errlen) == -1)
