@@ -414,6 +414,23 @@ test_dkim_keys(void **state)
 	assert_int_equal(dkim_store_keys(db, true, true, NULL, &keys, err, sizeof(err)), 0);
 	assert_int_equal(keys.n, 2);
 	assert_non_null(keys.v[0].private_key);
+	/* the signer's prepared statement gives the same list, run again after
+	 * a domain filter (its binding must not stay) */
+	{
+		sqlite3_stmt *st;
+		struct dkim_keys again;
+		assert_int_equal(sqlite3_prepare_v2(db, dkim_store_keys_sql, -1, &st, NULL), SQLITE_OK);
+		assert_int_equal(dkim_store_keys_with(st, true, true, "none.example", &again, err, sizeof(err)), 0);
+		assert_int_equal(again.n, 0);
+		assert_false(dkim_keys_equal(&keys, &again));
+		dkim_keys_free(&again);
+		assert_int_equal(dkim_store_keys_with(st, true, true, NULL, &again, err, sizeof(err)), 0);
+		assert_true(dkim_keys_equal(&keys, &again));
+		snprintf(again.v[1].selector, sizeof(again.v[1].selector), "other");
+		assert_false(dkim_keys_equal(&keys, &again));
+		dkim_keys_free(&again);
+		sqlite3_finalize(st);
+	}
 	dkim_keys_free(&keys);
 	assert_int_equal(dkim_store_retire(db, "example.ORG", "s1", 2000, err, sizeof(err)), 0);
 	assert_int_equal(dkim_store_retire(db, "example.org", "s1", 2000, err, sizeof(err)), 1);
