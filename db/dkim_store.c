@@ -11,6 +11,7 @@
 #include "db/store.h"
 #include "server/base/util.h"
 
+const char dkim_store_active_sql[] = "SELECT EXISTS (SELECT 1 FROM dkim_keys WHERE state = 'active')";
 const char dkim_store_message_sql[] = "INSERT INTO message_dkim (message_id, headers) VALUES (?1, ?2)";
 
 void
@@ -92,25 +93,43 @@ copy_col(char *dst, size_t len, sqlite3_stmt *st, int col)
 	snprintf(dst, len, "%s", s ? (const char *)s : "");
 }
 
+const char dkim_store_keys_sql[] =
+    "SELECT domain, selector, algorithm, private_key, public_key, state, created_at, "
+    "retired_at FROM dkim_keys WHERE (?1 = 0 OR state = 'active') AND (?2 IS NULL OR domain = ?2) "
+    "ORDER BY domain, selector";
+
 int
 dkim_store_keys(sqlite3 *db, bool active_only, bool with_private, const char *domain,
     struct dkim_keys *out, char *err, size_t errlen)
 {
 	sqlite3_stmt *st;
+	int rc;
+
+	out->v = NULL;
+	out->n = 0;
+	if (sqlite3_prepare_v2(db, dkim_store_keys_sql, -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return -1;
+	}
+	rc = dkim_store_keys_with(st, active_only, with_private, domain, out, err, errlen);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+dkim_store_keys_with(sqlite3_stmt *st, bool active_only, bool with_private, const char *domain,
+    struct dkim_keys *out, char *err, size_t errlen)
+{
 	size_t cap = 0;
 	int rc;
 
 	out->v = NULL;
 	out->n = 0;
-	if (sqlite3_prepare_v2(db, "SELECT domain, selector, algorithm, private_key, public_key, state, created_at, "
-	    "retired_at FROM dkim_keys WHERE (?1 = 0 OR state = 'active') AND (?2 IS NULL OR domain = ?2) "
-	    "ORDER BY domain, selector", -1, &st, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return -1;
-	}
 	sqlite3_bind_int(st, 1, active_only);
 	if (domain)
 		sqlite3_bind_text(st, 2, domain, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 2);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct dkim_key *k;
 		if (out->n == cap) {
@@ -129,11 +148,34 @@ dkim_store_keys(sqlite3 *db, bool active_only, bool with_private, const char *do
 		copy_col(k->created_at, sizeof(k->created_at), st, 6);
 		copy_col(k->retired_at, sizeof(k->retired_at), st, 7);
 	}
-	sqlite3_finalize(st);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		snprintf(err, errlen, "%s", sqlite3_errmsg(sqlite3_db_handle(st)));
 		dkim_keys_free(out);
 		return -1;
 	}
 	return 0;
+}
+
+static bool
+str_equal(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool
+dkim_keys_equal(const struct dkim_keys *a, const struct dkim_keys *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct dkim_key *x = &a->v[i], *y = &b->v[i];
+		if (strcmp(x->domain, y->domain) != 0 || strcmp(x->selector, y->selector) != 0 ||
+		    strcmp(x->algorithm, y->algorithm) != 0 || strcmp(x->state, y->state) != 0 ||
+		    strcmp(x->created_at, y->created_at) != 0 || strcmp(x->retired_at, y->retired_at) != 0 ||
+		    !str_equal(x->private_key, y->private_key) || !str_equal(x->public_key, y->public_key))
+			return false;
+	}
+	return true;
 }

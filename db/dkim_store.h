@@ -50,7 +50,17 @@ int dkim_store_retire(sqlite3 *db, const char *domain, const char *selector, int
  * NULL, for export). 0 or -1 (err). */
 int dkim_store_keys(sqlite3 *db, bool active_only, bool with_private, const char *domain,
     struct dkim_keys *out, char *err, size_t errlen);
+/* The same through st, prepared once from dkim_store_keys_sql by a caller
+ * that loads the keys often (the signer, after every commit of another
+ * connection); st is reset, not finalised. */
+extern const char dkim_store_keys_sql[];
+int dkim_store_keys_with(sqlite3_stmt *st, bool active_only, bool with_private, const char *domain,
+    struct dkim_keys *out, char *err, size_t errlen);
+/* Whether a and b list the same keys, private keys included. */
+bool dkim_keys_equal(const struct dkim_keys *a, const struct dkim_keys *b);
 
+/* Whether any key is active (writer_opts.prepend_wanted_sql). */
+extern const char dkim_store_active_sql[];
 /* The writer's statement: ?1 message_id, ?2 the header fields. */
 extern const char dkim_store_message_sql[];
 

@@ -299,6 +299,12 @@ static const char *const migrations[] = {
 	"  last_seen  TEXT NOT NULL\n"
 	") STRICT;\n"
 	"CREATE INDEX peer_keys_node ON peer_keys(node, last_seen);\n",
+	/* 10: one index of the tokens by key and expiry instead of one for
+	 * each: every token row was inserted into both. key_overview's count
+	 * and last expiry per key read the new one alone. */
+	"DROP INDEX tokens_expires_at;\n"
+	"DROP INDEX tokens_key;\n"
+	"CREATE INDEX tokens_key_expires ON tokens(key_id, expires_at);\n",
 };
 
 int

@@ -17,6 +17,7 @@
 
 #include <sodium.h>
 
+#include "db/wal_buffer.h"
 #include "server/base/util.h"
 
 void
@@ -62,8 +63,8 @@ sqlite_configure(void)
 	sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, STORE_STMTJRNL_SPILL);
 }
 
-sqlite3 *
-store_open(const char *path, char *err, size_t errlen)
+static sqlite3 *
+open_with(const char *path, bool wal_buffered, char *err, size_t errlen)
 {
 	sqlite3 *db = NULL;
 	char *msg = NULL;
@@ -85,7 +86,9 @@ store_open(const char *path, char *err, size_t errlen)
 		if (fd != -1)
 			close(fd);
 	}
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+	/* after sqlite_configure: registering the VFS initialises SQLite */
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+	    wal_buffered ? wal_buffer_vfs() : NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "cannot open");
 		sqlite3_close(db);
 		return NULL;
@@ -124,6 +127,20 @@ store_open(const char *path, char *err, size_t errlen)
 	}
 	chmod(path, 0600);
 	return db;
+}
+
+sqlite3 *
+store_open(const char *path, char *err, size_t errlen)
+{
+	return open_with(path, false, err, errlen);
+}
+
+/* wal_buffer.h relies on synchronous = FULL, which open_with sets for
+ * every connection. */
+sqlite3 *
+store_open_writer(const char *path, char *err, size_t errlen)
+{
+	return open_with(path, true, err, errlen);
 }
 
 void

@@ -28,6 +28,9 @@
  * synchronous=FULL, foreign_keys=ON, a busy timeout. NULL with err set on
  * failure. */
 sqlite3 *store_open(const char *path, char *err, size_t errlen);
+/* The same for the writer thread's connection: its WAL frames reach the
+ * file in one write per commit (db/wal_buffer.h). */
+sqlite3 *store_open_writer(const char *path, char *err, size_t errlen);
 void store_close(sqlite3 **db);
 
 /* Migrations: the schema version this build expects, and the runner

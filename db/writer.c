@@ -206,7 +206,7 @@ writer_start(const struct writer_opts *o, char *err, size_t errlen)
 	if (w->o.batch < 1)
 		w->o.batch = 1;
 	keyring_init(&w->keys.ring);
-	w->db = store_open(w->db_path, err, errlen);
+	w->db = store_open_writer(w->db_path, err, errlen);
 	if (w->db == NULL)
 		goto fail;
 	if (store_keys_init(w->db, &w->keys, err, errlen) == -1)
@@ -254,6 +254,7 @@ fail:
 	checkpoint_stop(&w->ckpt);
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(w->st[i]);
+	sqlite3_finalize(w->prepend_wanted);
 	store_keys_free(&w->keys);
 	store_close(&w->db);
 	free(w->db_path);
@@ -287,7 +288,9 @@ writer_submit(struct writer *w, struct writer_msg *m)
 	}
 	if (w->o.prepend) {
 		m->prepend_done = false;
-		workq_push_locked(&w->to_prepend, m);
+		m->prepend_deferred = w->prepend_skip;
+		if (!m->prepend_deferred)
+			workq_push_locked(&w->to_prepend, m);
 	}
 	workq_push_locked(&w->msgs, m);
 	w->depth++;
@@ -354,6 +357,7 @@ writer_stop(struct writer **wp)
 	}
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(w->st[i]);
+	sqlite3_finalize(w->prepend_wanted);
 	store_keys_free(&w->keys);
 	store_close(&w->db);
 	pthread_mutex_destroy(&w->lock);

@@ -93,6 +93,7 @@ struct writer_msg {
 	/* Writer-private: the prepend workers' queue; prepend is final. */
 	struct writer_msg *p_next;
 	bool prepend_done;
+	bool prepend_deferred;         /* waits for the writer's look (prepend_wanted_sql) */
 };
 
 struct writer_opts {
@@ -114,6 +115,13 @@ struct writer_opts {
 	char *(*prepend)(void *arg, int thread, const struct writer_msg *m);
 	void *prepend_arg;
 	int prepend_threads;           /* >= 1 with prepend */
+	/* Optional, with prepend: a query on the writer's connection whose
+	 * first column is 0 when prepend would add nothing to any message
+	 * (DKIM: no active key). The writer runs it before each batch; while
+	 * it says 0, new messages wait for that look instead of each waking a
+	 * prepend worker, and those the look finds nothing for skip them.
+	 * NULL: every message goes to the workers. */
+	const char *prepend_wanted_sql;
 	/* Optional: the msg-id of the Message-ID: field of head (at most
 	 * message_id_scan octets of the message's top) into out, its length
 	 * or -1 (none: never a duplicate); called on the writer thread. */

@@ -87,6 +87,10 @@ struct writer {
 	pthread_cond_t prep_cond;               /* work for a prepend worker */
 	pthread_cond_t prepended_cond;          /* a message's prepend is done */
 	struct workq to_prepend;                /* waiting (p_next) */
+	/* The last look (writer_opts.prepend_wanted_sql) found nothing to
+	 * prepend: writer_submit defers new messages to the next look. */
+	bool prepend_skip;
+	sqlite3_stmt *prepend_wanted;           /* writer thread; NULL: no look */
 
 	struct workq done;                      /* messages done, to collect */
 	struct workq audits;                    /* audit rows to insert */
@@ -141,6 +145,10 @@ void writer_signer_stop(struct writer *w);
 int writer_prepend_start(struct writer *w);
 void writer_prepend_stop(struct writer *w);
 void writer_wait_prepended(struct writer *w, struct writer_msg *m);
+/* Before a batch, on the writer thread: look whether prepend has work,
+ * and hand the batch's deferred messages to the workers or mark them
+ * done with nothing. */
+void writer_prepend_look(struct writer *w, struct writer_msg *batch);
 
 /* writer_audit.c: on the writer thread. */
 /* The rows to insert this pass: those kept from a failed commit first,

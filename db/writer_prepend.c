@@ -80,6 +80,37 @@ writer_prepend_stop(struct writer *w)
 	w->npreppers = 0;
 }
 
+/* One statement per batch instead of a thread hand-off per message: with
+ * DKIM on and no key (the default until `submitctl dkim generate`), every
+ * message woke a worker that only found nothing to sign. The look runs
+ * in the writer's own read of the database, after the message was
+ * submitted, so a key added before a message's end of data signs it, as
+ * the workers' own reload made sure; a failed look sends the messages to
+ * the workers as before. */
+void
+writer_prepend_look(struct writer *w, struct writer_msg *batch)
+{
+	bool wanted = true;
+
+	if (w->prepend_wanted == NULL)
+		return;
+	if (sqlite3_step(w->prepend_wanted) == SQLITE_ROW)
+		wanted = sqlite3_column_int(w->prepend_wanted, 0) != 0;
+	sqlite3_reset(w->prepend_wanted);
+	pthread_mutex_lock(&w->lock);
+	w->prepend_skip = !wanted;
+	for (struct writer_msg *m = batch; m; m = m->next) {
+		if (!m->prepend_deferred)
+			continue;
+		m->prepend_deferred = false;
+		if (wanted)
+			workq_push_locked(&w->to_prepend, m);
+		else
+			m->prepend_done = true;
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
 void
 writer_wait_prepended(struct writer *w, struct writer_msg *m)
 {

@@ -79,6 +79,12 @@ writer_store_prepare(struct writer *w, char *err, size_t errlen)
 			return -1;
 		}
 	}
+	if (w->o.prepend && w->o.prepend_wanted_sql &&
+	    sqlite3_prepare_v3(w->db, w->o.prepend_wanted_sql, -1, SQLITE_PREPARE_PERSISTENT, &w->prepend_wanted,
+	    NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "prepare: %s", sqlite3_errmsg(w->db));
+		return -1;
+	}
 	return 0;
 }
 
@@ -536,6 +542,7 @@ writer_commit_batch(struct writer *w, struct writer_msg *batch)
 	int rc, count = 0, stored = 0;
 
 	writer_refresh_keys(w);
+	writer_prepend_look(w, batch);
 	key = w->o.tokens ? keyring_active(&w->keys.ring) : NULL;
 	if (key && !key->has_secret)
 		key = NULL;

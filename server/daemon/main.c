@@ -19,6 +19,7 @@
 #include <event2/thread.h>
 #include <sodium.h>
 
+#include "db/dkim_store.h"
 #include "db/store.h"
 #include "db/writer.h"
 #include "server/auth/auth.h"
@@ -511,6 +512,7 @@ main(int argc, char **argv)
 			.checkpoint_pages = (int)cfg.store_checkpoint_pages, .notify = wake, .notify_arg = srv.writer_ev,
 			.sent_jobs = cfg.sent_imap_host[0] != '\0', .sent_default = cfg.sent_default_mode == CONFIG_ON,
 			.prepend = dkim ? dkim_prepend : NULL, .prepend_arg = &srv, .prepend_threads = ndkim,
+			.prepend_wanted_sql = dkim_store_active_sql,
 			.unrouted = cfg.relay_host[0] == '\0',
 			.message_id = mail_header_message_id, .message_id_scan = MAIL_HEADER_ID_SCAN,
 			.message_id_max = MAIL_MSGID_MAX, .dedup_window = cfg.submit_dedup_window,

@@ -70,6 +70,7 @@ struct parsed_key {
 struct dkim_signer {
 	sqlite3 *db;
 	sqlite3_stmt *data_version;
+	sqlite3_stmt *keys_st;         /* dkim_store_keys_sql, prepared once */
 	int64_t seen_version;          /* -1: load again */
 	DKIM_LIB *lib;
 	bool ed25519;                  /* the library signs ed25519-sha256 */
@@ -178,7 +179,9 @@ dkim_signer_new(const char *db_path, char *err, size_t errlen)
 	s->db = store_open(db_path, err, errlen);
 	if (s->db == NULL)
 		goto fail;
-	if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &s->data_version, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &s->data_version, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(s->db, dkim_store_keys_sql, -1, SQLITE_PREPARE_PERSISTENT, &s->keys_st, NULL) !=
+	    SQLITE_OK) {
 		snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
 		goto fail;
 	}
@@ -213,14 +216,19 @@ dkim_signer_free(struct dkim_signer **sp)
 	if (s->lib)
 		dkim_close(s->lib);
 	sqlite3_finalize(s->data_version);
+	sqlite3_finalize(s->keys_st);
 	store_close(&s->db);
 	free(s->piece);
 	free(s);
 	*sp = NULL;
 }
 
-/* The active keys, reloaded when another connection committed. A load
- * that fails keeps the keys we had and is tried again next time. */
+/* The active keys, reloaded when another connection committed: with the
+ * writer committing every batch, that is before nearly every message, so
+ * the statement stays prepared (parsing it was most of a signer's time
+ * per message with no key for the domain). A load that fails keeps the
+ * keys we had and is tried again next time; one that finds the same keys
+ * keeps ours. */
 static void
 refresh(struct dkim_signer *s)
 {
@@ -234,8 +242,13 @@ refresh(struct dkim_signer *s)
 	sqlite3_reset(s->data_version);
 	if (v == s->seen_version && v != -1)
 		return;
-	if (dkim_store_keys(s->db, true, true, NULL, &fresh, err, sizeof(err)) == -1) {
+	if (dkim_store_keys_with(s->keys_st, true, true, NULL, &fresh, err, sizeof(err)) == -1) {
 		log_err("event=dkim_keys_load_failed error=\"%s\"", err);
+		return;
+	}
+	s->seen_version = v;
+	if (dkim_keys_equal(&fresh, &s->keys)) {
+		dkim_keys_free(&fresh);
 		return;
 	}
 	if (fresh.n != s->keys.n)
@@ -245,7 +258,6 @@ refresh(struct dkim_signer *s)
 	s->parsed = parsed;
 	dkim_keys_free(&s->keys);
 	s->keys = fresh;
-	s->seen_version = v;
 }
 
 /* n octets of the message from off into buf: its length, or -1. */

@@ -301,6 +301,29 @@ class TestDkimKeys(DkimCase):
             text = r.read().decode()
         self.assertRegex(text, r"(?m)^submitd_dkim_failed_total 1$")
 
+    def test_first_key_signs_the_next_message(self):
+        """Without any active key the writer does not hand messages to the
+        signing workers (one look per batch); the key generated next signs
+        the very next message, and retiring it stops that again."""
+        hop = self.hop()
+        s = self.server(hop.port, {"dkim.enabled": "true"})
+        for _ in range(2):
+            marker = "m" + uuid.uuid4().hex
+            self.send(self.body(marker), srv=s)
+            self.assertEqual(signatures(self.relayed(marker, hop=hop)), [])
+        s.submitctl("dkim", "generate", DOMAIN, "--algorithm", "ed25519", "--selector", "first")
+        recs = records(s.submitctl("dkim", "export", DOMAIN).stdout)
+        marker = "m" + uuid.uuid4().hex
+        self.send(self.body(marker), srv=s)
+        data = self.relayed(marker, hop=hop)
+        self.assertEqual([x["s"] for x in signatures(data)], ["first"])
+        self.assertEqual(dkimpy_verdicts(data, recs), [True])
+        s.submitctl("dkim", "retire", DOMAIN, "first")
+        marker = "m" + uuid.uuid4().hex
+        self.send(self.body(marker), srv=s)
+        self.assertEqual(signatures(self.relayed(marker, hop=hop)), [])
+        self.assertEqual(s.sql("SELECT count(*) AS n FROM message_dkim")[0]["n"], 1)
+
     def test_disabled_signs_nothing(self):
         hop = self.hop()
         s = self.server(hop.port, {"dkim.enabled": "false"})

@@ -414,6 +414,23 @@ test_dkim_keys(void **state)
 	assert_int_equal(dkim_store_keys(db, true, true, NULL, &keys, err, sizeof(err)), 0);
 	assert_int_equal(keys.n, 2);
 	assert_non_null(keys.v[0].private_key);
+	/* the signer's prepared statement gives the same list, run again after
+	 * a domain filter (its binding must not stay) */
+	{
+		sqlite3_stmt *st;
+		struct dkim_keys again;
+		assert_int_equal(sqlite3_prepare_v2(db, dkim_store_keys_sql, -1, &st, NULL), SQLITE_OK);
+		assert_int_equal(dkim_store_keys_with(st, true, true, "none.example", &again, err, sizeof(err)), 0);
+		assert_int_equal(again.n, 0);
+		assert_false(dkim_keys_equal(&keys, &again));
+		dkim_keys_free(&again);
+		assert_int_equal(dkim_store_keys_with(st, true, true, NULL, &again, err, sizeof(err)), 0);
+		assert_true(dkim_keys_equal(&keys, &again));
+		snprintf(again.v[1].selector, sizeof(again.v[1].selector), "other");
+		assert_false(dkim_keys_equal(&keys, &again));
+		dkim_keys_free(&again);
+		sqlite3_finalize(st);
+	}
 	dkim_keys_free(&keys);
 	assert_int_equal(dkim_store_retire(db, "example.ORG", "s1", 2000, err, sizeof(err)), 0);
 	assert_int_equal(dkim_store_retire(db, "example.org", "s1", 2000, err, sizeof(err)), 1);
@@ -658,6 +675,47 @@ test_single_instance(void **state)
 /* Keys learnt from a peer's answer are in the ring at once, survive a
  * reload until the database has them, and follow the same rules as
  * peer_keys_store: never one of our own, never another node's kid. */
+/* Migration 10 merges the two token indexes by key and by expiry into
+ * one on (key_id, expires_at): the rows stay, key_overview's count and
+ * last expiry read the new index, and a lookup by key and expiry too. */
+static void
+test_migration_10(void **state)
+{
+	char err[256];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(store_migrate_to(db, 9, err, sizeof(err)), 0);
+	assert_int_equal(exec(db, "INSERT INTO signing_keys VALUES ('k1', zeroblob(32), NULL, 'retired', 'c', 'r'), "
+	    "('k2', zeroblob(32), NULL, 'active', 'c', NULL)"), SQLITE_OK);
+	add_message(db, 1, "u", "2026-12-03 00:00:01.000", 'a');
+	assert_int_equal(exec(db, "INSERT INTO tokens (token_id, message_id, role, address, key_id, issued_at, "
+	    "expires_at) VALUES ('t1', 1, 'sender', 'a', 'k1', 'i', '2027-01-01 00:00:00'), "
+	    "('t2', 1, 'sender', 'a', 'k1', 'i', '2027-02-01 00:00:00'), "
+	    "('t3', 1, 'sender', 'a', 'k2', 'i', '2027-03-01 00:00:00')"), SQLITE_OK);
+	assert_int_equal(store_migrate_to(db, 10, err, sizeof(err)), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE name IN ('tokens_key', "
+	    "'tokens_expires_at')"), 0);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'tokens_key_expires'"), 1);
+	assert_int_equal(scalar(db, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"), 1);
+	assert_int_equal(scalar(db, "SELECT tokens FROM key_overview WHERE key_id = 'k1'"), 2);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT last_token_expires_at FROM key_overview WHERE key_id = 'k1'",
+	    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "2027-02-01 00:00:00");
+	sqlite3_finalize(st);
+	/* both subqueries of the view use it, and a search by key and expiry */
+	assert_true(plan_uses(db, "SELECT (SELECT count(*) FROM tokens t WHERE t.key_id = k.key_id) "
+	    "FROM signing_keys k", "tokens_key_expires"));
+	assert_true(plan_uses(db, "SELECT (SELECT max(t.expires_at) FROM tokens t WHERE t.key_id = k.key_id) "
+	    "FROM signing_keys k", "tokens_key_expires"));
+	assert_true(plan_uses(db, "SELECT * FROM key_overview", "tokens_key_expires"));
+	assert_true(plan_uses(db, "SELECT token_id FROM tokens WHERE key_id = 'k1' AND expires_at < '2027-01-15'",
+	    "tokens_key_expires"));
+	sqlite3_close(db);
+}
+
 static void
 test_peer_ring_learn(void **state)
 {
@@ -796,6 +854,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dkim_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_and_holds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_migration_8, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migration_10, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_single_instance, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peer_ring_learn, setup, teardown),
