@@ -23,7 +23,8 @@
 #include "server/runtime/server.h"
 #include "server/smtp/smtp_session_internal.h"
 
-static uint8_t scratch[64 * 1024 + 2];   /* body output; the loop is single-threaded */
+/* body output: one per thread, since each SMTP loop runs its own (smtp.threads) */
+static _Thread_local uint8_t scratch[64 * 1024 + 2];
 
 static void
 body_discard(struct smtp_session *s)
