@@ -115,7 +115,7 @@ loop_main(void *arg)
 	struct smtp_loop *loop = arg;
 	char name[16];
 
-	snprintf(name, sizeof(name), "smtp-%u", loop->index);
+	snprintf(name, sizeof(name), "sd-smtp-%u", loop->index);
 	pthread_setname_np(pthread_self(), name);
 	dovecot_start(loop);
 	/* with its listeners disabled (draining) and no session left, the
