@@ -200,7 +200,7 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 	/* Sessions hold references to the old context; it goes when they do. */
 	pthread_mutex_lock(&srv->ssl_lock);
 	SSL_CTX_free(srv->ssl_ctx);
-	srv->ssl_ctx = ctx;
+	__atomic_store_n(&srv->ssl_ctx, ctx, __ATOMIC_RELEASE);   /* server_tls_ready reads it unlocked */
 	pthread_mutex_unlock(&srv->ssl_lock);
 	log_info("event=reloaded what=tls certificate=%s", srv->cert_path);
 }

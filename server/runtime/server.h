@@ -123,6 +123,13 @@ void server_conn_release(struct server *srv, const char *ip);
 /* The current TLS context with a reference of the caller's (SSL_CTX_free
  * it), or NULL; taken under ssl_lock, since SIGHUP swaps it. */
 SSL_CTX *server_tls_ctx(struct server *srv);
+/* Is there a TLS context (STARTTLS to offer)? Its presence only, read
+ * without the lock: SIGHUP replaces it with another, never with NULL. */
+static inline bool
+server_tls_ready(struct server *srv)
+{
+	return __atomic_load_n(&srv->ssl_ctx, __ATOMIC_ACQUIRE) != NULL;
+}
 /* A session or a delivery has ended: while draining, ask the daemon (through
  * idle_ev, on the loop) whether nothing is left and the loop may end. The
  * modules below the daemon signal; only the daemon knows what "nothing

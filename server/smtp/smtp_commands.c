@@ -65,7 +65,7 @@ do_greet(struct smtp_session *s, const char *args, size_t len, bool esmtp)
 	session_reply(s, "250-SMTPUTF8");
 	if (cfg->binarymime)
 		session_reply(s, "250-BINARYMIME");
-	if (!s->tls && s->srv->ssl_ctx)
+	if (!s->tls && server_tls_ready(s->srv))
 		session_reply(s, "250-STARTTLS");
 	if (session_auth_offered(s) && s->login == NULL && session_auth_mechanisms(s) != NULL)
 		session_reply(s, "250-AUTH %s", session_auth_mechanisms(s));
@@ -271,7 +271,7 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 		session_reply_error(s, "503 5.5.1 Error: TLS already active");
 		return;
 	}
-	if (srv->ssl_ctx == NULL) {
+	if (!server_tls_ready(srv)) {
 		session_reply_error(s, "454 4.7.0 TLS not available");
 		return;
 	}
