@@ -81,8 +81,10 @@ struct writer_msg {
 	bool duplicate;
 	char submitted_id[PUBLIC_ID_LEN + 1];
 
-	/* For the submitter: who waits (cleared when it goes away). */
+	/* For the submitter: who waits (cleared when it goes away), and on
+	 * which of its event loops (the daemon hands m back to that one). */
 	void *owner;
+	unsigned loop;
 	struct writer_msg *next;
 
 	/* Writer-private: the signer's queue, and the stages (signing,

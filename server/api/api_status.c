@@ -99,6 +99,12 @@ api_handle_metrics(struct api_worker *w, struct evhttp_request *req)
 	for (int r = 0; r < REFUSE_COUNT; r++)
 		evbuffer_add_printf(b, "submitd_messages_refused_total{reason=\"%s\"} %llu\n",
 		    refuse_reason_name((enum refuse_reason)r), (unsigned long long)STAT_GET(s->messages_refused[r]));
+	/* the SMTP event loops (smtp.threads): where the sessions landed */
+	evbuffer_add_printf(b, "# HELP submitd_smtp_sessions_total SMTP sessions accepted since start, by event loop.\n"
+	    "# TYPE submitd_smtp_sessions_total counter\n");
+	for (unsigned i = 0; i < s->smtp_loops && i < SMTP_LOOPS_MAX; i++)
+		evbuffer_add_printf(b, "submitd_smtp_sessions_total{loop=\"%u\"} %llu\n", i,
+		    (unsigned long long)STAT_GET(s->loop_sessions[i]));
 	evbuffer_add_printf(b,
 	    "# HELP submitd_bytes_accepted_total Octets of accepted message bodies.\n"
 	    "# TYPE submitd_bytes_accepted_total counter\nsubmitd_bytes_accepted_total %llu\n"

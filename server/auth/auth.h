@@ -44,6 +44,7 @@ struct auth_request {
 	char *canonical_login;                /* as stored (result OK) */
 	char **addresses;                     /* extra sender addresses, NULL terminated */
 	void *owner;                          /* the session; NULL once it left */
+	unsigned loop;                        /* the session's event loop: the answer goes there */
 	struct auth_request *next;
 	/* AUTH_SASL */
 	char *challenge;                      /* AUTH_CONTINUE: base64 for the 334 */

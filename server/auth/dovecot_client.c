@@ -412,7 +412,7 @@ connect_now(struct dovecot_client *c)
 		return;
 	}
 	/* Dovecot 2.4 waits for the client's VERSION before its handshake. */
-	n = dovecot_auth_format_handshake(hs, sizeof(hs), (unsigned long)getpid());
+	n = dovecot_auth_format_handshake(hs, sizeof(hs), c->o.pid ? c->o.pid : (unsigned long)getpid());
 	bufferevent_write(c->bev, hs, n);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }

@@ -1,6 +1,7 @@
 /*
  * dovecot_client.h: submitd as a client of Dovecot's auth service
- * (auth.backend = dovecot), on the event loop. One persistent connection
+ * (auth.backend = dovecot), on one event loop (each SMTP loop has its own
+ * client; nothing here is shared between them). One persistent connection
  * to a unix_listener of Dovecot's `service auth`, re-established with
  * backoff when it fails; the mechanisms Dovecot lists are kept for EHLO.
  * Each AUTH is one request on that connection, keyed by its id, so that
@@ -33,6 +34,11 @@ struct dovecot_client_opts {
 	 * drops such a request itself. */
 	void (*done)(void *arg, struct auth_request *r);
 	void *done_arg;
+	/* The handshake's CPID, 0: getpid(). Dovecot refuses a second
+	 * connection with the PID of one it has: a process with several
+	 * clients (one per SMTP loop) gives each its own, the loop thread's
+	 * id, which no other process or thread holds while it runs. */
+	unsigned long pid;
 };
 
 /* What the session knows of its connection, for Dovecot's log and its

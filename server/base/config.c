@@ -87,6 +87,7 @@ static const struct cfg_entry table[] = {
 	INT("smtp", "body_memory", body_memory, 4096, 64 * 1024 * 1024, "262144"),
 	BOOL("smtp", "binarymime", binarymime, "false"),
 	BOOL("smtp", "forbid_unauth_pipelining", forbid_unauth_pipelining, "true"),
+	INT("smtp", "threads", smtp_threads, 0, 64, "0"),  /* 0: one per online CPU, at most 16 */
 	STR("tls", "certificate", tls_certificate, ""),
 	STR("tls", "key", tls_key, ""),
 	INT("auth", "workers", auth_workers, 1, 64, "2"),

@@ -54,6 +54,7 @@ struct config {
 	struct cidr_list proxy_nets;
 	bool auth_cleartext_loopback;
 	int64_t max_line_length;
+	int64_t smtp_threads;       /* SMTP event loops; 0: one per online CPU (smtp_loop_count) */
 	int64_t max_message_size;
 	int64_t max_recipients;
 	int64_t max_errors;

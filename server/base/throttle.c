@@ -2,9 +2,14 @@
  * throttle.c: open addressing with linear probing over a fixed table, and
  * tombstone-free deletion (backward shift). Entries older than the window
  * count as absent; a window of 0 means counts never age (connection counts).
+ * Every public function takes the table's mutex: the SMTP loops share the
+ * tables (the AUTH failure counts; the connection counts, which the
+ * runtime also guards with its conn_lock so a check and its count are one
+ * step). Uncontended, the lock costs next to nothing.
  */
 #include "server/base/throttle.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +29,7 @@ struct throttle {
 	struct entry *v;
 	size_t cap, n;
 	int64_t window;
+	pthread_mutex_t lock;
 	unsigned char hkey[crypto_shorthash_KEYBYTES];
 };
 
@@ -38,6 +44,7 @@ throttle_new(size_t capacity, int64_t window_s)
 	t->v = xcalloc(cap, sizeof(*t->v));
 	t->cap = cap;
 	t->window = window_s;
+	pthread_mutex_init(&t->lock, NULL);
 	/* A keyed hash: clients choose the keys, so they must not be able to
 	 * choose collisions. */
 	randombytes_buf(t->hkey, sizeof(t->hkey));
@@ -49,6 +56,7 @@ throttle_free(struct throttle **tp)
 {
 	if (*tp == NULL)
 		return;
+	pthread_mutex_destroy(&(*tp)->lock);
 	free((*tp)->v);
 	free(*tp);
 	*tp = NULL;
@@ -109,8 +117,8 @@ lookup(struct throttle *t, const char *key, size_t *slot_r)
 /* Keys are cut to the stored length first, so a long key still matches. */
 #define NORMKEY(k, key) char k[THROTTLE_KEY_MAX]; snprintf(k, sizeof(k), "%s", key)
 
-int64_t
-throttle_get(struct throttle *t, const char *key_in, int64_t now)
+static int64_t
+get_locked(struct throttle *t, const char *key_in, int64_t now)
 {
 	size_t i;
 	NORMKEY(key, key_in);
@@ -148,8 +156,8 @@ evict_one(struct throttle *t)
 		remove_at(t, best);
 }
 
-int64_t
-throttle_add(struct throttle *t, const char *key_in, int64_t delta, int64_t now)
+static int64_t
+add_locked(struct throttle *t, const char *key_in, int64_t delta, int64_t now)
 {
 	size_t i;
 	NORMKEY(key, key_in);
@@ -182,18 +190,47 @@ throttle_add(struct throttle *t, const char *key_in, int64_t delta, int64_t now)
 	return e->count;
 }
 
+int64_t
+throttle_get(struct throttle *t, const char *key, int64_t now)
+{
+	int64_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = get_locked(t, key, now);
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
+int64_t
+throttle_add(struct throttle *t, const char *key, int64_t delta, int64_t now)
+{
+	int64_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = add_locked(t, key, delta, now);
+	pthread_mutex_unlock(&t->lock);
+	return n;
+}
+
 void
 throttle_clear(struct throttle *t, const char *key_in)
 {
 	size_t i;
 	NORMKEY(key, key_in);
 
+	pthread_mutex_lock(&t->lock);
 	if (lookup(t, key, &i))
 		remove_at(t, i);
+	pthread_mutex_unlock(&t->lock);
 }
 
 size_t
-throttle_size(const struct throttle *t)
+throttle_size(struct throttle *t)
 {
-	return t->n;
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = t->n;
+	pthread_mutex_unlock(&t->lock);
+	return n;
 }

@@ -2,7 +2,8 @@
  * throttle.h: bounded counters keyed by a short string (a client address,
  * a login). Used for connections per address and for failed logins per
  * address and per user. A full table evicts its stalest entry, so a flood
- * of distinct keys costs a fixed amount of memory.
+ * of distinct keys costs a fixed amount of memory. A table may be shared
+ * between threads: each call takes its lock.
  */
 #ifndef SUBMITD_THROTTLE_H
 #define SUBMITD_THROTTLE_H
@@ -22,6 +23,6 @@ int64_t throttle_get(struct throttle *t, const char *key, int64_t now);
 /* Add delta (may be negative) and return the new count; an entry at 0 is removed. */
 int64_t throttle_add(struct throttle *t, const char *key, int64_t delta, int64_t now);
 void throttle_clear(struct throttle *t, const char *key);
-size_t throttle_size(const struct throttle *t);
+size_t throttle_size(struct throttle *t);
 
 #endif

@@ -16,15 +16,16 @@
 
 /* listener.c: apply the per-address limit to the client and start its
  * session, or refuse it (421 on a plain listener, the close alone on
- * implicit TLS). Takes fd. */
+ * implicit TLS). Takes fd and its place in server.max_connections. */
 void listener_admit(struct listener *li, evutil_socket_t fd, const struct smtp_peer *peer);
 /* Refuse fd: the line (plain listeners only), then the close. */
 void listener_refuse(evutil_socket_t fd, const char *line, bool implicit_tls);
 
 /* listener_proxy.c: wait for fd's PROXY header (from the load balancer at
- * sa), then listener_admit the client it names. Takes fd. */
+ * sa), then listener_admit the client it names. Takes fd and its place in
+ * server.max_connections. */
 void listener_proxy_start(struct listener *li, evutil_socket_t fd, const struct sockaddr *sa, int salen);
-/* Shutdown: close the connections still sending their header. */
-void listener_proxy_free_all(struct server *srv);
+/* Shutdown: close loop's connections still sending their header. */
+void listener_proxy_free_all(struct smtp_loop *loop);
 
 #endif

@@ -48,22 +48,27 @@ struct proxy_wait {
 	struct proxy_wait *prev, *next;
 };
 
+/* close_fd: the connection ends here, and its place in
+ * server.max_connections with it; else the session takes both. */
 static void
 wait_free(struct proxy_wait **wp, bool close_fd)
 {
 	struct proxy_wait *w = *wp;
 	struct server *srv;
+	struct smtp_loop *loop;
 
 	if (w == NULL)
 		return;
 	srv = w->li->srv;
+	loop = w->li->loop;
 	if (w->prev)
 		w->prev->next = w->next;
 	else
-		srv->proxy_waits = w->next;
+		loop->proxy_waits = w->next;
 	if (w->next)
 		w->next->prev = w->prev;
-	srv->nproxy_waits--;
+	if (close_fd)
+		server_conn_release(srv, NULL);
 	event_free(w->ev);
 	event_free(w->timer);
 	if (close_fd)
@@ -175,6 +180,7 @@ void
 listener_proxy_start(struct listener *li, evutil_socket_t fd, const struct sockaddr *sa, int salen)
 {
 	struct server *srv = li->srv;
+	struct smtp_loop *loop = li->loop;
 	struct proxy_wait *w = xcalloc(1, sizeof(*w));
 	struct timeval tv = { (time_t)srv->cfg->command_timeout, 0 };
 
@@ -186,22 +192,21 @@ listener_proxy_start(struct listener *li, evutil_socket_t fd, const struct socka
 	/* a v2 header may be as long as a command line; v1 is shorter */
 	w->cap = (size_t)srv->cfg->max_line_length;
 	w->buf = xmalloc(w->cap);
-	w->ev = event_new(srv->base, fd, EV_READ | EV_PERSIST, on_readable, w);
-	w->timer = evtimer_new(srv->base, on_timeout, w);
-	w->next = srv->proxy_waits;
-	if (srv->proxy_waits)
-		srv->proxy_waits->prev = w;
-	srv->proxy_waits = w;
-	srv->nproxy_waits++;
+	w->ev = event_new(loop->base, fd, EV_READ | EV_PERSIST, on_readable, w);
+	w->timer = evtimer_new(loop->base, on_timeout, w);
+	w->next = loop->proxy_waits;
+	if (loop->proxy_waits)
+		loop->proxy_waits->prev = w;
+	loop->proxy_waits = w;
 	event_add(w->ev, NULL);
 	evtimer_add(w->timer, &tv);
 }
 
 void
-listener_proxy_free_all(struct server *srv)
+listener_proxy_free_all(struct smtp_loop *loop)
 {
-	while (srv->proxy_waits != NULL) {
-		struct proxy_wait *w = srv->proxy_waits;
+	while (loop->proxy_waits != NULL) {
+		struct proxy_wait *w = loop->proxy_waits;
 		wait_free(&w, true);
 	}
 }

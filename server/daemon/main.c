@@ -1,8 +1,9 @@
 /*
  * main.c: submitd's entry point. Reads the configuration, prepares the
  * data directory (database, TLS material, spool), binds the listeners,
- * drops privileges if told to, starts the writer thread and the auth
- * workers, and runs the event loop until SIGTERM has drained the sessions.
+ * drops privileges if told to, starts the writer thread, the auth
+ * workers and the SMTP loops (smtp_loops.c), and runs the main event loop
+ * until SIGTERM has drained the sessions of every loop.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,7 +28,7 @@
 #include "server/base/config.h"
 #include "server/dkim/dkim_sign.h"
 #include "server/api/http_api.h"
-#include "server/daemon/listener.h"
+#include "server/daemon/smtp_loops.h"
 #include "server/base/log.h"
 #include "server/limits/limits.h"
 #include "server/relay/relay.h"
@@ -60,11 +61,27 @@ usage(FILE *f)
 	    "  -h        this help\n");
 }
 
-/* Called on the writer thread and auth worker threads: wake the loop. */
+/* The writer's notify, on its threads: the finished messages go to the
+ * loops of their sessions; the main loop then runs the finished jobs and,
+ * after new commits, kicks the relay and the filer. */
 static void
-wake(void *arg)
+writer_notify(void *arg)
 {
-	event_active(arg, EV_READ, 0);
+	struct server *srv = arg;
+	size_t committed = smtp_loops_route_msgs(srv, writer_collect(srv->writer));
+
+	if (committed > 0)
+		__atomic_add_fetch(&srv->commits, 1, __ATOMIC_RELEASE);
+	event_active(srv->writer_ev, EV_READ, 0);
+}
+
+/* The auth pool's notify, on a worker: the answers go to their loops. */
+static void
+auth_notify(void *arg)
+{
+	struct server *srv = arg;
+
+	smtp_loops_route_auth(srv, auth_pool_collect(srv->auth));
 }
 
 /* writer_opts.prepend, on the writer's prepend worker `thread`: the
@@ -91,38 +108,24 @@ on_maybe_idle(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 
-	if (srv->draining && srv->nsessions == 0 && relay_busy(srv) == 0 && sent_busy(sent) == 0)
+	if (srv->draining && STAT_GET(srv->nsessions) == 0 && relay_busy(srv) == 0 && sent_busy(sent) == 0)
 		event_base_loopexit(srv->base, NULL);
 }
 
-/* The writer finished something: answer sessions, then the relay's jobs;
- * new messages on disk are the relay's to look at. */
+/* The writer finished something: the sessions' answers went to their
+ * loops (writer_notify); new messages on disk are the relay's to look at,
+ * then the relay's jobs. */
 static void
 on_writer_wake(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 
-	if (smtp_session_writer_done(srv, writer_collect(srv->writer)) > 0) {
+	if (__atomic_exchange_n(&srv->commits, 0, __ATOMIC_ACQ_REL) > 0) {
 		relay_kick(srv);
 		sent_kick(sent);
 	}
 	/* every writer job's done(), the filer's too */
 	relay_jobs_done(srv);
-}
-
-static void
-on_auth_wake(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *srv = arg;
-
-	smtp_session_auth_done(srv, auth_pool_collect(srv->auth));
-}
-
-/* Dovecot answered an AUTH exchange (auth.backend = dovecot). */
-static void
-on_dovecot_answer(void *arg, struct auth_request *r)
-{
-	smtp_session_auth_done(arg, r);
 }
 
 /* The sessions' way to the writer and the auth pool (smtp_session.h). */
@@ -147,8 +150,11 @@ on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
 
-	log_warn("event=drain_timeout sessions=%zu", srv->nsessions);
-	smtp_session_close_all(srv);
+	char per_loop[256];
+	size_t n = smtp_loops_sessions(srv, per_loop, sizeof(per_loop));
+
+	/* the loops close what is left when the main loop has returned */
+	log_warn("event=drain_timeout sessions=%zu per_loop=%s", n, per_loop);
 	event_base_loopexit(srv->base, NULL);
 }
 
@@ -157,21 +163,24 @@ on_sigterm(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
 	struct timeval tv = { (time_t)srv->cfg->drain_timeout, 0 };
+	char per_loop[256];
+	size_t n;
 
 	if (srv->draining) {
 		log_warn("event=shutdown_forced signal=%d", (int)sig);
-		smtp_session_close_all(srv);
 		event_base_loopexit(srv->base, NULL);
 		return;
 	}
-	log_info("event=shutdown_begin signal=%d sessions=%zu", (int)sig, srv->nsessions);
-	srv->draining = true;
-	server_listeners_enable(srv, false);
+	n = smtp_loops_sessions(srv, per_loop, sizeof(per_loop));
+	log_info("event=shutdown_begin signal=%d sessions=%zu per_loop=%s", (int)sig, n, per_loop);
+	__atomic_store_n(&srv->draining, true, __ATOMIC_RELEASE);
 	relay_drain(srv);
 	sent_drain(sent);
 	srv->drain_timer = evtimer_new(srv->base, on_drain_deadline, srv);
 	evtimer_add(srv->drain_timer, &tv);
-	smtp_session_drain_all(srv);
+	/* each loop stops accepting and drains on its own thread; the last
+	 * session to go, on whichever loop, calls server_maybe_exit */
+	smtp_loops_drain(srv);
 	server_maybe_exit(srv);
 }
 
@@ -192,7 +201,7 @@ on_sighup(evutil_socket_t sig, short what, void *arg)
 	/* Sessions hold references to the old context; it goes when they do. */
 	pthread_mutex_lock(&srv->ssl_lock);
 	SSL_CTX_free(srv->ssl_ctx);
-	srv->ssl_ctx = ctx;
+	__atomic_store_n(&srv->ssl_ctx, ctx, __ATOMIC_RELEASE);   /* server_tls_ready reads it unlocked */
 	pthread_mutex_unlock(&srv->ssl_lock);
 	log_info("event=reloaded what=tls certificate=%s", srv->cert_path);
 }
@@ -309,7 +318,7 @@ free_config(void)
 
 /* Likewise what start-up allocates before the event loop exists: a refused
  * configuration or a failed start returns early, after any of these. */
-static struct server srv = { .ssl_lock = PTHREAD_MUTEX_INITIALIZER };
+static struct server srv = { .ssl_lock = PTHREAD_MUTEX_INITIALIZER, .conn_lock = PTHREAD_MUTEX_INITIALIZER };
 
 static void
 free_server(void)
@@ -358,6 +367,8 @@ main(int argc, char **argv)
 		return 1;
 	}
 	memset(&srv, 0, sizeof(srv));
+	pthread_mutex_init(&srv.ssl_lock, NULL);
+	pthread_mutex_init(&srv.conn_lock, NULL);
 	srv.cfg = &cfg;
 	atexit(free_server);
 	if (check_identity(cfg.user, err, sizeof(err)) == -1) {
@@ -441,7 +452,8 @@ main(int argc, char **argv)
 		log_err("event=startup_failed error=\"cannot create the event base\"");
 		return 1;
 	}
-	if (listeners_open(&srv, err, sizeof(err)) == -1) {
+	/* every loop's listeners, bound before the privileges go */
+	if (smtp_loops_open(&srv, err, sizeof(err)) == -1) {
 		log_err("event=startup_failed error=\"%s\"", err);
 		return 1;
 	}
@@ -487,7 +499,6 @@ main(int argc, char **argv)
 
 	srv.writer_ev = event_new(srv.base, -1, 0, on_writer_wake, &srv);
 	srv.idle_ev = event_new(srv.base, -1, 0, on_maybe_idle, &srv);
-	srv.auth_ev = event_new(srv.base, -1, 0, on_auth_wake, &srv);
 	{
 		static const struct smtp_backend backend = {
 			.ctx = &srv, .submit = backend_submit, .authenticate = backend_authenticate,
@@ -509,7 +520,7 @@ main(int argc, char **argv)
 			.db_path = srv.db_path, .tokens = cfg.tokens_enabled,
 			.token_lifetime = cfg.tokens_lifetime, .issuer = cfg.tokens_issuer,
 			.batch = (int)cfg.store_batch,
-			.checkpoint_pages = (int)cfg.store_checkpoint_pages, .notify = wake, .notify_arg = srv.writer_ev,
+			.checkpoint_pages = (int)cfg.store_checkpoint_pages, .notify = writer_notify, .notify_arg = &srv,
 			.sent_jobs = cfg.sent_imap_host[0] != '\0', .sent_default = cfg.sent_default_mode == CONFIG_ON,
 			.prepend = dkim ? dkim_prepend : NULL, .prepend_arg = &srv, .prepend_threads = ndkim,
 			.prepend_wanted_sql = dkim_store_active_sql,
@@ -527,7 +538,7 @@ main(int argc, char **argv)
 		struct auth_pool_opts ao = {
 			.db_path = srv.db_path, .workers = (int)cfg.auth_workers,
 			.cache_size = (size_t)cfg.auth_cache_size, .cache_ttl = cfg.auth_cache_ttl,
-			.notify = wake, .notify_arg = srv.auth_ev,
+			.notify = auth_notify, .notify_arg = &srv,
 		};
 		srv.auth = auth_pool_start(&ao, err, sizeof(err));
 		if (srv.auth == NULL) {
@@ -535,13 +546,8 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (cfg.auth_backend_kind == CONFIG_AUTH_DOVECOT) {
-		struct dovecot_client_opts dopts = {
-			.base = srv.base, .socket_path = cfg.auth_dovecot_socket,
-			.timeout_ms = cfg.auth_dovecot_timeout * 1000, .done = on_dovecot_answer, .done_arg = &srv,
-		};
-		srv.dovecot = dovecot_client_start(&dopts);
-	}
+	/* each loop connects to Dovecot's auth service itself (smtp_loops_run) */
+	srv.dovecot = cfg.auth_backend_kind == CONFIG_AUTH_DOVECOT;
 	if (http_api_start(&srv, err, sizeof(err)) == -1) {
 		log_err("event=startup_failed error=\"%s\"", err);
 		return 1;
@@ -559,6 +565,10 @@ main(int argc, char **argv)
 	srv.conn_per_ip = throttle_new(THROTTLE_CAPACITY, 0);
 	srv.auth_fail_ip = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
 	srv.auth_fail_user = throttle_new(THROTTLE_CAPACITY, cfg.auth_failure_window);
+	if (smtp_loops_run(&srv, err, sizeof(err)) == -1) {
+		log_err("event=startup_failed error=\"%s\"", err);
+		return 1;
+	}
 
 	sig_term = evsignal_new(srv.base, SIGTERM, on_sigterm, &srv);
 	sig_int = evsignal_new(srv.base, SIGINT, on_sigterm, &srv);
@@ -567,15 +577,15 @@ main(int argc, char **argv)
 	evsignal_add(sig_int, NULL);
 	evsignal_add(sig_hup, NULL);
 
-	log_info("event=ready version=%s hostname=%s data_dir=%s tokens=%s", "0.1.0", cfg.hostname,
-	    cfg.data_dir, cfg.tokens_enabled ? "on" : "off");
+	log_info("event=ready version=%s hostname=%s data_dir=%s tokens=%s smtp_loops=%u", "0.1.0", cfg.hostname,
+	    cfg.data_dir, cfg.tokens_enabled ? "on" : "off", srv.nloops);
 	event_base_dispatch(srv.base);
 
-	log_info("event=shutdown_stopping sessions=%zu", srv.nsessions);
-	listeners_free(&srv);
+	log_info("event=shutdown_stopping sessions=%zu", STAT_GET(srv.nsessions));
+	/* every loop closes its listeners, sessions and Dovecot client on its
+	 * own thread; the threads are joined */
+	smtp_loops_stop(&srv);
 	http_api_stop(&srv);
-	smtp_session_close_all(&srv);
-	dovecot_client_stop(&srv.dovecot);
 	/* The filer's connections go (their jobs are due again at the next
 	 * start). Results the relay and the filer handed to the writer: let
 	 * them commit and collect them while both still exist to take them
@@ -593,10 +603,10 @@ main(int argc, char **argv)
 	free(dkim);
 	limits_free(&srv.limits);
 	auth_pool_stop(&srv.auth);
-	/* Drain what the threads finished after the loop stopped. */
+	/* Drain what the threads finished after the loops stopped. */
+	smtp_loops_free(&srv);
 	event_free(srv.writer_ev);
 	event_free(srv.idle_ev);
-	event_free(srv.auth_ev);
 	event_free(sig_term);
 	event_free(sig_int);
 	event_free(sig_hup);

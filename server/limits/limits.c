@@ -8,10 +8,16 @@
  *
  * The policies are a sorted array, swapped whole when a reload comes back
  * from the writer: a lookup never sees half of one.
+ *
+ * The SMTP loops (smtp.threads) check and count from their own threads,
+ * and the main loop swaps the policies: one mutex guards the counters and
+ * the policies, taken by every public function (a check is a few hash
+ * lookups, so the lock is held briefly and rarely contended).
  */
 #include "server/limits/limits.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +52,7 @@ struct policy {
 };
 
 struct limits {
+	pthread_mutex_t lock;      /* the counters and the policies */
 	int64_t limit[LIMIT_COUNT];
 	int64_t window_s[LIMIT_COUNT];
 	struct cmap users, ips;
@@ -215,11 +222,18 @@ policy_collect(const struct limits_db_policy *p, void *arg)
 static void
 policies_swap(struct limits *l, struct policy_list *pl)
 {
+	struct policy *old;
+	size_t nold;
+
 	if (pl->n > 1)
 		qsort(pl->v, pl->n, sizeof(*pl->v), policy_cmp);
-	policies_free(l->pol, l->npol);
+	pthread_mutex_lock(&l->lock);
+	old = l->pol;
+	nold = l->npol;
 	l->pol = pl->v;
 	l->npol = pl->n;
+	pthread_mutex_unlock(&l->lock);
+	policies_free(old, nold);
 	pl->v = NULL;
 	pl->n = pl->cap = 0;
 }
@@ -232,6 +246,7 @@ limits_new(const struct config *cfg)
 {
 	struct limits *l = xcalloc(1, sizeof(*l));
 
+	pthread_mutex_init(&l->lock, NULL);
 	l->limit[LIMIT_USER_MESSAGES] = cfg->limits_user_messages;
 	l->limit[LIMIT_USER_RECIPIENTS] = cfg->limits_user_recipients;
 	l->limit[LIMIT_IP_MESSAGES] = cfg->limits_ip_messages;
@@ -257,6 +272,7 @@ limits_free(struct limits **lp)
 	policies_free(l->pol, l->npol);
 	if (l->timer)
 		event_free(l->timer);
+	pthread_mutex_destroy(&l->lock);
 	free(l);
 	*lp = NULL;
 }
@@ -378,11 +394,18 @@ limits_stop(struct server *srv)
 /* checks and counts                                                  */
 
 bool
-limits_disabled(const struct limits *l, const char *login)
+limits_disabled(struct limits *l, const char *login)
 {
-	const struct policy *p = login ? policy_of(l, login) : NULL;
+	const struct policy *p;
+	bool disabled;
 
-	return p != NULL && p->disabled;
+	if (login == NULL)
+		return false;
+	pthread_mutex_lock(&l->lock);
+	p = policy_of(l, login);
+	disabled = p != NULL && p->disabled;
+	pthread_mutex_unlock(&l->lock);
+	return disabled;
 }
 
 /* The limit of kind for login (0: none), and whether it is the login's own. */
@@ -409,8 +432,8 @@ refuse(const struct limits *l, enum limit_kind kind, int64_t limit, bool overrid
 	return false;
 }
 
-bool
-limits_check_message(struct limits *l, const char *login, const char *ip, int64_t now_ms,
+static bool
+check_message_locked(struct limits *l, const char *login, const char *ip, int64_t now_ms,
     struct limits_refusal *r_)
 {
 	char buf[KEYBUF];
@@ -431,8 +454,8 @@ limits_check_message(struct limits *l, const char *login, const char *ip, int64_
 	return true;
 }
 
-bool
-limits_check_recipient(struct limits *l, const char *login, size_t pending, int64_t now_ms,
+static bool
+check_recipient_locked(struct limits *l, const char *login, size_t pending, int64_t now_ms,
     struct limits_refusal *r_)
 {
 	char buf[KEYBUF];
@@ -453,6 +476,30 @@ limits_check_recipient(struct limits *l, const char *login, size_t pending, int6
 	return true;
 }
 
+bool
+limits_check_message(struct limits *l, const char *login, const char *ip, int64_t now_ms,
+    struct limits_refusal *r_)
+{
+	bool ok;
+
+	pthread_mutex_lock(&l->lock);
+	ok = check_message_locked(l, login, ip, now_ms, r_);
+	pthread_mutex_unlock(&l->lock);
+	return ok;
+}
+
+bool
+limits_check_recipient(struct limits *l, const char *login, size_t pending, int64_t now_ms,
+    struct limits_refusal *r_)
+{
+	bool ok;
+
+	pthread_mutex_lock(&l->lock);
+	ok = check_recipient_locked(l, login, pending, now_ms, r_);
+	pthread_mutex_unlock(&l->lock);
+	return ok;
+}
+
 void
 limits_count(struct limits *l, const char *login, const char *ip, size_t nrcpt, int64_t now_ms)
 {
@@ -460,6 +507,7 @@ limits_count(struct limits *l, const char *login, const char *ip, size_t nrcpt, 
 	struct counter *c;
 	uint32_t n = nrcpt > UINT32_MAX ? UINT32_MAX : (uint32_t)nrcpt;
 
+	pthread_mutex_lock(&l->lock);
 	if (login != NULL && login[0] != '\0') {
 		c = cmap_get(&l->users, login_key(login, buf, sizeof(buf)), true, now_ms);
 		ratewin_add(&c->w[0], now_ms, 1);
@@ -471,4 +519,5 @@ limits_count(struct limits *l, const char *login, const char *ip, size_t nrcpt, 
 		ratewin_add(&c->w[0], now_ms, 1);
 		c->last_ms = now_ms;
 	}
+	pthread_mutex_unlock(&l->lock);
 }

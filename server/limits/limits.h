@@ -2,7 +2,7 @@
  * limits.h: the sending limits and disabled logins, as the event loop
  * sees them (docs/config.md#limits). Messages per login and per client
  * address and recipients per login are counted in rolling windows
- * (ratewin.h) in memory, on the loop only: the sessions check them at MAIL
+ * (ratewin.h) in memory, shared by the SMTP loops under one lock: the sessions check them at MAIL
  * and RCPT and count each message the writer committed. Nothing here
  * touches SQLite from the loop: the counts of the last windows and the
  * per-login policies (disabled, overrides) are read at startup, before
@@ -45,7 +45,7 @@ void limits_reload(struct server *srv);
 void limits_stop(struct server *srv);
 
 /* Is login disabled (submitctl user disable)? */
-bool limits_disabled(const struct limits *l, const char *login);
+bool limits_disabled(struct limits *l, const char *login);
 /* May one more message start (MAIL)? login NULL: a trusted client. False
  * with *r_ filled when a limit is reached. */
 bool limits_check_message(struct limits *l, const char *login, const char *ip, int64_t now_ms,

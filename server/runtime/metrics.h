@@ -25,8 +25,13 @@ extern const double commit_bucket_le[COMMIT_BUCKETS];
 #define STAT_SUB(field, n) ((void)__atomic_fetch_sub(&(field), (n), __ATOMIC_RELAXED))
 #define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
+/* The most SMTP event loops (smtp.threads). */
+#define SMTP_LOOPS_MAX 64
+
 struct server_stats {
 	uint64_t sessions_total;
+	uint64_t loop_sessions[SMTP_LOOPS_MAX];   /* sessions_total by SMTP loop */
+	unsigned smtp_loops;               /* how many run (for /metrics) */
 	uint64_t messages_accepted;
 	uint64_t duplicates;               /* resubmissions answered, not stored (submit.dedup_window) */
 	uint64_t messages_refused[REFUSE_COUNT];

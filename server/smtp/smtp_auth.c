@@ -6,7 +6,7 @@
  * auth_delay_after the 535 comes late, at auth_max_failures the
  * connection is closed and further attempts are refused for a while.
  *
- * With auth.backend = dovecot (srv->dovecot set) the mechanisms are
+ * With auth.backend = dovecot (the loop's dovecot client set) the mechanisms are
  * Dovecot's and the exchange is passed through: each challenge from
  * Dovecot is a 334, each client line goes back to it. Its OK names the
  * login (user=, perhaps rewritten by Dovecot); the login's granted sender
@@ -46,9 +46,9 @@ session_auth_mechanisms(const struct smtp_session *s)
 {
 	const char *m;
 
-	if (s->srv->dovecot == NULL)
+	if (s->loop->dovecot == NULL)
 		return "PLAIN LOGIN";
-	m = dovecot_client_mechanisms(s->srv->dovecot);
+	m = dovecot_client_mechanisms(s->loop->dovecot);
 	return m[0] ? m : NULL;
 }
 
@@ -69,6 +69,7 @@ auth_submit(struct smtp_session *s, const char *login, const char *password)
 	snprintf(r->login, sizeof(r->login), "%s", login);
 	snprintf(r->password, sizeof(r->password), "%s", password);
 	r->owner = s;
+	r->loop = s->loop->index;
 	s->auth_req = r;
 	s->waiting = true;
 	srv->smtp_backend->authenticate(srv->smtp_backend->ctx, r);
@@ -174,7 +175,7 @@ addr_port(const struct sockaddr *sa, socklen_t len, char *host, size_t hostlen, 
 static void
 dovecot_start(struct smtp_session *s, const char *mech, size_t mlen, const char *ir, size_t irlen)
 {
-	struct dovecot_client *dc = s->srv->dovecot;
+	struct dovecot_client *dc = s->loop->dovecot;
 	char name[32], lip[64], rip[64];
 	struct dovecot_client_conn conn = { .lip = lip, .rip = rip, .tls = s->tls, .session_id = s->id };
 	struct sockaddr_storage local;
@@ -217,6 +218,7 @@ dovecot_start(struct smtp_session *s, const char *mech, size_t mlen, const char 
 	r = xcalloc(1, sizeof(*r));
 	r->kind = AUTH_SASL;
 	r->owner = s;
+	r->loop = s->loop->index;
 	if (!dovecot_client_auth(dc, r, name, resp, resp_len, &conn)) {
 		dovecot_tempfail(s, r->why);
 		auth_request_free(&r);
@@ -232,7 +234,7 @@ dovecot_start(struct smtp_session *s, const char *mech, size_t mlen, const char 
 static void
 dovecot_response(struct smtp_session *s, const char *line, size_t len)
 {
-	struct dovecot_client *dc = s->srv->dovecot;
+	struct dovecot_client *dc = s->loop->dovecot;
 	bool cancel = len == 1 && line[0] == '*';
 	enum dovecot_cont sent = cancel ? DOVECOT_CONT_BAD : dovecot_client_continue(dc, s->auth_req, line, len);
 
@@ -354,7 +356,7 @@ session_cmd_auth(struct smtp_session *s, const char *args, size_t len)
 		session_close(s, "auth_throttled");
 		return;
 	}
-	if (srv->dovecot != NULL) {
+	if (s->loop->dovecot != NULL) {
 		dovecot_start(s, args, mlen, ir, irlen);
 		return;
 	}
@@ -378,8 +380,9 @@ session_cmd_auth(struct smtp_session *s, const char *args, size_t len)
 }
 
 void
-smtp_session_auth_done(struct server *srv, struct auth_request *done)
+smtp_session_auth_done(struct smtp_loop *loop, struct auth_request *done)
 {
+	struct server *srv = loop->srv;
 	struct auth_request *list = done, *r;
 
 	while ((r = list) != NULL) {
@@ -434,7 +437,7 @@ smtp_session_auth_done(struct server *srv, struct auth_request *done)
 		}
 		auth_request_free(&r);
 answered:
-		if (!s->closing && !s->waiting && srv->draining) {
+		if (!s->closing && !s->waiting && loop->draining) {
 			session_reply(s, "421 4.3.2 %s Service shutting down", srv->cfg->hostname);
 			session_close(s, "shutdown");
 		}

@@ -65,7 +65,7 @@ do_greet(struct smtp_session *s, const char *args, size_t len, bool esmtp)
 	session_reply(s, "250-SMTPUTF8");
 	if (cfg->binarymime)
 		session_reply(s, "250-BINARYMIME");
-	if (!s->tls && s->srv->ssl_ctx)
+	if (!s->tls && server_tls_ready(s->srv))
 		session_reply(s, "250-STARTTLS");
 	if (session_auth_offered(s) && s->login == NULL && session_auth_mechanisms(s) != NULL)
 		session_reply(s, "250-AUTH %s", session_auth_mechanisms(s));
@@ -271,7 +271,7 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 		session_reply_error(s, "503 5.5.1 Error: TLS already active");
 		return;
 	}
-	if (srv->ssl_ctx == NULL) {
+	if (!server_tls_ready(srv)) {
 		session_reply_error(s, "454 4.7.0 TLS not available");
 		return;
 	}
@@ -298,8 +298,13 @@ cmd_starttls(struct smtp_session *s, const char *args, size_t len)
 	bufferevent_set_timeouts(s->bev, NULL, NULL);
 	/* Only allocations fail here, after the 220: the client then sees the
 	 * connection close, as it would on a failed handshake. */
-	tls_bev = tls_conn_upgrade(srv->base, s->bev, srv->ssl_ctx, TLS_CONN_SERVER, NULL, false, err,
-	    sizeof(err));
+	{
+		/* a reference of our own: SIGHUP may swap the context meanwhile */
+		SSL_CTX *ctx = server_tls_ctx(srv);
+		tls_bev = tls_conn_upgrade(s->loop->base, s->bev, ctx, TLS_CONN_SERVER, NULL, false, err,
+		    sizeof(err));
+		SSL_CTX_free(ctx);
+	}
 	if (tls_bev == NULL) {
 		log_warn("event=tls_setup_failed session=%016llx error=\"%s\"", (unsigned long long)s->id, err);
 		session_close(s, "tls_setup_failed");

@@ -23,7 +23,8 @@
 #include "server/runtime/server.h"
 #include "server/smtp/smtp_session_internal.h"
 
-static uint8_t scratch[64 * 1024 + 2];   /* body output; the loop is single-threaded */
+/* body output: one per thread, since each SMTP loop runs its own (smtp.threads) */
+static _Thread_local uint8_t scratch[64 * 1024 + 2];
 
 static void
 body_discard(struct smtp_session *s)
@@ -247,6 +248,7 @@ session_message_end(struct smtp_session *s)
 		evbuffer_remove(s->body_mem, m->body, n);
 	}
 	m->owner = s;
+	m->loop = s->loop->index;
 	s->pending = m;
 	s->waiting = true;
 	session_transaction_reset(s);
@@ -314,8 +316,9 @@ message_stored(struct smtp_session *s, struct writer_msg *m)
 }
 
 size_t
-smtp_session_writer_done(struct server *srv, struct writer_msg *done)
+smtp_session_writer_done(struct smtp_loop *loop, struct writer_msg *done)
 {
+	struct server *srv = loop->srv;
 	struct writer_msg *list = done, *m;
 	size_t committed = 0;
 
@@ -338,7 +341,7 @@ smtp_session_writer_done(struct server *srv, struct writer_msg *done)
 			if (--s->corked == 0)
 				session_reply_flush(s);
 			writer_msg_free(&m);
-			if (!s->closing && srv->draining) {
+			if (!s->closing && loop->draining) {
 				session_reply(s, "421 4.3.2 %s Service shutting down", srv->cfg->hostname);
 				session_close(s, "shutdown");
 			}

@@ -521,18 +521,19 @@ session_id_new(void)
 }
 
 void
-smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+smtp_session_new(struct smtp_loop *loop, evutil_socket_t fd, const struct sockaddr *sa, int salen,
     bool implicit_tls)
 {
 	struct smtp_peer peer = { .client = sa, .client_len = (socklen_t)salen };
 
-	smtp_session_new_proxied(srv, fd, &peer, implicit_tls);
+	smtp_session_new_proxied(loop, fd, &peer, implicit_tls);
 }
 
 void
-smtp_session_new_proxied(struct server *srv, evutil_socket_t fd, const struct smtp_peer *peer,
+smtp_session_new_proxied(struct smtp_loop *loop, evutil_socket_t fd, const struct smtp_peer *peer,
     bool implicit_tls)
 {
+	struct server *srv = loop->srv;
 	struct config *cfg = srv->cfg;
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	struct timeval total = { (time_t)cfg->session_timeout, 0 };
@@ -541,6 +542,7 @@ smtp_session_new_proxied(struct server *srv, evutil_socket_t fd, const struct sm
 
 	s->id = session_id_new();
 	s->srv = srv;
+	s->loop = loop;
 	s->spool_fd = -1;
 	memcpy(&s->peer_sa, sa, salen < sizeof(s->peer_sa) ? salen : sizeof(s->peer_sa));
 	if (peer->local != NULL) {
@@ -558,43 +560,52 @@ smtp_session_new_proxied(struct server *srv, evutil_socket_t fd, const struct sm
 	s->implicit_tls = implicit_tls;
 
 	if (implicit_tls) {
-		SSL *ssl = srv->ssl_ctx ? SSL_new(srv->ssl_ctx) : NULL;
+		/* SIGHUP may swap the context on the main thread meanwhile:
+		 * take it with a reference of our own (the SSL holds another) */
+		SSL_CTX *ctx = server_tls_ctx(srv);
+		SSL *ssl = ctx ? SSL_new(ctx) : NULL;
+		SSL_CTX_free(ctx);
 		if (ssl)
-			s->bev = bufferevent_openssl_socket_new(srv->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+			s->bev = bufferevent_openssl_socket_new(loop->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 			    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 		if (s->bev == NULL) {
 			if (ssl)
 				SSL_free(ssl);
 			evutil_closesocket(fd);
+			server_conn_release(srv, s->peer);
 			free(s);
 			return;
 		}
 		s->tls = true;
 	} else {
-		s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+		s->bev = bufferevent_socket_new(loop->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 		if (s->bev == NULL) {
 			evutil_closesocket(fd);
+			server_conn_release(srv, s->peer);
 			free(s);
 			return;
 		}
 	}
-	s->timer = evtimer_new(srv->base, total_timeout, s);
-	s->delay = evtimer_new(srv->base, delay_done, s);
+	s->timer = evtimer_new(loop->base, total_timeout, s);
+	s->delay = evtimer_new(loop->base, delay_done, s);
 	s->cork = evbuffer_new();
 	evtimer_add(s->timer, &total);
 
-	s->next = srv->sessions;
-	if (srv->sessions)
-		srv->sessions->prev = s;
-	srv->sessions = s;
+	s->next = loop->sessions;
+	if (loop->sessions)
+		loop->sessions->prev = s;
+	loop->sessions = s;
+	STAT_ADD(loop->nsessions, 1);
 	STAT_ADD(srv->nsessions, 1);
 	STAT_ADD(srv->stats.sessions_total, 1);
-	throttle_add(srv->conn_per_ip, s->peer, 1, now_unix());
+	if (loop->index < SMTP_LOOPS_MAX)
+		STAT_ADD(srv->stats.loop_sessions[loop->index], 1);
 
 	session_setup_bev(s);
-	log_info("event=connect session=%016llx ip=%s%s%s tls=%s trusted=%s", (unsigned long long)s->id, s->peer,
-	    s->proxy[0] ? " proxy=" : "", s->proxy, implicit_tls ? "implicit" : "no", s->trusted ? "yes" : "no");
-	if (srv->draining) {
+	log_info("event=connect session=%016llx ip=%s%s%s tls=%s trusted=%s loop=%u", (unsigned long long)s->id,
+	    s->peer, s->proxy[0] ? " proxy=" : "", s->proxy, implicit_tls ? "implicit" : "no",
+	    s->trusted ? "yes" : "no", loop->index);
+	if (loop->draining) {
 		session_reply(s, "421 4.3.2 %s Service shutting down", cfg->hostname);
 		session_close(s, "draining");
 		return;
@@ -610,6 +621,7 @@ static void
 session_free(struct smtp_session *s)
 {
 	struct server *srv = s->srv;
+	struct smtp_loop *loop = s->loop;
 
 	/* Work still out (a commit, a password check) will find the session
 	 * gone: its answer is dropped, the message stays stored. */
@@ -620,11 +632,12 @@ session_free(struct smtp_session *s)
 	if (s->prev)
 		s->prev->next = s->next;
 	else
-		srv->sessions = s->next;
+		loop->sessions = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
+	STAT_SUB(loop->nsessions, 1);
 	STAT_SUB(srv->nsessions, 1);
-	throttle_add(srv->conn_per_ip, s->peer, -1, now_unix());
+	server_conn_release(srv, s->peer);
 
 	session_transaction_reset(s);
 	if (s->timer)
@@ -649,11 +662,12 @@ session_free(struct smtp_session *s)
 }
 
 void
-smtp_session_drain_all(struct server *srv)
+smtp_session_drain_all(struct smtp_loop *loop)
 {
+	struct server *srv = loop->srv;
 	struct smtp_session *s, *next;
 
-	for (s = srv->sessions; s; s = next) {
+	for (s = loop->sessions; s; s = next) {
 		next = s->next;
 		if (s->waiting || s->state == SMTP_DATA || s->state == SMTP_BDAT || s->closing)
 			continue;
@@ -664,11 +678,11 @@ smtp_session_drain_all(struct server *srv)
 }
 
 void
-smtp_session_close_all(struct server *srv)
+smtp_session_close_all(struct smtp_loop *loop)
 {
 	struct smtp_session *s, *next;
 
-	for (s = srv->sessions; s; s = next) {
+	for (s = loop->sessions; s; s = next) {
 		next = s->next;
 		session_free(s);
 	}

@@ -15,6 +15,7 @@
 
 struct auth_request;
 struct server;
+struct smtp_loop;
 struct smtp_session;
 struct writer_msg;
 
@@ -23,7 +24,8 @@ struct writer_msg;
  * somewhere to commit messages and someone to check passwords. The daemon
  * fills it with the writer and the auth pool, a test with stubs; it is
  * srv->smtp_backend. Both work off the loop and answer later: what comes
- * back is passed, on the loop, to smtp_session_writer_done and
+ * back is passed, on the session's own loop (writer_msg.loop,
+ * auth_request.loop), to smtp_session_writer_done and
  * smtp_session_auth_done.
  */
 struct smtp_backend {
@@ -34,8 +36,11 @@ struct smtp_backend {
 	void (*authenticate)(void *ctx, struct auth_request *r);
 };
 
-/* Start a session on an accepted socket; takes ownership of fd. */
-void smtp_session_new(struct server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+/* Start a session on loop (called on its thread) for an accepted socket.
+ * It takes fd and the connection's counts the caller took
+ * (server_conn_take, server_conn_take_ip for the client's address), and
+ * gives the counts back when it ends (server_conn_release). */
+void smtp_session_new(struct smtp_loop *loop, evutil_socket_t fd, const struct sockaddr *sa,
     int salen, bool implicit_tls);
 
 /* Who is at the other end of a connection that came through a load
@@ -48,21 +53,23 @@ struct smtp_peer {
 	const char *proxy;                 /* the load balancer's address, for the logs */
 };
 /* smtp_session_new for such a connection: the header was read off fd. */
-void smtp_session_new_proxied(struct server *srv, evutil_socket_t fd, const struct smtp_peer *peer,
+void smtp_session_new_proxied(struct smtp_loop *loop, evutil_socket_t fd, const struct smtp_peer *peer,
     bool implicit_tls);
 
-/* The messages the backend finished (a list linked by next, oldest
- * first): answer the sessions waiting for them and free them. Returns how
+/* The messages the backend finished for loop's sessions (a list linked
+ * by next, oldest first, each with m->loop == loop's index), on loop's
+ * thread: answer the sessions waiting for them and free them. Returns how
  * many committed something new to relay or file (not the duplicates). */
-size_t smtp_session_writer_done(struct server *srv, struct writer_msg *done);
-/* The password checks the backend finished (a list linked by next):
- * answer their sessions and free them. */
-void smtp_session_auth_done(struct server *srv, struct auth_request *done);
+size_t smtp_session_writer_done(struct smtp_loop *loop, struct writer_msg *done);
+/* The password checks the backend finished for loop's sessions (a list
+ * linked by next), on loop's thread: answer their sessions, free them. */
+void smtp_session_auth_done(struct smtp_loop *loop, struct auth_request *done);
 
-/* SIGTERM: sessions idle between transactions get 421 and are closed; a
- * session receiving or storing a message finishes it first. */
-void smtp_session_drain_all(struct server *srv);
-/* Drain deadline passed: close everything now. */
-void smtp_session_close_all(struct server *srv);
+/* SIGTERM, on loop's thread (loop->draining set): its sessions idle
+ * between transactions get 421 and are closed; a session receiving or
+ * storing a message finishes it first. */
+void smtp_session_drain_all(struct smtp_loop *loop);
+/* Drain deadline passed or shutdown: close loop's sessions now. */
+void smtp_session_close_all(struct smtp_loop *loop);
 
 #endif

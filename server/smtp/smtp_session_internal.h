@@ -54,6 +54,7 @@ enum sasl_step {
 struct smtp_session {
 	uint64_t id;
 	struct server *srv;
+	struct smtp_loop *loop;         /* the event loop it lives on, for good */
 	struct bufferevent *bev;
 	char peer[64];                  /* the client's address (the PROXY header's, if proxied) */
 	struct sockaddr_storage peer_sa;

@@ -82,6 +82,7 @@ enum {
 
 static struct config cfg;
 static struct server srv;
+static struct smtp_loop loop;      /* the one SMTP loop, srv's base */
 static char spool_dir[256];
 
 static struct {
@@ -160,7 +161,7 @@ writer_wake(evutil_socket_t fd, short what, void *arg)
 	run.msgs = NULL;
 	for (struct writer_msg *m = list; m; m = m->next)
 		run.committed += m->owner != NULL && m->status == WRITER_OK;
-	smtp_session_writer_done(&srv, list);
+	smtp_session_writer_done(&loop, list);
 }
 
 static void
@@ -170,7 +171,7 @@ auth_wake(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd, (void)what, (void)arg;
 	run.auths = NULL;
-	smtp_session_auth_done(&srv, list);
+	smtp_session_auth_done(&loop, list);
 }
 
 /* --- the client ---------------------------------------------------------- */
@@ -212,7 +213,7 @@ client_write(int server_fd, const uint8_t *p, size_t len)
 			return;
 		event_base_loop(srv.base, EVLOOP_NONBLOCK);
 		client_read();
-		if (srv.sessions == NULL)
+		if (loop.sessions == NULL)
 			return;
 	}
 	(void)server_fd;
@@ -226,12 +227,12 @@ static void
 settle(int server_fd)
 {
 	for (int pass = 0; pass < 100000; pass++) {
-		struct smtp_session *s = srv.sessions;
+		struct smtp_session *s = loop.sessions;
 		int unread = 0;
 
 		event_base_loop(srv.base, EVLOOP_NONBLOCK);
 		client_read();
-		if ((s = srv.sessions) == NULL)
+		if ((s = loop.sessions) == NULL)
 			return;
 		if (event_base_get_num_events(srv.base, EVENT_BASE_COUNT_ACTIVE) > 0)
 			continue;
@@ -269,17 +270,17 @@ finish(void)
 	evtimer_add(guard, &two);
 	/* A writer held back answers after the session has seen the end of
 	 * its input: a client that half-closes and waits for its 250. */
-	for (int i = 0; i < 100 && run.msgs && srv.sessions && !srv.sessions->closing; i++) {
+	for (int i = 0; i < 100 && run.msgs && loop.sessions && !loop.sessions->closing; i++) {
 		event_base_loop(srv.base, EVLOOP_NONBLOCK);
 		client_read();
 	}
 	if (run.msgs)
 		event_active(srv.writer_ev, EV_READ, 0);
-	while (srv.sessions != NULL && !late) {
+	while (loop.sessions != NULL && !late) {
 		event_base_loop(srv.base, EVLOOP_ONCE);
 		client_read();
 	}
-	FUZZ_CHECK(srv.sessions == NULL);       /* freed once the client has gone */
+	FUZZ_CHECK(loop.sessions == NULL);       /* freed once the client has gone */
 	event_free(guard);
 	/* Answers for a session already gone are freed by the session code. */
 	writer_wake(-1, 0, NULL);
@@ -373,6 +374,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	}
 	srv.cfg = &cfg;
+	srv.conn_lock = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 	srv.spool_dir = spool_dir;
 	srv.smtp_backend = &stub_backend;
 	atexit(remove_spool_dir);
@@ -417,6 +419,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv.auth_fail_ip = throttle_new(64, 600);
 	srv.auth_fail_user = throttle_new(64, 600);
 	srv.draining = false;
+	loop = (struct smtp_loop){ .srv = &srv, .base = srv.base };
+	srv.loops = &loop;
+	srv.nloops = 1;
 	FUZZ_CHECK(cidr_list_parse(run.opts & OPT_TRUSTED ? "127.0.0.0/8" : "", &cfg.trusted_nets, &pos,
 	    bad, sizeof(bad)) == 0);
 	peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -424,20 +429,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(fcntl(sv[0], F_SETFL, O_NONBLOCK) == 0);
 	run.client = sv[1];
 
-	smtp_session_new(&srv, sv[0], (struct sockaddr *)&peer, sizeof(peer), false);
+	smtp_session_new(&loop, sv[0], (struct sockaddr *)&peer, sizeof(peer), false);
 	settle(sv[0]);
-	for (start = 0, i = 0; i <= size && srv.sessions != NULL; i++) {
+	for (start = 0, i = 0; i <= size && loop.sessions != NULL; i++) {
 		if (i < size && data[i] != SEPARATOR)
 			continue;
 		if (i > start)
 			client_write(sv[0], data + start, i - start);
 		start = i + 1;
-		if (srv.sessions != NULL)
+		if (loop.sessions != NULL)
 			settle(sv[0]);
 	}
-	if (srv.sessions != NULL && (run.opts & OPT_DRAIN)) {
+	if (loop.sessions != NULL && (run.opts & OPT_DRAIN)) {
 		srv.draining = true;
-		smtp_session_drain_all(&srv);
+		loop.draining = true;
+		smtp_session_drain_all(&loop);
 	}
 	shutdown(run.client, SHUT_WR);
 	finish();

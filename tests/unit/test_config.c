@@ -64,6 +64,7 @@ test_defaults(void **state)
 	assert_int_equal(c.max_line_length, 512);
 	assert_int_equal(c.max_message_size, 52428800);
 	assert_int_equal(c.max_recipients, 100);
+	assert_int_equal(c.smtp_threads, 0);         /* one loop per online CPU */
 	assert_true(c.tokens_enabled);
 	assert_int_equal(c.tokens_lifetime, 7 * 86400);
 	assert_true(c.dkim_enabled);
@@ -160,6 +161,7 @@ test_file_errors(void **state)
 		{ "[smtp]\nmax_recipients = 100\nmax_recipent = 5\n", ":3: unknown key \"max_recipent\" in section [smtp]" },
 		{ "[smtp]\nmax_recipients = lots\n", ":2: smtp.max_recipients: not an integer" },
 		{ "[smtp]\nmax_recipients = 0\n", ":2: smtp.max_recipients: 0 is out of range" },
+		{ "[smtp]\nthreads = 65\n", ":2: smtp.threads: 65 is out of range" },
 		{ "[smtp]\nmax_line_length = 100\n", "out of range [512, 12288]" },
 		{ "[tokens]\nenabled = maybe\n", ":2: tokens.enabled: not a boolean" },
 		{ "[submit]\ndedup_window = -1\n", ":2: submit.dedup_window: -1 is out of range" },
