@@ -33,39 +33,7 @@
 #include "db/store.h"
 #include "tokens/keyring.h"
 
-static char dir[64];
-static char path[128];
-
-static int
-setup(void **state)
-{
-	snprintf(dir, sizeof(dir), "/tmp/submitd-schema-XXXXXX");
-	if (mkdtemp(dir) == NULL)
-		return -1;
-	snprintf(path, sizeof(path), "%s/submitd.db", dir);
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	char cmd[160];
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
-}
-
-static int64_t
-scalar(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st;
-	int64_t v = -1;
-
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
+#include "db_fixture.h"
 
 static int
 exec(sqlite3 *db, const char *sql)
