@@ -277,7 +277,7 @@ class Submitd:
             self.opts += ["-o", "smtp.trusted_networks=127.0.0.0/8"]
         if http:
             self.opts += ["-o", "http.auth_fetch=false"]
-        for o in opts:
+        for o in tuple(opts) + tuple(self.b.args.set):
             self.opts += ["-o", o]
 
     def ctl(self, *args, stdin=None):
@@ -1416,6 +1416,9 @@ def main():
     ap.add_argument("--profile", action="store_true",
                     help="record every submitd with perf record -g; print the top functions")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, databases)")
+    ap.add_argument("--set", action="append", default=[], metavar="K=V",
+                    help="a setting for every submitd the benchmarks start, after their own "
+                         "(e.g. --set smtp.threads=1); repeatable")
     args = ap.parse_args()
     names = args.names or BENCHMARKS
     bad = [n for n in names if n not in BENCHMARKS]
