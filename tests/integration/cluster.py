@@ -7,7 +7,6 @@ file each, every other node in cluster.peers, and a verifier's credential
 """
 import os
 import subprocess
-import time
 
 from harness import Submitd, share_with_server
 from test_api import parse_http
@@ -50,17 +49,6 @@ def make_nodes(options, verifier, count=3):
             n.cleanup()
         raise
     return nodes, service
-
-
-def wait_for(what, check, wait):
-    """check()'s first true value within wait seconds."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        v = check()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("still not the case after %.0f s: %s" % (wait, what))
 
 
 def curl(url, headers=(), data=None, follow=False):

@@ -244,6 +244,18 @@ def free_port(family=socket.AF_INET, host="127.0.0.1"):
             return port
 
 
+def wait_for(what, check, timeout, every=0.1):
+    """check()'s first true value, asked every `every` seconds for at most
+    timeout seconds; AssertionError naming `what` after that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = check()
+        if v:
+            return v
+        time.sleep(every)
+    raise AssertionError("still not the case after %.0f s: %s" % (timeout, what))
+
+
 def client_tls_context():
     """The server's certificate is self-signed: encrypt, do not verify."""
     ctx = ssl.create_default_context()

@@ -23,6 +23,7 @@ import unittest
 import uuid
 
 import cluster
+import harness
 from cluster import curl
 from harness import Submitd, jti_of, kid_of, which
 
@@ -98,7 +99,7 @@ def tcp_sockets(port):
 
 
 def wait_for(what, check):
-    return cluster.wait_for(what, check, WAIT)
+    return harness.wait_for(what, check, WAIT)
 
 
 def setUpModule():

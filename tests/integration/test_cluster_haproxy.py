@@ -38,6 +38,7 @@ import unittest
 import uuid
 
 import cluster
+import harness
 import haproxy
 from cluster import curl
 from harness import TIMEOUT_SCALE, b64url_decode, client_tls_context, jti_of, which
@@ -65,7 +66,7 @@ def fresh_source():
 
 
 def wait_for(what, check):
-    return cluster.wait_for(what, check, WAIT)
+    return harness.wait_for(what, check, WAIT)
 
 
 def iss_of(token):

@@ -18,13 +18,13 @@ Run: SUBMITD_BUILD_DIR=/path/to/build python3 -m unittest -v test_proxy
 import re
 import smtplib
 import socket
-import ssl
 import struct
 import time
 import unittest
 import uuid
 
 import haproxy
+import harness
 from harness import TIMEOUT_SCALE, RawSMTP, Submitd, client_tls_context
 from nexthop import ScriptedHop
 
@@ -55,13 +55,7 @@ def connect_from(source, port, timeout=10.0):
 
 
 def wait_for(predicate, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = predicate()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
+    return harness.wait_for(what, predicate, timeout, every=0.05)
 
 
 def closed_silently(sock, timeout=10.0):
