@@ -90,7 +90,6 @@ struct server {
 	struct writer *writer;
 	struct event *writer_ev;           /* the main loop's: relay kicks and writer jobs (writer thread) */
 	struct auth_pool *auth;
-	struct event *auth_ev;             /* unused by the daemon (answers go to each loop's done_ev); tests' stubs */
 	bool dovecot;                      /* auth.backend = dovecot: each loop has its client */
 	const struct smtp_backend *smtp_backend;  /* the writer and auth pool, as sessions see them */
 	/* server.max_connections and max_connections_per_ip, across loops:

@@ -83,6 +83,7 @@ enum {
 static struct config cfg;
 static struct server srv;
 static struct smtp_loop loop;      /* the one SMTP loop, srv's base */
+static struct event *auth_ev;      /* the stub auth backend's answers, as the daemon's done_ev */
 static char spool_dir[256];
 
 static struct {
@@ -145,7 +146,7 @@ stub_authenticate(void *ctx, struct auth_request *r)
 	}
 	r->next = run.auths;
 	run.auths = r;
-	event_active(srv.auth_ev, EV_READ, 0);
+	event_active(auth_ev, EV_READ, 0);
 }
 
 static const struct smtp_backend stub_backend = {
@@ -414,7 +415,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.max_line_length = run.opts & OPT_SMALL ? 64 : 1000;
 	srv.base = event_base_new();
 	srv.writer_ev = event_new(srv.base, -1, 0, writer_wake, NULL);
-	srv.auth_ev = event_new(srv.base, -1, 0, auth_wake, NULL);
+	auth_ev = event_new(srv.base, -1, 0, auth_wake, NULL);
 	srv.conn_per_ip = throttle_new(64, 0);
 	srv.auth_fail_ip = throttle_new(64, 600);
 	srv.auth_fail_user = throttle_new(64, 600);
@@ -453,7 +454,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	close(run.client);
 	event_free(srv.writer_ev);
-	event_free(srv.auth_ev);
+	event_free(auth_ev);
 	throttle_free(&srv.conn_per_ip);
 	throttle_free(&srv.auth_fail_ip);
 	throttle_free(&srv.auth_fail_user);
