@@ -153,6 +153,16 @@ class Loops(unittest.TestCase):
         self.assertGreater(len(auth_loops), 1, auth_loops)
         s.stop()
 
+    def fill_address(self, port, per_ip, socks):
+        """per_ip sessions from 127.0.0.1 greeted (kept in socks), the next refused."""
+        for _ in range(per_ip):
+            code, sock = first_reply(port)
+            socks.append(sock)
+            self.assertEqual(code, 220)
+        code, sock = first_reply(port)
+        sock.close()
+        self.assertEqual(code, 421)
+
     def test_connection_limits_hold_across_loops(self):
         per_ip, total = 16, 24
         s = self.server(2, {"server.max_connections_per_ip": str(per_ip),
@@ -160,13 +170,7 @@ class Loops(unittest.TestCase):
         socks = []
         try:
             # per address: per_ip sessions, spread over both loops
-            for _ in range(per_ip):
-                code, sock = first_reply(s.port)
-                socks.append(sock)
-                self.assertEqual(code, 220)
-            code, sock = first_reply(s.port)
-            sock.close()
-            self.assertEqual(code, 421)
+            self.fill_address(s.port, per_ip, socks)
             self.assertGreater(len(set(loops_in_log(s.log()))), 1)
             # another address is not held back, up to the total
             for _ in range(total - per_ip):
@@ -187,13 +191,7 @@ class Loops(unittest.TestCase):
             while re.findall(r"^submitd_sessions (\d+)$", self.metrics(s), re.M) != ["0"]:
                 self.assertLess(time.monotonic(), deadline, "sessions did not end")
                 time.sleep(0.1)
-            for _ in range(per_ip):
-                code, sock = first_reply(s.port)
-                socks.append(sock)
-                self.assertEqual(code, 220)
-            code, sock = first_reply(s.port)
-            sock.close()
-            self.assertEqual(code, 421)
+            self.fill_address(s.port, per_ip, socks)
         finally:
             for sock in socks:
                 sock.close()
